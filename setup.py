@@ -1,0 +1,30 @@
+"""liverjax: liver segmentation across CT and MRI on CHAOS, in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="liverjax",
+    version="0.1.0",
+    description="Cross-modality (CT <-> MRI) liver segmentation on CHAOS with JAX/Flax.",
+    packages=setuptools.find_packages(include=["liverjax", "liverjax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax",
+        "flax>=0.11",
+        "optax",
+        "orbax-checkpoint",
+        "pydicom>=2.4",
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "absl-py",
+        "ml-collections",
+        "matplotlib",
+        # The input pipeline. The core (reader, preprocessing, models, training)
+        # imports and runs without TensorFlow: it falls back to a numpy iterator.
+        "tensorflow-cpu",
+        "tensorflow-datasets",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+    },
+)
