@@ -20,3 +20,34 @@ def ct_sample_root():
   if not (CT_SAMPLE / "Train_Sets" / "CT").is_dir():
     pytest.skip(f"real CHAOS sample not found at {CT_SAMPLE}")
   return CT_SAMPLE
+
+
+def make_tiny_config(tmp_path, **overrides):
+  """The default config shrunk for tests: synthetic 3 CT + 3 MR patients at 32 px,
+  a depth-2 U-Net with 4 base channels, batch 8, a handful of steps."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.data.cache_dir = str(tmp_path / "cache")
+  config.data.synthetic.ct = 3
+  config.data.synthetic.mr = 3
+  config.data.synthetic.size = 32
+  config.data.synthetic.slices = 8
+  config.data.image_size = 32
+  config.data.split = (0.34, 0.33, 0.33)
+  config.model.depth = 2
+  config.model.base_features = 4
+  config.train.batch_size = 8
+  config.train.steps = 6
+  config.train.log_every = 2
+  config.train.eval_every = 3
+  config.eval.batch_size = 8
+  config.eval.figure_slices = 2
+  for key, value in overrides.items():
+    section, name = key.split(".")
+    config[section][name] = value
+  return config
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+  return make_tiny_config(tmp_path)

@@ -1,0 +1,117 @@
+"""Every orbax call of the project, in one place.
+
+Layout: `workdir/checkpoints/<step>/{state,config}`. Retention: the latest
+`keep` checkpoints plus the best one by validation Dice (`metrics["val_dice"]`).
+The state is any pytree of arrays (the train state of `liverjax.train` or of
+`liverjax.train_cyclegan`); the config is stored as JSON beside it so that a
+checkpoint says how it was made.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+BEST_METRIC = "val_dice"
+
+
+def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
+                   best_metric: str | None = BEST_METRIC) -> ocp.CheckpointManager:
+  """Returns a CheckpointManager for `workdir/checkpoints`.
+
+  Args:
+    workdir: the experiment folder.
+    keep: how many of the latest checkpoints to keep.
+    best_metric: checkpoints also kept when they are the best (highest) by
+      this entry of the saved metrics; None keeps only the latest.
+  """
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  policies = [pp.LatestN(n=keep)]
+  if best_metric is not None:
+    policies.append(pp.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
+                             keep_checkpoints_without_metrics=False))
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=pp.AnyPreservationPolicy(policies),
+      enable_async_checkpointing=False,
+      create=True)
+  return ocp.CheckpointManager(directory, options=options,
+                               item_names=("state", "config"))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         config_dict: dict | None = None, metrics: dict | None = None) -> None:
+  """Saves `state` (a pytree) and `config_dict` (JSON-able) at `step`."""
+  items = {"state": ocp.args.StandardSave(state)}
+  if config_dict is not None:
+    items["config"] = ocp.args.JsonSave(config_dict)
+  manager.save(step, args=ocp.args.Composite(**items),
+               metrics=None if metrics is None else
+               {k: float(v) for k, v in metrics.items()}, force=True)
+  manager.wait_until_finished()
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any,
+            step: int | None = None) -> tuple[Any, int]:
+  """Restores the state at `step` (default: latest) with the shardings of
+  `abstract_state` (a pytree of arrays or `jax.ShapeDtypeStruct`s).
+
+  Returns:
+    (state, step). Raises FileNotFoundError when there is no checkpoint.
+  """
+  if step is None:
+    step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+  abstract = jax.tree.map(_as_abstract, abstract_state)
+  restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  return restored["state"], step
+
+
+def restore_config(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """Returns the config dict saved with the checkpoint at `step`, or None."""
+  path = pathlib.Path(manager.directory) / str(step) / "config" / "metadata"
+  if path.exists():
+    return json.loads(path.read_text())
+  try:
+    restored = manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return restored["config"]
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def best_step(manager: ocp.CheckpointManager,
+              metric: str = BEST_METRIC) -> int | None:
+  """Returns the kept step with the highest `metric`, else the latest step."""
+  best, best_value = None, None
+  for step in manager.all_steps():
+    metrics = manager.metrics(step) or {}
+    if metric in metrics and (best_value is None or metrics[metric] > best_value):
+      best, best_value = step, metrics[metric]
+  return best if best is not None else manager.latest_step()
+
+
+def restore_path(path: str | pathlib.Path, abstract_state: Any) -> tuple[Any, int]:
+  """Restores from an explicit `.../checkpoints/<step>` folder (eval.checkpoint)."""
+  path = pathlib.Path(path).absolute()
+  if not path.is_dir():
+    raise FileNotFoundError(f"checkpoint folder not found: {path}")
+  try:
+    step = int(path.name)
+  except ValueError as e:
+    raise ValueError(f"{path}: expected a checkpoint step folder "
+                     "(.../checkpoints/<step>)") from e
+  manager = ocp.CheckpointManager(path.parent, item_names=("state", "config"),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  return restore(manager, abstract_state, step)
+
+
+def _as_abstract(x):
+  if isinstance(x, jax.ShapeDtypeStruct):
+    return x
+  return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))

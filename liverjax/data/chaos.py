@@ -1,0 +1,694 @@
+"""Reader for the CHAOS challenge data (CT and MR, DICOM slices + PNG masks).
+
+numpy + pydicom + cv2 only (no TensorFlow, no JAX).
+
+Layout (`root` is the folder holding `CT/` and/or `MR/`; `find_root` also accepts
+`CHAOS_Train_Sets/` or `Train_Sets/` above it):
+
+  CT/<id>/DICOM_anon/*.dcm                  CT/<id>/Ground/liver_GT_NNN.png
+  MR/<id>/T1DUAL/DICOM_anon/InPhase/*.dcm   MR/<id>/T1DUAL/Ground/<InPhase stem>.png
+  MR/<id>/T1DUAL/DICOM_anon/OutPhase/*.dcm  (masks: those of the InPhase partner)
+  MR/<id>/T2SPIR/DICOM_anon/*.dcm           MR/<id>/T2SPIR/Ground/<stem>.png
+
+Our sequence names: "ct" (CT), "t1_in", "t1_out", "t2" (MR).
+
+Slice order (never the file name while anything better exists): the slice
+position along the slice normal, `z = ImagePositionPatient . (row x col)` with
+the normal from ImageOrientationPatient, in DECREASING z (slice 0 is the head
+end of an axial series). Without ImagePositionPatient on every slice: increasing
+SliceLocation (in the CHAOS CT sample SliceLocation grows as z falls, so both
+keys give the same order); then increasing InstanceNumber; file name only as a
+last resort (reported as a problem). Ties are broken by InstanceNumber.
+
+Mask pairing rules:
+  * CT: `liver_GT_NNN.png` pairs with the slice of index NNN in the order above
+    (NNN = 000 is the head end, the slice of largest z). Verified on the real
+    CHAOS CT sample (../shared/data/chaos_ct_sample): z decreases as the file
+    index goes up, liver_GT_000 pairs with i0000 (z = 1690.5 mm, InstanceNumber
+    1), and the mean HU inside the mask is ~soft tissue only with this pairing
+    (see tests/data/test_chaos.py). The numbers must lie in 0..n_slices-1
+    (missing masks: those slices are dropped and reported); otherwise, with as
+    many masks as slices, they pair in sorted NNN order; any other count is an
+    error for the series.
+  * MR T2SPIR and T1 InPhase: the Ground PNG with the slice file's stem
+    (IMG-0004-00002.dcm <-> IMG-0004-00002.png).
+  * MR T1 OutPhase: the mask of its InPhase partner, the InPhase slice at the
+    same ImagePositionPatient (within 0.1 mm). When positions are unavailable
+    (or no InPhase slice sits there) the partner is the file whose image number
+    is one higher (IMG-0004-00001.dcm -> IMG-0004-00002.png); when both rules
+    apply and disagree, the position wins and the disagreement is reported.
+
+Masks are returned as raw gray values (CT 0/255; MR 0/63/126/189/252); 1-bit
+PNGs are expanded to 0/255.
+
+Bad input raises `ChaosError` naming the file and the problem. `read_series`
+drops unusable slices (unreadable pixels, missing / unreadable / mis-sized
+mask, a size that differs from the rest of the series) and lists them in
+`Volume.problems`; files that are not DICOM at all are listed too. It raises
+only when the series has no usable slice or its masks cannot be paired.
+`load_volumes` reports (absl logging + return value) and skips bad series.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pathlib
+import re
+from typing import Any, Iterable, Sequence
+
+from absl import logging
+import cv2
+import numpy as np
+import pydicom
+from pydicom import uid as pydicom_uid
+
+
+class ChaosError(ValueError):
+  """Bad input; the message names the file and the problem."""
+
+
+SEQUENCES = ("ct", "t1_in", "t1_out", "t2")
+
+# sequence -> (modality, image folder below the patient, mask folder below the patient)
+_SEQUENCE_DIRS = {
+    "ct": ("CT", ("DICOM_anon",), ("Ground",)),
+    "t1_in": ("MR", ("T1DUAL", "DICOM_anon", "InPhase"), ("T1DUAL", "Ground")),
+    "t1_out": ("MR", ("T1DUAL", "DICOM_anon", "OutPhase"), ("T1DUAL", "Ground")),
+    "t2": ("MR", ("T2SPIR", "DICOM_anon"), ("T2SPIR", "Ground")),
+}
+_CT_MASK_RE = re.compile(r"^liver_GT_(\d+)\.png$", re.IGNORECASE)
+_POSITION_TOL_MM = 0.1
+
+
+@dataclasses.dataclass
+class SeriesRef:
+  """One image series of one patient found on disk, not read yet."""
+  patient_id: str
+  modality: str  # "CT" | "MR"
+  sequence: str  # one of SEQUENCES
+  image_dir: pathlib.Path
+  mask_dir: pathlib.Path
+
+
+@dataclasses.dataclass
+class Volume:
+  """One series read into memory, slices in the order described in the module docstring."""
+  patient_id: str
+  modality: str
+  sequence: str
+  image: np.ndarray  # float32 [Z,H,W]; CT in HU, MR raw (slope/intercept applied if present)
+  mask: np.ndarray  # uint8 [Z,H,W], raw gray values of the Ground PNGs
+  spacing: tuple[float, float, float]  # (z, y, x) mm
+  window: tuple[float, float] | None  # (WindowCenter, WindowWidth) of the first slice
+  image_files: list[str]
+  mask_files: list[str]
+  problems: list[str]  # slices dropped / files skipped while reading
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def find_root(path) -> pathlib.Path:
+  """Returns the folder holding CT/ and/or MR/.
+
+  Args:
+    path: a CHAOS folder: `CHAOS_Train_Sets`, `Train_Sets`, the folder holding
+      CT/ and MR/ itself, or a folder directly above one of these.
+
+  Returns:
+    The resolved folder that contains `CT/` and/or `MR/`.
+
+  Raises:
+    ChaosError: naming `path`, when no such folder is found.
+  """
+  p = pathlib.Path(os.path.expanduser(str(path)))
+  if not p.exists():
+    raise ChaosError(f"{p}: no such folder (expected a CHAOS dataset folder)")
+  if not p.is_dir():
+    raise ChaosError(f"{p}: not a folder (expected a CHAOS dataset folder)")
+  candidates = [p, p / "Train_Sets", p / "CHAOS_Train_Sets",
+                p / "CHAOS_Train_Sets" / "Train_Sets"]
+  for c in candidates:
+    if (c / "CT").is_dir() or (c / "MR").is_dir():
+      return c.resolve()
+  raise ChaosError(
+      f"{p}: no CT/ or MR/ folder found here or in Train_Sets/ or "
+      "CHAOS_Train_Sets/[Train_Sets/] below it")
+
+
+def _natural_key(name: str):
+  return (0, int(name), name) if name.isdigit() else (1, 0, name)
+
+
+def _subdirs(folder: pathlib.Path) -> list[pathlib.Path]:
+  if not folder.is_dir():
+    return []
+  dirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+  return sorted(dirs, key=lambda d: _natural_key(d.name))
+
+
+def discover(root, sequences: Sequence[str] = SEQUENCES) -> list[SeriesRef]:
+  """Lists the series of a CHAOS folder without reading them.
+
+  Args:
+    root: anything `find_root` accepts.
+    sequences: which of SEQUENCES to list.
+
+  Returns:
+    One SeriesRef per (patient folder, requested sequence), CT first, patients
+    in natural order ("2" before "10"). A ref is returned for every patient
+    folder even when its image folder is missing: `read_series` reports that.
+
+  Raises:
+    ChaosError: bad root, or an unknown sequence name.
+  """
+  root = find_root(root)
+  unknown = [s for s in sequences if s not in _SEQUENCE_DIRS]
+  if unknown:
+    raise ChaosError(f"unknown sequence(s) {unknown}; expected some of {SEQUENCES}")
+  refs = []
+  for modality in ("CT", "MR"):
+    seqs = [s for s in SEQUENCES if s in sequences and _SEQUENCE_DIRS[s][0] == modality]
+    if not seqs:
+      continue
+    for patient_dir in _subdirs(root / modality):
+      for seq in seqs:
+        _, image_sub, mask_sub = _SEQUENCE_DIRS[seq]
+        refs.append(SeriesRef(
+            patient_id=patient_dir.name, modality=modality, sequence=seq,
+            image_dir=patient_dir.joinpath(*image_sub),
+            mask_dir=patient_dir.joinpath(*mask_sub)))
+  return refs
+
+
+# ----------------------------------------------------------------------------- single files
+
+
+def _read_dataset(path: pathlib.Path, stop_before_pixels: bool = False):
+  """dcmread with errors turned into ChaosError naming the file."""
+  try:
+    return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+  except pydicom.errors.InvalidDicomError:
+    pass  # maybe a DICOM file without preamble / meta header: try once more below
+  except Exception as e:  # pylint: disable=broad-except
+    raise ChaosError(f"{path}: unreadable DICOM file ({type(e).__name__}: {e})") from e
+  try:
+    ds = pydicom.dcmread(str(path), force=True, stop_before_pixels=stop_before_pixels)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ChaosError(f"{path}: not a DICOM file ({type(e).__name__}: {e})") from e
+  if "Rows" not in ds or "Columns" not in ds or (
+      not stop_before_pixels and "PixelData" not in ds):
+    raise ChaosError(f"{path}: not a DICOM file (no DICM header, no image)")
+  if "TransferSyntaxUID" not in ds.file_meta:
+    ds.file_meta.TransferSyntaxUID = pydicom_uid.ImplicitVRLittleEndian
+  return ds
+
+
+def _float_or_none(value) -> float | None:
+  if value is None or value == "":
+    return None
+  if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+    if not len(value):
+      return None
+    value = value[0]
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def _floats_or_none(value, n: int) -> tuple[float, ...] | None:
+  if value is None:
+    return None
+  try:
+    out = tuple(float(v) for v in value)
+  except (TypeError, ValueError):
+    return None
+  return out if len(out) == n else None
+
+
+def _metadata(ds, path: pathlib.Path) -> dict[str, Any]:
+  position = _floats_or_none(ds.get("ImagePositionPatient"), 3)
+  orientation = _floats_or_none(ds.get("ImageOrientationPatient"), 6)
+  z = None
+  if position is not None:
+    normal = np.array([0.0, 0.0, 1.0])
+    if orientation is not None:
+      n = np.cross(np.array(orientation[:3]), np.array(orientation[3:]))
+      if np.linalg.norm(n) > 1e-6:
+        normal = n / np.linalg.norm(n)
+    z = float(np.dot(np.array(position), normal))
+  center = _float_or_none(ds.get("WindowCenter"))
+  width = _float_or_none(ds.get("WindowWidth"))
+  instance = ds.get("InstanceNumber")
+  try:
+    instance = int(instance) if instance not in (None, "") else None
+  except (TypeError, ValueError):
+    instance = None
+  rows, cols = ds.get("Rows"), ds.get("Columns")
+  return {
+      "path": str(path),
+      "modality": str(ds.get("Modality", "")) or None,
+      "position": position,  # ImagePositionPatient (x, y, z) mm
+      "orientation": orientation,  # ImageOrientationPatient (6 cosines)
+      "z": z,  # position along the slice normal, mm
+      "slice_location": _float_or_none(ds.get("SliceLocation")),
+      "instance_number": instance,
+      "pixel_spacing": _floats_or_none(ds.get("PixelSpacing"), 2),  # (row=y, col=x) mm
+      "slice_thickness": _float_or_none(ds.get("SliceThickness")),
+      "spacing_between_slices": _float_or_none(ds.get("SpacingBetweenSlices")),
+      "window": (center, width) if center is not None and width is not None else None,
+      "echo_time": _float_or_none(ds.get("EchoTime")),
+      "rescale": (_float_or_none(ds.get("RescaleSlope")),
+                  _float_or_none(ds.get("RescaleIntercept"))),
+      "shape": (int(rows), int(cols)) if rows and cols else None,
+      "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
+  }
+
+
+def _pixels(ds, path: pathlib.Path, meta: dict[str, Any]) -> np.ndarray:
+  ts = meta["transfer_syntax"]
+  try:
+    arr = ds.pixel_array
+  except Exception as e:  # pylint: disable=broad-except
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    try:
+      ts_obj = pydicom_uid.UID(ts) if ts else None
+      compressed = ts_obj is not None and ts_obj.is_compressed
+      ts_name = ts_obj.name if ts_obj is not None else "unknown"
+    except Exception:  # pylint: disable=broad-except
+      compressed, ts_name = False, str(ts)
+    if compressed:
+      raise ChaosError(
+          f"{path}: cannot decode compressed pixel data (transfer syntax {ts_name}); "
+          f"install a decoder (pylibjpeg / gdcm) or decompress the file: {msg}") from e
+    raise ChaosError(f"{path}: unreadable pixel data ({type(e).__name__}: {msg})") from e
+  if arr.ndim != 2:
+    raise ChaosError(
+        f"{path}: expected a single-frame grayscale image, got pixel array of shape "
+        f"{arr.shape} ({ds.get('PhotometricInterpretation', '?')})")
+  slope, intercept = meta["rescale"]
+  out = arr.astype(np.float32)
+  if slope is not None and slope != 1.0:
+    out *= np.float32(slope)
+  if intercept is not None and intercept != 0.0:
+    out += np.float32(intercept)
+  return out
+
+
+def read_dicom_slice(path) -> tuple[np.ndarray, dict]:
+  """Reads one DICOM slice.
+
+  Args:
+    path: a .dcm file.
+
+  Returns:
+    (pixels, meta): pixels float32 [H,W] with RescaleSlope/Intercept applied
+    when present (CT: HU); meta a dict with keys path, modality, position
+    (ImagePositionPatient or None), orientation, z (position along the slice
+    normal, mm, or None), slice_location, instance_number, pixel_spacing
+    ((y, x) mm or None), slice_thickness, spacing_between_slices, window
+    ((center, width) or None; first value when multi-valued), echo_time,
+    rescale ((slope, intercept), None where absent), shape ((H, W)),
+    transfer_syntax.
+
+  Raises:
+    ChaosError: naming the file: not DICOM, truncated, compressed with no
+      decoder available, no pixel data, not a single-frame grayscale image.
+  """
+  path = pathlib.Path(path)
+  ds = _read_dataset(path)
+  meta = _metadata(ds, path)
+  return _pixels(ds, path, meta), meta
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+  # PNG signature (8) + IHDR length (4) + "IHDR" (4) + width (4) + height (4), then bit depth.
+  if len(data) > 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+    return data[24]
+  return None
+
+
+def read_mask_png(path) -> np.ndarray:
+  """Reads one Ground mask.
+
+  Args:
+    path: a PNG file (8-bit, 16-bit or 1/2/4-bit gray; gray-valued RGB(A) accepted).
+
+  Returns:
+    uint8 [H,W] gray values 0..255; low-bit-depth PNGs are scaled to the full
+    range (a 1-bit PNG gives 0/255), 16-bit PNGs are scaled down by 257.
+
+  Raises:
+    ChaosError: naming the file, when it is missing, not a decodable image, or
+      has colours that are not gray.
+  """
+  path = pathlib.Path(path)
+  try:
+    data = path.read_bytes()
+  except OSError as e:
+    raise ChaosError(f"{path}: cannot read mask ({e.strerror or e})") from e
+  img = None
+  if data:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+  if img is None:
+    raise ChaosError(f"{path}: not a readable PNG image")
+  if img.ndim == 3:
+    if img.shape[2] == 4:
+      img = img[..., :3]
+    if not all(np.array_equal(img[..., 0], img[..., c]) for c in range(1, img.shape[2])):
+      raise ChaosError(f"{path}: colour mask (channels differ), expected a gray mask")
+    img = img[..., 0]
+  if img.ndim != 2:
+    raise ChaosError(f"{path}: unexpected mask shape {img.shape}")
+  if img.dtype == np.uint16:
+    img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+  elif img.dtype != np.uint8:
+    raise ChaosError(f"{path}: unsupported mask dtype {img.dtype}")
+  bit_depth = _png_bit_depth(data[:33])
+  if bit_depth is not None and bit_depth < 8:
+    top = (1 << bit_depth) - 1
+    if img.max() <= top:  # decoder left the raw 0..top levels: expand to 0..255
+      img = (img.astype(np.uint16) * (255 // top)).astype(np.uint8)
+  return np.ascontiguousarray(img)
+
+
+# ----------------------------------------------------------------------------- series
+
+
+@dataclasses.dataclass
+class _Slice:
+  path: pathlib.Path
+  meta: dict[str, Any]
+  pixels: np.ndarray | None
+  error: str | None
+
+
+def _list_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+
+
+def _order(slices: list[_Slice], image_dir: pathlib.Path,
+           problems: list[str]) -> list[_Slice]:
+  """Sorts slices by position (see the module docstring)."""
+
+  def inst(s):
+    n = s.meta["instance_number"]
+    return n if n is not None else 0
+
+  if all(s.meta["z"] is not None for s in slices):
+    key = lambda s: (-s.meta["z"], inst(s), s.path.name)
+    values = [s.meta["z"] for s in slices]
+  elif all(s.meta["slice_location"] is not None for s in slices):
+    key = lambda s: (s.meta["slice_location"], inst(s), s.path.name)
+    values = [s.meta["slice_location"] for s in slices]
+  elif all(s.meta["instance_number"] is not None for s in slices):
+    key = lambda s: (s.meta["instance_number"], s.path.name)
+    values = None
+  else:
+    problems.append(f"{image_dir}: no ImagePositionPatient / SliceLocation / "
+                    "InstanceNumber on every slice; slices ordered by file name")
+    key = lambda s: s.path.name
+    values = None
+  if values is not None:
+    counts = collections.Counter(round(v, 3) for v in values)
+    dups = sorted(v for v, c in counts.items() if c > 1)
+    if dups:
+      problems.append(f"{image_dir}: several slices at the same position {dups[:5]}")
+  return sorted(slices, key=key)
+
+
+def _stem_number(stem: str) -> tuple[str, str] | None:
+  m = re.match(r"^(.*?)(\d+)$", stem)
+  return (m.group(1), m.group(2)) if m else None
+
+
+def _pair_ct(ordered, mask_dir, problems) -> list[pathlib.Path | None]:
+  masks = {}
+  for f in _list_files(mask_dir):
+    m = _CT_MASK_RE.match(f.name)
+    if m:
+      masks[int(m.group(1))] = f
+    else:
+      problems.append(f"{f}: unexpected file in {mask_dir.name}/ (not liver_GT_NNN.png), ignored")
+  n = len(ordered)
+  if masks and all(0 <= k < n for k in masks):
+    out = [masks.get(i) for i in range(n)]
+    for i, s in enumerate(ordered):
+      if out[i] is None:
+        problems.append(
+            f"{s.path}: missing mask {mask_dir / f'liver_GT_{i:03d}.png'}; slice dropped")
+    return out
+  if len(masks) == n:
+    problems.append(f"{mask_dir}: liver_GT numbers are not 0..{n - 1}; "
+                    "paired in sorted number order")
+    return [masks[k] for k in sorted(masks)]
+  raise ChaosError(
+      f"{mask_dir}: {len(masks)} liver_GT_NNN.png masks (numbers "
+      f"{min(masks) if masks else '-'}..{max(masks) if masks else '-'}) for {n} "
+      f"DICOM slices in {ordered[0].path.parent}; cannot pair them")
+
+
+def _mask_index(mask_dir: pathlib.Path) -> dict[str, pathlib.Path]:
+  return {f.stem.lower(): f for f in _list_files(mask_dir) if f.suffix.lower() == ".png"}
+
+
+def _pair_by_stem(ordered, mask_dir, problems) -> list[pathlib.Path | None]:
+  index = _mask_index(mask_dir)
+  out = []
+  for s in ordered:
+    m = index.get(s.path.stem.lower())
+    if m is None:
+      problems.append(f"{s.path}: missing mask {mask_dir / (s.path.stem + '.png')}; slice dropped")
+    out.append(m)
+  used = {s.path.stem.lower() for s in ordered}
+  for stem, f in sorted(index.items()):
+    if stem not in used:
+      problems.append(f"{f}: mask with no image slice in {ordered[0].path.parent}")
+  return out
+
+
+def _pair_outphase(ordered, image_dir, mask_dir, problems) -> list[pathlib.Path | None]:
+  index = _mask_index(mask_dir)
+  in_dir = image_dir.parent / "InPhase"
+  in_positions = []  # (position, stem)
+  if in_dir.is_dir():
+    for f in _list_files(in_dir):
+      try:
+        meta = _metadata(_read_dataset(f, stop_before_pixels=True), f)
+      except ChaosError:
+        continue  # reported when the InPhase series itself is read
+      if meta["position"] is not None:
+        in_positions.append((np.array(meta["position"]), f.stem))
+  out = []
+  for s in ordered:
+    by_number = None
+    parts = _stem_number(s.path.stem)
+    if parts is not None:
+      prefix, num = parts
+      by_number = f"{prefix}{int(num) + 1:0{len(num)}d}"
+    by_position = None
+    if s.meta["position"] is not None and in_positions:
+      pos = np.array(s.meta["position"])
+      matches = [stem for p, stem in in_positions
+                 if np.linalg.norm(p - pos) <= _POSITION_TOL_MM]
+      if by_number is not None and by_number in matches:
+        by_position = by_number
+      elif matches:
+        by_position = matches[0]
+    if by_position is not None and by_number is not None and by_position != by_number:
+      problems.append(f"{s.path}: InPhase partner at the same position is {by_position}, "
+                      f"not {by_number} (image number + 1); using the position")
+    partner = by_position or by_number
+    m = index.get(partner.lower()) if partner else None
+    if m is None:
+      problems.append(
+          f"{s.path}: missing mask of the InPhase partner "
+          f"{mask_dir / ((partner or '?') + '.png')}; slice dropped")
+    out.append(m)
+  return out
+
+
+def _z_spacing(kept: list[_Slice]) -> tuple[float, str | None]:
+  zs = [s.meta["z"] for s in kept if s.meta["z"] is not None]
+  if len(zs) == len(kept) and len(zs) >= 2:
+    diffs = np.abs(np.diff(np.array(zs)))
+    diffs = diffs[diffs > 1e-4]
+    if diffs.size:
+      return float(np.median(diffs)), None
+  for key in ("spacing_between_slices", "slice_thickness"):
+    v = kept[0].meta[key]
+    if v is not None and v > 0:
+      return float(v), None
+  return 1.0, "no slice positions or SliceThickness; z spacing set to 1.0 mm"
+
+
+def read_series(ref: SeriesRef) -> Volume:
+  """Reads one series and its masks.
+
+  Args:
+    ref: from `discover` (or built by hand).
+
+  Returns:
+    A Volume with the usable slices in position order (module docstring);
+    `problems` lists the slices dropped and the files skipped, each naming its file.
+
+  Raises:
+    ChaosError: naming the folder, when the image folder is missing or empty,
+      the mask folder is missing, no slice is readable/usable, or the CT masks
+      cannot be paired (count mismatch).
+  """
+  image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
+  label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
+  if not image_dir.is_dir():
+    raise ChaosError(f"{image_dir}: image folder missing ({label})")
+  if not mask_dir.is_dir():
+    raise ChaosError(f"{mask_dir}: mask folder missing ({label})")
+  files = _list_files(image_dir)
+  if not files:
+    raise ChaosError(f"{image_dir}: empty folder, no DICOM files ({label})")
+  problems: list[str] = []
+  slices: list[_Slice] = []
+  for f in files:
+    try:
+      ds = _read_dataset(f)
+    except ChaosError as e:
+      problems.append(f"{e}; skipped")
+      continue
+    meta = _metadata(ds, f)
+    try:
+      pixels, error = _pixels(ds, f, meta), None
+    except ChaosError as e:
+      pixels, error = None, str(e)
+    slices.append(_Slice(f, meta, pixels, error))
+  if not slices:
+    raise ChaosError(f"{image_dir}: no readable DICOM slice among {len(files)} files "
+                     f"({label}); first problem: {problems[0]}")
+  ordered = _order(slices, image_dir, problems)
+  if ref.sequence == "ct" or ref.modality == "CT":
+    mask_paths = _pair_ct(ordered, mask_dir, problems)
+  elif ref.sequence == "t1_out":
+    mask_paths = _pair_outphase(ordered, image_dir, mask_dir, problems)
+  else:
+    mask_paths = _pair_by_stem(ordered, mask_dir, problems)
+
+  shapes = collections.Counter(s.pixels.shape for s in ordered if s.pixels is not None)
+  ref_shape = shapes.most_common(1)[0][0] if shapes else None
+  kept, images, masks, mask_files = [], [], [], []
+  for s, m in zip(ordered, mask_paths):
+    if s.error is not None:
+      problems.append(f"{s.error}; slice dropped"
+                      + (f" with its mask {m.name}" if m is not None else ""))
+      continue
+    if m is None:
+      continue  # already reported by the pairing
+    if s.pixels.shape != ref_shape:
+      problems.append(f"{s.path}: image size {s.pixels.shape} differs from the series "
+                      f"size {ref_shape}; slice dropped")
+      continue
+    try:
+      mask = read_mask_png(m)
+    except ChaosError as e:
+      problems.append(f"{e}; slice {s.path.name} dropped")
+      continue
+    if mask.shape != s.pixels.shape:
+      problems.append(f"{m}: mask size {mask.shape} differs from image size "
+                      f"{s.pixels.shape} of {s.path.name}; slice dropped")
+      continue
+    kept.append(s)
+    images.append(s.pixels)
+    masks.append(mask)
+    mask_files.append(str(m))
+  if not kept:
+    raise ChaosError(f"{image_dir}: no usable slice ({label}); problems: "
+                     + " | ".join(problems[:3]))
+  z_spacing, note = _z_spacing(kept)
+  if note:
+    problems.append(f"{image_dir}: {note}")
+  px = kept[0].meta["pixel_spacing"] or (1.0, 1.0)
+  return Volume(
+      patient_id=ref.patient_id, modality=ref.modality, sequence=ref.sequence,
+      image=np.stack(images).astype(np.float32, copy=False),
+      mask=np.stack(masks).astype(np.uint8, copy=False),
+      spacing=(z_spacing, float(px[0]), float(px[1])),
+      window=kept[0].meta["window"],
+      image_files=[str(s.path) for s in kept], mask_files=mask_files,
+      problems=problems)
+
+
+def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volume], list[str]]:
+  """Reads every series of a CHAOS folder, skipping what is unusable.
+
+  Args:
+    root: anything `find_root` accepts.
+    sequences: which of SEQUENCES to read.
+
+  Returns:
+    (volumes, problems): the readable volumes in `discover` order, and every
+    problem found (dropped slices, skipped files and series), each naming its
+    file or folder. Problems are also logged with absl logging.
+
+  Raises:
+    ChaosError: only when `root` itself is not a CHAOS folder.
+  """
+  volumes, problems = [], []
+  for ref in discover(root, sequences):
+    try:
+      vol = read_series(ref)
+    except Exception as e:  # pylint: disable=broad-except  (never crash the whole load)
+      msg = str(e) if isinstance(e, ChaosError) else (
+          f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
+      msg = f"series skipped: {msg}"
+      logging.warning("%s", msg)
+      problems.append(msg)
+      continue
+    for p in vol.problems:
+      logging.warning("%s", p)
+    problems.extend(vol.problems)
+    volumes.append(vol)
+  return volumes, problems
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def split_patients(patient_ids: Iterable[str], fractions=(0.6, 0.2, 0.2),
+                   seed: int = 0) -> dict[str, list[str]]:
+  """Splits patients into train / val / test.
+
+  Args:
+    patient_ids: patient ids (duplicates are merged).
+    fractions: (train, val, test) proportions, non-negative, not all zero
+      (normalised to sum 1).
+    seed: the shuffle seed.
+
+  Returns:
+    {"train": [...], "val": [...], "test": [...]}: disjoint, every patient in
+    exactly one split, ids sorted within a split. Deterministic in (set of ids,
+    fractions, seed), independent of input order. With >= 3 patients every
+    split with a positive fraction gets at least one patient.
+  """
+  ids = sorted(set(str(p) for p in patient_ids), key=_natural_key)
+  f = np.asarray(fractions, dtype=np.float64)
+  if f.shape != (3,) or np.any(f < 0) or f.sum() <= 0:
+    raise ValueError(f"fractions must be 3 non-negative numbers, not all 0; got {fractions}")
+  f = f / f.sum()
+  n = len(ids)
+  exact = f * n
+  counts = np.floor(exact).astype(int)
+  for i in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+    counts[i] += 1
+  if n >= 3:
+    for i in range(3):
+      if f[i] > 0 and counts[i] == 0:
+        donor = int(np.argmax(counts))
+        counts[donor] -= 1
+        counts[i] += 1
+  order = np.random.default_rng(seed).permutation(n)
+  shuffled = [ids[i] for i in order]
+  out, start = {}, 0
+  for name, c in zip(("train", "val", "test"), counts):
+    out[name] = sorted(shuffled[start:start + c], key=_natural_key)
+    start += c
+  return out

@@ -1,0 +1,237 @@
+"""Preprocessing of CHAOS volumes: intensity normalisation, mask binarisation, resizing.
+
+numpy + cv2 only. All functions are pure (inputs are not modified).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from liverjax.data import chaos
+
+# MR Ground gray levels (CHAOS): liver 63 (55..70), right kidney 126, left kidney 189, spleen 252.
+MR_LIVER_RANGE = (55, 70)
+CT_MASK_THRESHOLD = 127
+# cv2.INTER_NEAREST samples at floor(x * scale), half a pixel off the centre-aligned grid
+# that INTER_LINEAR / INTER_AREA use; INTER_NEAREST_EXACT is centre-aligned, so mask
+# and image stay registered after resizing.
+_MASK_INTERP = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
+
+
+def window_ct(hu: np.ndarray, center: float = 40.0, width: float = 400.0) -> np.ndarray:
+  """Maps HU through a display window.
+
+  Args:
+    hu: CT values in HU, any shape.
+    center, width: the window (HU); width > 0.
+
+  Returns:
+    float32, same shape, (hu - (center - width/2)) / width clipped to [0, 1].
+  """
+  if width <= 0:
+    raise ValueError(f"window width must be > 0, got {width}")
+  lo = center - width / 2.0
+  out = (np.asarray(hu, dtype=np.float32) - np.float32(lo)) / np.float32(width)
+  return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def normalize_mr(image: np.ndarray, percentiles=(0.5, 99.5)) -> np.ndarray:
+  """Robust min/max normalisation of one MR volume.
+
+  Args:
+    image: raw MR intensities, any shape (a whole volume: the percentiles are per call).
+    percentiles: (low, high) percentiles taken as 0 and 1.
+
+  Returns:
+    float32, same shape, in [0, 1]; all zeros for a constant image.
+  """
+  x = np.asarray(image, dtype=np.float32)
+  lo, hi = np.percentile(x, percentiles)
+  if not hi > lo:
+    return np.zeros_like(x)
+  out = (x - np.float32(lo)) / np.float32(hi - lo)
+  return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+  hist, edges = np.histogram(values, bins=bins)
+  centers = (edges[:-1] + edges[1:]) / 2.0
+  w0 = np.cumsum(hist).astype(np.float64)
+  w1 = w0[-1] - w0
+  s0 = np.cumsum(hist * centers)
+  m0 = s0 / np.maximum(w0, 1)
+  m1 = (s0[-1] - s0) / np.maximum(w1, 1)
+  between = w0 * w1 * (m0 - m1) ** 2
+  return float(centers[int(np.argmax(between[:-1]))]) if bins > 1 else float(centers[0])
+
+
+def body_mask(image: np.ndarray) -> np.ndarray:
+  """Foreground (body) voxels of a volume: above an Otsu threshold.
+
+  Args:
+    image: float volume (CT in HU or raw MR), any shape.
+
+  Returns:
+    bool array, same shape. Otsu is computed on the volume clipped to its
+    0.5..99.5 percentiles so that padding values and metal do not dominate.
+  """
+  x = np.asarray(image, dtype=np.float32)
+  lo, hi = np.percentile(x, (0.5, 99.5))
+  if not hi > lo:
+    return np.ones(x.shape, dtype=bool)
+  t = _otsu_threshold(np.clip(x, lo, hi).ravel())
+  return x > t
+
+
+def standardize_volume(image: np.ndarray, clip: float = 3.0) -> np.ndarray:
+  """Z-score over the body voxels, clipped to +-clip std, mapped to [0, 1].
+
+  Args:
+    image: one volume (CT in HU or raw MR), any shape.
+    clip: number of standard deviations kept (> 0).
+
+  Returns:
+    float32, same shape, in [0, 1]: (clip(z, -clip, clip) + clip) / (2 clip),
+    with mean/std of the voxels in `body_mask` (all voxels if the body is
+    under 1% of the volume); 0.5 everywhere for a constant image.
+  """
+  if clip <= 0:
+    raise ValueError(f"clip must be > 0, got {clip}")
+  x = np.asarray(image, dtype=np.float32)
+  body = body_mask(x)
+  vals = x[body] if body.sum() >= max(1, 0.01 * x.size) else x.ravel()
+  mean, std = float(vals.mean()), float(vals.std())
+  if std <= 1e-8:
+    return np.full(x.shape, 0.5, dtype=np.float32)
+  z = (x - np.float32(mean)) / np.float32(std)
+  out = (np.clip(z, -clip, clip) + clip) / (2.0 * clip)
+  return out.astype(np.float32, copy=False)
+
+
+def binarize_mask(mask_gray: np.ndarray, modality: str) -> np.ndarray:
+  """Liver mask from CHAOS Ground gray values.
+
+  Args:
+    mask_gray: uint8 gray values, any shape.
+    modality: "CT" (liver where > 127) or "MR" (liver where 55 <= v <= 70;
+      kidneys 126/189 and spleen 252 are background). Case-insensitive.
+
+  Returns:
+    uint8 0/1, same shape.
+  """
+  m = np.asarray(mask_gray)
+  mod = str(modality).upper()
+  if mod == "CT":
+    return (m > CT_MASK_THRESHOLD).astype(np.uint8)
+  if mod == "MR":
+    lo, hi = MR_LIVER_RANGE
+    return ((m >= lo) & (m <= hi)).astype(np.uint8)
+  raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}")
+
+
+def _resize_slice(img: np.ndarray, size: int) -> np.ndarray:
+  h, w = img.shape
+  if h == size and w == size:
+    return img.copy()
+  if h >= size and w >= size:
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+  if h <= size and w <= size:
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+  # Shrinking along one axis, enlarging along the other: one axis at a time.
+  img = cv2.resize(img, (size, h),
+                   interpolation=cv2.INTER_AREA if w > size else cv2.INTER_LINEAR)
+  return cv2.resize(img, (size, size),
+                    interpolation=cv2.INTER_AREA if h > size else cv2.INTER_LINEAR)
+
+
+def resize_volume(image: np.ndarray, mask: np.ndarray | None,
+                  size: int) -> tuple[np.ndarray, np.ndarray | None]:
+  """Resizes every slice to size x size.
+
+  Args:
+    image: [Z,H,W] float (any real dtype).
+    mask: [Z,H,W] integer labels (kept as they are), or None.
+    size: output height and width.
+
+  Returns:
+    (image float32 [Z,size,size], mask uint8 [Z,size,size] or None). Image:
+    INTER_AREA when shrinking, bilinear when enlarging (per axis when mixed).
+    Mask: nearest neighbour (centre-aligned INTER_NEAREST_EXACT), so its set of
+    values never grows: a binary mask stays binary.
+  """
+  image = np.asarray(image)
+  if image.ndim != 3:
+    raise ValueError(f"image must be [Z,H,W], got shape {image.shape}")
+  if mask is not None and np.shape(mask) != image.shape:
+    raise ValueError(f"mask shape {np.shape(mask)} != image shape {image.shape}")
+  size = int(size)
+  if size <= 0:
+    raise ValueError(f"size must be > 0, got {size}")
+  img = image.astype(np.float32, copy=False)
+  out_img = np.empty((img.shape[0], size, size), np.float32)
+  for z in range(img.shape[0]):
+    out_img[z] = _resize_slice(img[z], size)
+  if mask is None:
+    return out_img, None
+  m = np.asarray(mask).astype(np.uint8, copy=False)
+  out_mask = np.empty((m.shape[0], size, size), np.uint8)
+  for z in range(m.shape[0]):
+    out_mask[z] = cv2.resize(m[z], (size, size), interpolation=_MASK_INTERP)
+  return out_img, out_mask
+
+
+@dataclasses.dataclass
+class PreparedVolume:
+  """A volume ready for training: normalised image, binary liver mask."""
+  patient_id: str
+  modality: str
+  sequence: str
+  image: np.ndarray  # float32 [Z,S,S] in [0,1]
+  mask: np.ndarray  # uint8 [Z,S,S] 0/1
+  spacing: tuple[float, float, float]  # (z, y, x) mm, in-plane scaled for the resize
+
+
+def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str = "window",
+                   ct_window=(40.0, 400.0), ct_window_from_dicom: bool = False,
+                   mr_percentiles=(0.5, 99.5)) -> PreparedVolume:
+  """Normalises, binarises and resizes one volume.
+
+  Args:
+    volume: from `chaos.read_series` / `chaos.load_volumes`.
+    image_size: output slice size S.
+    normalization: "window" (CT: `window_ct` with `ct_window` = (center,
+      width), or the DICOM window when `ct_window_from_dicom` and present; MR:
+      `normalize_mr` with `mr_percentiles`) or "zscore" (`standardize_volume`
+      for both modalities). Normalisation is computed at the native resolution.
+    ct_window, ct_window_from_dicom, mr_percentiles: see above.
+
+  Returns:
+    PreparedVolume: image float32 [Z,S,S] in [0,1], mask uint8 [Z,S,S] 0/1
+    (liver only), spacing (z, y*H/S, x*W/S).
+  """
+  modality = volume.modality.upper()
+  if normalization == "window":
+    if modality == "CT":
+      center, width = ct_window
+      if ct_window_from_dicom and volume.window is not None and volume.window[1] > 0:
+        center, width = volume.window
+      image = window_ct(volume.image, center, width)
+    elif modality == "MR":
+      image = normalize_mr(volume.image, mr_percentiles)
+    else:
+      raise ValueError(f"modality must be 'CT' or 'MR', got {volume.modality!r}")
+  elif normalization == "zscore":
+    image = standardize_volume(volume.image)
+  else:
+    raise ValueError(f"normalization must be 'window' or 'zscore', got {normalization!r}")
+  mask = binarize_mask(volume.mask, modality)
+  h, w = volume.image.shape[1:]
+  image, mask = resize_volume(image, mask, image_size)
+  image = np.clip(image, 0.0, 1.0)
+  z, y, x = volume.spacing
+  return PreparedVolume(
+      patient_id=volume.patient_id, modality=volume.modality, sequence=volume.sequence,
+      image=image, mask=mask,
+      spacing=(float(z), float(y) * h / image_size, float(x) * w / image_size))

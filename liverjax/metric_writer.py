@@ -1,0 +1,78 @@
+"""A small metric writer: JSON lines always, TensorBoard when TensorFlow is present.
+
+`workdir/metrics.jsonl` holds one `{"step": s, "split": ..., name: value, ...}`
+object per call; the training curves in the report are drawn from it. When
+TensorFlow imports, the same scalars go to `workdir/tensorboard/<split>`.
+Only process 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+
+
+class MetricWriter:
+  """Writes scalars (and images, to TensorBoard only) for one experiment."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, tensorboard: bool = True):
+    self._enabled = jax.process_index() == 0
+    self._path = pathlib.Path(workdir) / "metrics.jsonl"
+    self._tb_root = pathlib.Path(workdir) / "tensorboard"
+    self._tb = {}
+    self._tf = None
+    if self._enabled:
+      self._path.parent.mkdir(parents=True, exist_ok=True)
+      if tensorboard:
+        from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
+        self._tf = input_pipeline.tensorflow_or_none()
+
+  def _summary_writer(self, split):
+    if split not in self._tb:
+      self._tb[split] = self._tf.summary.create_file_writer(str(self._tb_root / split))
+    return self._tb[split]
+
+  def write_scalars(self, step: int, scalars: dict, split: str = "train") -> None:
+    """Appends `scalars` (name -> number) at `step` under `split`."""
+    if not self._enabled:
+      return
+    record = {"step": int(step), "split": split}
+    record.update({k: float(np.asarray(v)) for k, v in scalars.items()})
+    with open(self._path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self._tf is not None:
+      with self._summary_writer(split).as_default():
+        for k, v in scalars.items():
+          self._tf.summary.scalar(k, float(np.asarray(v)), step=int(step))
+
+  def write_images(self, step: int, images: dict, split: str = "samples") -> None:
+    """Writes images (name -> f32[N,H,W,C] in [0,1]) to TensorBoard, if present."""
+    if not self._enabled or self._tf is None:
+      return
+    with self._summary_writer(split).as_default():
+      for k, v in images.items():
+        self._tf.summary.image(k, np.asarray(v), step=int(step), max_outputs=8)
+
+  def flush(self) -> None:
+    for w in self._tb.values():
+      w.flush()
+
+
+def read_scalars(workdir: str | pathlib.Path) -> list[dict]:
+  """Reads back `workdir/metrics.jsonl` (empty list when absent)."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_after(workdir: str | pathlib.Path, step: int) -> None:
+  """Drops records after `step` (a run resumed from the checkpoint at `step`
+  will write them again)."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if jax.process_index() != 0 or not path.exists():
+    return
+  kept = [r for r in read_scalars(workdir) if r["step"] <= step]
+  path.write_text("".join(json.dumps(r) + "\n" for r in kept))

@@ -1,0 +1,186 @@
+"""A classic 2D U-Net (Ronneberger et al., 2015) in Flax NNX, for binary liver segmentation.
+
+Layout for `depth=D`, `base_features=F` (channels C_i = F * 2**i):
+
+  encoder stage i = 0..D-1:  [3x3 conv -> norm -> ReLU] x 2 to C_i, keep as skip, 2x2 max-pool
+  bottleneck:                [3x3 conv -> norm -> ReLU] x 2 to C_D
+  decoder stage i = D-1..0:  2x2 stride-2 transposed conv to C_i, concat skip_i (2 C_i channels),
+                             [3x3 conv -> norm -> ReLU] x 2 to C_i
+  head:                      1x1 conv to 1 channel (liver logit), computed in float32
+
+Convolutions use SAME padding, so the output has the input's spatial size. Parameters are
+always float32; `dtype` is the compute dtype of the convolutions and norms.
+
+Batch norm is driven explicitly per call: `train=True` normalises with the batch statistics and
+updates the running averages (nnx.BatchStat, momentum 0.9), `train=False` uses the running
+averages and changes nothing. This makes the functional pattern
+
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    # inside jax.jit:
+    m = nnx.merge(graphdef, params, batch_stats)
+    logits = m(x, train=True)
+    new_batch_stats = nnx.state(m, nnx.BatchStat)
+
+work without any mode flags stored on the module. Under `jit` with a batch sharded over a
+data-parallel mesh the batch statistics are those of the global batch (XLA inserts the
+reductions), so no `axis_name` is needed.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+NORMS = ("batch", "group", "none")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Running-average momentum of batch norm: PyTorch's 0.1 update rate, faster than flax's 0.99
+# default, so the running statistics are usable after the few hundred steps of a study run.
+BATCH_NORM_MOMENTUM = 0.9
+MAX_GROUPS = 8  # group norm: the largest divisor of the channel count up to this many groups
+
+
+def num_groups(channels: int, max_groups: int = MAX_GROUPS) -> int:
+  """Returns the number of group-norm groups for `channels`: the largest g <= max_groups dividing it."""
+  return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+
+
+def _resolve_dtype(dtype: Any) -> jnp.dtype:
+  """Maps "float32"/"bfloat16" (or a dtype) to a jnp dtype; ValueError on anything else."""
+  if isinstance(dtype, str):
+    if dtype not in DTYPES:
+      raise ValueError(f"unknown model dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    return jnp.dtype(DTYPES[dtype])
+  return jnp.dtype(dtype)
+
+
+class ConvNormReLU(nnx.Module):
+  """3x3 SAME conv -> norm ("batch" | "group" | "none") -> ReLU, on NHWC inputs."""
+
+  def __init__(self, in_features: int, out_features: int, *, norm: str, dtype: Any,
+               rngs: nnx.Rngs):
+    self.norm_kind = norm
+    self.conv = nnx.Conv(in_features, out_features, (3, 3), padding="SAME",
+                         use_bias=norm == "none", dtype=dtype, param_dtype=jnp.float32,
+                         rngs=rngs)
+    if norm == "batch":
+      self.norm = nnx.BatchNorm(out_features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+                                dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    elif norm == "group":
+      self.norm = nnx.GroupNorm(out_features, num_groups=num_groups(out_features),
+                                epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    else:
+      self.norm = None
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """x [B,H,W,Cin] -> [B,H,W,Cout] in the compute dtype."""
+    y = self.conv(x)
+    if self.norm_kind == "batch":
+      y = self.norm(y, use_running_average=not train)
+    elif self.norm_kind == "group":
+      y = self.norm(y)
+    return jax.nn.relu(y)
+
+
+class DoubleConv(nnx.Module):
+  """Two ConvNormReLU blocks: one U-Net stage."""
+
+  def __init__(self, in_features: int, out_features: int, *, norm: str, dtype: Any,
+               rngs: nnx.Rngs):
+    self.block1 = ConvNormReLU(in_features, out_features, norm=norm, dtype=dtype, rngs=rngs)
+    self.block2 = ConvNormReLU(out_features, out_features, norm=norm, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """x [B,H,W,Cin] -> [B,H,W,Cout]."""
+    return self.block2(self.block1(x, train=train), train=train)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max pooling with stride 2: [B,H,W,C] -> [B,H/2,W/2,C] (H, W even)."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class UNet(nnx.Module):
+  """2D U-Net: f32[B,H,W,1] image in [0,1] -> f32[B,H,W,1] liver logits."""
+
+  def __init__(self, *, depth: int = 4, base_features: int = 16, norm: str = "batch",
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    """Builds the network.
+
+    Args:
+      depth: number of 2x down-sampling stages (>= 1); H and W must be divisible by 2**depth.
+      base_features: channels of the first stage, doubled per stage (>= 1).
+      norm: "batch" (BatchNorm, state in nnx.BatchStat), "group" (GroupNorm with
+        `num_groups(channels)` groups) or "none" (convs with bias, no normalisation).
+      dtype: compute dtype (jnp.float32 / jnp.bfloat16 or "float32" / "bfloat16"); params f32.
+      rngs: nnx.Rngs with a `params` stream (or default) for initialisation.
+    """
+    if depth < 1:
+      raise ValueError(f"UNet depth must be >= 1, got {depth}")
+    if base_features < 1:
+      raise ValueError(f"UNet base_features must be >= 1, got {base_features}")
+    if norm not in NORMS:
+      raise ValueError(f"unknown UNet norm {norm!r}; expected one of {NORMS}")
+    dtype = _resolve_dtype(dtype)
+    self.depth = depth
+    self.base_features = base_features
+    self.norm_kind = norm
+    self.dtype = dtype
+    feats = [base_features * 2**i for i in range(depth + 1)]
+    kw = dict(norm=norm, dtype=dtype, rngs=rngs)
+    self.down = nnx.List(
+        [DoubleConv(1 if i == 0 else feats[i - 1], feats[i], **kw) for i in range(depth)])
+    self.bottleneck = DoubleConv(feats[depth - 1], feats[depth], **kw)
+    # Decoder stage k (k = 0 is the deepest) works at resolution level i = depth - 1 - k.
+    self.up = nnx.List([
+        nnx.ConvTranspose(feats[i + 1], feats[i], (2, 2), strides=(2, 2), padding="VALID",
+                          dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        for i in reversed(range(depth))])
+    self.up_conv = nnx.List(
+        [DoubleConv(2 * feats[i], feats[i], **kw) for i in reversed(range(depth))])
+    self.head = nnx.Conv(feats[0], 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32,
+                         rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """Segments a batch of slices.
+
+    Args:
+      x: f32[B,H,W,1] images in [0,1]; H and W divisible by 2**depth.
+      train: True uses (and updates) batch-norm batch statistics; False uses running averages.
+
+    Returns:
+      f32[B,H,W,1] liver logits (float32 whatever the compute dtype).
+    """
+    if x.ndim != 4 or x.shape[-1] != 1:
+      raise ValueError(f"UNet expects images of shape [B,H,W,1], got {tuple(x.shape)}")
+    h, w = x.shape[1:3]
+    factor = 2**self.depth
+    if h % factor or w % factor:
+      raise ValueError(
+          f"UNet of depth {self.depth} needs H and W divisible by {factor}, got {h}x{w}")
+    y = x.astype(self.dtype)
+    skips = []
+    for stage in self.down:
+      y = stage(y, train=train)
+      skips.append(y)
+      y = max_pool_2x2(y)
+    y = self.bottleneck(y, train=train)
+    for up, conv, skip in zip(self.up, self.up_conv, reversed(skips)):
+      y = up(y)
+      y = conv(jnp.concatenate([y, skip], axis=-1), train=train)
+    return self.head(y.astype(jnp.float32)).astype(jnp.float32)
+
+
+def create_unet(model_config, *, rngs: nnx.Rngs) -> UNet:
+  """Builds a UNet from the `config.model` ConfigDict (depth, base_features, norm, dtype str)."""
+  return UNet(depth=int(model_config.depth), base_features=int(model_config.base_features),
+              norm=str(model_config.norm), dtype=_resolve_dtype(str(model_config.dtype)),
+              rngs=rngs)
+
+
+def count_params(model: nnx.Module) -> int:
+  """Returns the number of scalar trainable parameters (nnx.Param) of `model`."""
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,187 @@
+"""Tests for liverjax/models/unet.py (tiny models and 16x16 / 32x32 images to stay fast)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from configs import default as default_config
+from liverjax.models import unet as unet_lib
+
+
+def _images(batch=2, size=32, seed=0):
+  """A batch f32[B,size,size,1] in [0,1]: noise plus a bright disk, and the disk as target."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:size, :size]
+  masks, images = [], []
+  for _ in range(batch):
+    cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+    r = rng.uniform(size * 0.15, size * 0.3)
+    m = ((yy - cy)**2 + (xx - cx)**2 < r * r).astype(np.float32)
+    images.append(np.clip(0.3 + 0.4 * m + 0.1 * rng.standard_normal((size, size)), 0, 1))
+    masks.append(m)
+  return (jnp.asarray(np.stack(images)[..., None], jnp.float32),
+          jnp.asarray(np.stack(masks)[..., None], jnp.float32))
+
+
+def _expected_params(depth, base, norm):
+  """Trainable parameter count of a UNet, from the architecture description."""
+  feats = [base * 2**i for i in range(depth + 1)]
+
+  def conv_block(cin, cout):  # 3x3 conv (+ bias without norm) + norm scale/bias
+    return 9 * cin * cout + (cout if norm == "none" else 2 * cout)
+
+  def stage(cin, cout):
+    return conv_block(cin, cout) + conv_block(cout, cout)
+
+  total = sum(stage(1 if i == 0 else feats[i - 1], feats[i]) for i in range(depth))
+  total += stage(feats[depth - 1], feats[depth])
+  for i in range(depth):
+    total += 4 * feats[i + 1] * feats[i] + feats[i]  # 2x2 transposed conv + bias
+    total += stage(2 * feats[i], feats[i])
+  return total + feats[0] + 1  # 1x1 head
+
+
+@pytest.mark.parametrize("depth,base,norm", [(1, 4, "batch"), (2, 4, "group"), (3, 2, "none"),
+                                             (2, 6, "batch")])
+def test_output_shape_dtype_and_param_count(depth, base, norm):
+  model = unet_lib.UNet(depth=depth, base_features=base, norm=norm, rngs=nnx.Rngs(0))
+  x, _ = _images(batch=2, size=16)
+  for train in (True, False):
+    y = model(x, train=train)
+    assert y.shape == (2, 16, 16, 1)
+    assert y.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(y)))
+  assert unet_lib.count_params(model) == _expected_params(depth, base, norm)
+  has_stats = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+  assert has_stats == (norm == "batch")
+
+
+def test_default_unet_param_count():
+  model = nnx.eval_shape(lambda: unet_lib.UNet(depth=4, base_features=16, rngs=nnx.Rngs(0)))
+  n = unet_lib.count_params(model)
+  assert n == _expected_params(4, 16, "batch") == 1_942_289
+  # All parameters float32.
+  assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float32")}
+
+
+def test_bfloat16_compute_keeps_f32_params_and_output_and_matches_f32():
+  kw = dict(depth=2, base_features=4, norm="group")
+  m32 = unet_lib.UNet(dtype=jnp.float32, rngs=nnx.Rngs(3), **kw)
+  m16 = unet_lib.UNet(dtype=jnp.bfloat16, rngs=nnx.Rngs(3), **kw)
+  params = jax.tree.leaves(nnx.state(m16, nnx.Param))
+  assert all(p.dtype == jnp.float32 for p in params)
+  x, _ = _images(batch=2, size=16)
+  y16 = m16(x, train=False)
+  y32 = m32(x, train=False)
+  assert y16.dtype == jnp.float32 and y16.shape == (2, 16, 16, 1)
+  # Same initialisation, so bf16 compute only adds rounding noise.
+  corr = np.corrcoef(np.asarray(y16).ravel(), np.asarray(y32).ravel())[0, 1]
+  assert corr > 0.99
+  assert float(jnp.max(jnp.abs(y16 - y32))) < 0.1 * float(jnp.std(y32)) + 0.05
+
+
+def test_bad_input_raises_value_error():
+  model = unet_lib.UNet(depth=2, base_features=2, norm="none", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="divisible by 4"):
+    model(jnp.zeros((1, 18, 16, 1)), train=False)
+  with pytest.raises(ValueError, match="divisible by 4"):
+    model(jnp.zeros((1, 16, 10, 1)), train=False)
+  with pytest.raises(ValueError, match=r"\[B,H,W,1\]"):
+    model(jnp.zeros((1, 16, 16, 3)), train=False)
+  with pytest.raises(ValueError, match="norm"):
+    unet_lib.UNet(norm="layer", rngs=nnx.Rngs(0))
+
+
+def test_create_unet_from_config():
+  cfg = default_config.get_config().model
+  cfg.depth, cfg.base_features, cfg.norm, cfg.dtype = 2, 4, "group", "bfloat16"
+  model = unet_lib.create_unet(cfg, rngs=nnx.Rngs(0))
+  assert isinstance(model, unet_lib.UNet)
+  assert (model.depth, model.base_features, model.norm_kind) == (2, 4, "group")
+  assert model.dtype == jnp.bfloat16
+  assert model(jnp.zeros((1, 16, 16, 1)), train=True).dtype == jnp.float32
+  cfg.dtype = "float16"
+  with pytest.raises(ValueError, match="dtype"):
+    unet_lib.create_unet(cfg, rngs=nnx.Rngs(0))
+
+
+def test_num_groups_divides_channels():
+  assert unet_lib.num_groups(16) == 8
+  assert unet_lib.num_groups(12) == 6
+  assert unet_lib.num_groups(3) == 3
+  assert unet_lib.num_groups(7) == 7
+  assert unet_lib.num_groups(11) == 1
+  for c in range(1, 70):
+    assert c % unet_lib.num_groups(c) == 0
+
+
+def test_split_merge_under_jit_batch_stats():
+  """The lead's functional pattern: train mode updates batch stats, eval mode does not."""
+  model = unet_lib.UNet(depth=2, base_features=4, norm="batch", rngs=nnx.Rngs(0))
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  x, _ = _images(batch=4, size=16)
+
+  def apply(params, batch_stats, x, train):
+    m = nnx.merge(graphdef, params, batch_stats)
+    logits = m(x, train=train)
+    return logits, nnx.state(m, nnx.BatchStat)
+
+  apply_train = jax.jit(lambda p, s, x: apply(p, s, x, True))
+  apply_eval = jax.jit(lambda p, s, x: apply(p, s, x, False))
+
+  logits, new_stats = apply_train(params, batch_stats, x)
+  assert logits.shape == (4, 16, 16, 1) and logits.dtype == jnp.float32
+  diffs = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), batch_stats,
+                                       new_stats))
+  assert len(diffs) == 4 * 5  # 10 BatchNorms (2 per DoubleConv, 5 DoubleConvs) x (mean, var)
+  assert all(float(d) > 0 for d in diffs), "every running mean/var moves in train mode"
+  # The split state is functional: the original module is untouched.
+  orig = jax.tree.leaves(nnx.state(model, nnx.BatchStat))
+  assert all(np.array_equal(a, b) for a, b in zip(orig, jax.tree.leaves(batch_stats)))
+
+  eval_logits, eval_stats = apply_eval(params, new_stats, x)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new_stats),
+                                                  jax.tree.leaves(eval_stats)))
+  # Eval mode normalises with running averages: each example is independent of the batch.
+  single, _ = apply_eval(params, new_stats, x[1:2])
+  np.testing.assert_allclose(np.asarray(single[0]), np.asarray(eval_logits[1]), rtol=1e-4,
+                             atol=1e-4)
+  # Train mode normalises with batch statistics: the same example depends on its batch.
+  single_train, _ = apply_train(params, new_stats, x[1:3])
+  train_logits, _ = apply_train(params, new_stats, x)
+  assert float(jnp.max(jnp.abs(single_train[0] - train_logits[1]))) > 1e-4
+  # Eager calls agree with the jitted functional ones.
+  merged = nnx.merge(graphdef, params, new_stats)
+  np.testing.assert_allclose(np.asarray(merged(x, train=False)), np.asarray(eval_logits),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_adam_steps_lower_bce():
+  model = unet_lib.UNet(depth=2, base_features=4, norm="batch", rngs=nnx.Rngs(1))
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  tx = optax.adam(1e-2)
+  opt_state = tx.init(params)
+  x, y = _images(batch=4, size=16, seed=1)
+
+  def loss_fn(params, batch_stats):
+    m = nnx.merge(graphdef, params, batch_stats)
+    logits = m(x, train=True)
+    loss = optax.sigmoid_binary_cross_entropy(logits, y).mean()
+    return loss, nnx.state(m, nnx.BatchStat)
+
+  @jax.jit
+  def step(params, batch_stats, opt_state):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+  losses = []
+  for _ in range(8):
+    params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state)
+    losses.append(float(loss))
+  assert all(math.isfinite(l) for l in losses)
+  assert losses[-1] < 0.8 * losses[0], losses
