@@ -40,8 +40,13 @@ def tensorflow_or_none():
 
 
 def create_mesh() -> Mesh:
-  """A 1-D mesh of all devices (all processes) along the axis `data`."""
-  return jax.make_mesh((jax.device_count(),), ("data",))
+  """A 1-D mesh of all devices (all processes) along the axis `data`.
+
+  The axis is `Auto`: shardings are given at the jit boundary (batch over
+  `data`, state replicated) and XLA propagates them through the model.
+  """
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

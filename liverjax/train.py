@@ -128,7 +128,9 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
     images, masks = augment_fn(key, images, masks)
 
   def loss_fn(params):
-    model = nnx.merge(graphdef, params, state.batch_stats)
+    # copy=True: the batch statistics come from the outer (jit) trace; the
+    # BatchNorm update inside the gradient trace must write to fresh Variables.
+    model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True)
     total, terms = losses.segmentation_loss(logits, masks, weights=weights)
     return total, (terms, nnx.state(model, nnx.BatchStat))
@@ -174,14 +176,18 @@ def make_train_step(config, graphdef, tx, mesh):
 
 
 def make_predict_fn(graphdef, mesh):
-  """jit(state, images f32[B,H,W,1], masks) -> (probabilities f32[B,H,W,1], loss sums)."""
+  """jit(state, images f32[B,H,W,1], masks) -> (prediction u8[B,H,W,1], loss sums).
+
+  The prediction is `logits > 0` (probability > 0.5), the same threshold as the
+  hard Dice of `losses.loss_sums`.
+  """
   replicated = input_pipeline.replicated_sharding(mesh)
   batch_sharding = input_pipeline.batch_sharding(mesh)
 
   def predict(state, images, masks):
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     logits = model(images, train=False)
-    return jax.nn.sigmoid(logits), losses.loss_sums(logits, masks)
+    return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
 
   return jax.jit(predict, in_shardings=(replicated, batch_sharding, batch_sharding),
                  out_shardings=(batch_sharding, batch_sharding))

@@ -14,11 +14,11 @@ def _cube(shape=(8, 8, 10), start=(2, 2, 2), size=4):
   return m
 
 
-def _brute_force(pred, ref, spacing):
+def _brute_force(pred, ref, spacing, border_is_surface=True):
   """ASSD/MSSD from all pairs of surface voxel centres (independent of the distance transform)."""
   s = np.asarray(spacing, np.float64)
-  pa = np.argwhere(metrics.surface(pred)) * s
-  pb = np.argwhere(metrics.surface(ref)) * s
+  pa = np.argwhere(metrics.surface(pred, border_is_surface=border_is_surface)) * s
+  pb = np.argwhere(metrics.surface(ref, border_is_surface=border_is_surface)) * s
   d = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
   pooled = np.concatenate([d.min(axis=1), d.min(axis=0)])
   return pooled.mean(), pooled.max()
@@ -32,6 +32,16 @@ def test_surface_of_cube_is_six_connected_shell():
   # A mask touching the array border has a surface there (outside counts as background).
   full = np.ones((3, 3, 3), bool)
   assert metrics.surface(full).sum() == 26
+  # MATLAB convention (outside is foreground): the faces on the array edge are not surface.
+  assert metrics.surface(full, border_is_surface=False).sum() == 0
+  corner = np.zeros((6, 6, 6), bool)
+  corner[:3, :3, :3] = True
+  assert metrics.surface(corner).sum() == 26
+  # Only the three faces at index 2 remain: 27 - 2*2*2 voxels with all of x, y, z < 2.
+  assert metrics.surface(corner, border_is_surface=False).sum() == 27 - 8
+  # Away from the array edge the two conventions agree.
+  np.testing.assert_array_equal(metrics.surface(_cube()),
+                                metrics.surface(_cube(), border_is_surface=False))
 
 
 def test_cube_against_itself():
@@ -85,7 +95,8 @@ def test_anisotropic_spacing_changes_distances_as_expected():
   assert z["assd"] == pytest.approx((32 * 2.5 + 8 * 1.0) / 112)
 
 
-def test_random_blobs_match_brute_force():
+@pytest.mark.parametrize("border_is_surface", [True, False])
+def test_random_blobs_match_brute_force(border_is_surface):
   rng = np.random.default_rng(0)
   from scipy import ndimage
   shape = (6, 20, 18)
@@ -93,8 +104,8 @@ def test_random_blobs_match_brute_force():
   b = ndimage.binary_opening(rng.random(shape) < 0.55)
   a[0, 0, :] = True  # touches the array border
   spacing = (2.0, 0.7, 0.9)
-  m = metrics.chaos_metrics(a, b, spacing)
-  assd, mssd = _brute_force(a, b, spacing)
+  m = metrics.chaos_metrics(a, b, spacing, border_is_surface=border_is_surface)
+  assd, mssd = _brute_force(a, b, spacing, border_is_surface)
   assert m["assd"] == pytest.approx(assd, rel=1e-9)
   assert m["mssd"] == pytest.approx(mssd, rel=1e-9)
   assert m["dice"] == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()))
@@ -114,6 +125,16 @@ def test_empty_masks():
   m = metrics.chaos_metrics(empty, empty, sp)  # both empty
   assert m["dice"] == 1.0 and math.isnan(m["ravd"])
   assert math.isnan(m["assd"]) and math.isnan(m["mssd"])
+  # MATLAB border convention: a mask filling the array has no surface, treated as empty.
+  full = np.ones((4, 4, 4), bool)
+  m = metrics.chaos_metrics(full, _cube((4, 4, 4), (1, 1, 1), 2), sp, border_is_surface=False)
+  assert m["dice"] == pytest.approx(16 / 72) and m["ravd"] == 700.0
+  assert math.isinf(m["assd"]) and math.isinf(m["mssd"])
+  m = metrics.chaos_metrics(full, full, sp, border_is_surface=False)
+  assert m["dice"] == 1.0 and m["ravd"] == 0.0
+  assert math.isnan(m["assd"]) and math.isnan(m["mssd"])
+  m = metrics.chaos_metrics(full, full, sp)  # default convention: the array faces are surface
+  assert m["assd"] == 0.0 and m["mssd"] == 0.0
 
 
 def test_bad_input_raises():
@@ -141,7 +162,11 @@ def _read_png_mask(path):
 
 def test_chaos_sample_matches_published_values(ct_sample_root):
   """The organisers' evaluation of submission_sample against Ground: DICE 0.978, RAVD 0.665 %,
-  ASSD 0.734 mm (MATLAB; 0.713 in their Python port), MSSD 14 mm."""
+  ASSD 0.734 mm (MATLAB; 0.713 in their Python port), MSSD 14 mm.
+
+  The liver reaches the last slice; the two ASSDs differ exactly by whether the liver's cut face at
+  the volume edge is surface (Python port, border_is_surface=True) or not (MATLAB imerode pads with
+  foreground, border_is_surface=False)."""
   import pydicom
   patient = ct_sample_root / "Train_Sets" / "CT" / "0"
   gt_files = sorted((patient / "Ground").glob("liver_GT_*.png"))
@@ -169,8 +194,12 @@ def test_chaos_sample_matches_published_values(ct_sample_root):
   spacing = (float(dz[0]), row, col)
   assert spacing == (2.0, 0.7265625, 0.7265625)
 
-  m = metrics.chaos_metrics(prediction, reference, spacing)
-  assert round(m["dice"], 3) == 0.978
-  assert round(m["ravd"], 3) == 0.665
-  assert 0.713 - 0.005 <= m["assd"] <= 0.734 + 0.005
-  assert round(m["mssd"]) == 14
+  assert reference[-1].any() and prediction[-1].any()  # cut by the volume's last slice
+
+  for border_is_surface, published_assd in ((True, 0.713), (False, 0.734)):
+    m = metrics.chaos_metrics(prediction, reference, spacing, border_is_surface=border_is_surface)
+    assert round(m["dice"], 3) == 0.978
+    assert round(m["ravd"], 3) == 0.665
+    assert 0.713 - 0.005 <= m["assd"] <= 0.734 + 0.005
+    assert round(m["assd"], 3) == published_assd, (border_is_surface, m["assd"])
+    assert round(m["mssd"]) == 14

@@ -40,11 +40,13 @@ def _run_steps(config, mesh, batch, n):
 
 
 def test_a_few_steps_lower_the_loss(tiny_config):
+  tiny_config.train.learning_rate = 1e-2
   mesh = input_pipeline.create_mesh()
-  _, history = _run_steps(tiny_config, mesh, _batch(), 25)
+  _, history = _run_steps(tiny_config, mesh, _batch(), 30)
   first, last = history[0]["total"], history[-1]["total"]
   assert np.isfinite(first) and np.isfinite(last)
-  assert last < 0.8 * first, (first, last)
+  assert last < 0.7 * first, (first, last)
+  assert history[-1]["dice"] > history[0]["dice"]
   assert all(h["finite"] == 1.0 for h in history)
 
 

@@ -272,7 +272,7 @@ def _pixels(ds, path: pathlib.Path, meta: dict[str, Any]) -> np.ndarray:
   try:
     arr = ds.pixel_array
   except Exception as e:  # pylint: disable=broad-except
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    msg = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
     try:
       ts_obj = pydicom_uid.UID(ts) if ts else None
       compressed = ts_obj is not None and ts_obj.is_compressed
@@ -424,7 +424,7 @@ def _stem_number(stem: str) -> tuple[str, str] | None:
   return (m.group(1), m.group(2)) if m else None
 
 
-def _pair_ct(ordered, mask_dir, problems) -> list[pathlib.Path | None]:
+def _pair_ct(ordered, mask_dir, problems) -> list[pathlib.Path | str]:
   masks = {}
   for f in _list_files(mask_dir):
     m = _CT_MASK_RE.match(f.name)
@@ -434,12 +434,8 @@ def _pair_ct(ordered, mask_dir, problems) -> list[pathlib.Path | None]:
       problems.append(f"{f}: unexpected file in {mask_dir.name}/ (not liver_GT_NNN.png), ignored")
   n = len(ordered)
   if masks and all(0 <= k < n for k in masks):
-    out = [masks.get(i) for i in range(n)]
-    for i, s in enumerate(ordered):
-      if out[i] is None:
-        problems.append(
-            f"{s.path}: missing mask {mask_dir / f'liver_GT_{i:03d}.png'}; slice dropped")
-    return out
+    return [masks.get(i) or f"{s.path}: missing mask {mask_dir / f'liver_GT_{i:03d}.png'}"
+            for i, s in enumerate(ordered)]
   if len(masks) == n:
     problems.append(f"{mask_dir}: liver_GT numbers are not 0..{n - 1}; "
                     "paired in sorted number order")
@@ -454,14 +450,10 @@ def _mask_index(mask_dir: pathlib.Path) -> dict[str, pathlib.Path]:
   return {f.stem.lower(): f for f in _list_files(mask_dir) if f.suffix.lower() == ".png"}
 
 
-def _pair_by_stem(ordered, mask_dir, problems) -> list[pathlib.Path | None]:
+def _pair_by_stem(ordered, mask_dir, problems) -> list[pathlib.Path | str]:
   index = _mask_index(mask_dir)
-  out = []
-  for s in ordered:
-    m = index.get(s.path.stem.lower())
-    if m is None:
-      problems.append(f"{s.path}: missing mask {mask_dir / (s.path.stem + '.png')}; slice dropped")
-    out.append(m)
+  out = [index.get(s.path.stem.lower())
+         or f"{s.path}: missing mask {mask_dir / (s.path.stem + '.png')}" for s in ordered]
   used = {s.path.stem.lower() for s in ordered}
   for stem, f in sorted(index.items()):
     if stem not in used:
@@ -469,7 +461,7 @@ def _pair_by_stem(ordered, mask_dir, problems) -> list[pathlib.Path | None]:
   return out
 
 
-def _pair_outphase(ordered, image_dir, mask_dir, problems) -> list[pathlib.Path | None]:
+def _pair_outphase(ordered, image_dir, mask_dir, problems) -> list[pathlib.Path | str]:
   index = _mask_index(mask_dir)
   in_dir = image_dir.parent / "InPhase"
   in_positions = []  # (position, stem)
@@ -502,11 +494,8 @@ def _pair_outphase(ordered, image_dir, mask_dir, problems) -> list[pathlib.Path 
                       f"not {by_number} (image number + 1); using the position")
     partner = by_position or by_number
     m = index.get(partner.lower()) if partner else None
-    if m is None:
-      problems.append(
-          f"{s.path}: missing mask of the InPhase partner "
-          f"{mask_dir / ((partner or '?') + '.png')}; slice dropped")
-    out.append(m)
+    out.append(m or f"{s.path}: missing mask of the InPhase partner "
+               f"{mask_dir / ((partner or '?') + '.png')}")
   return out
 
 
@@ -579,10 +568,11 @@ def read_series(ref: SeriesRef) -> Volume:
   for s, m in zip(ordered, mask_paths):
     if s.error is not None:
       problems.append(f"{s.error}; slice dropped"
-                      + (f" with its mask {m.name}" if m is not None else ""))
+                      + (f" with its mask {m.name}" if not isinstance(m, str) else ""))
       continue
-    if m is None:
-      continue  # already reported by the pairing
+    if isinstance(m, str):  # no mask: the pairing's message
+      problems.append(f"{m}; slice dropped")
+      continue
     if s.pixels.shape != ref_shape:
       problems.append(f"{s.path}: image size {s.pixels.shape} differs from the series "
                       f"size {ref_shape}; slice dropped")

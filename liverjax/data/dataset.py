@@ -100,20 +100,16 @@ def resolve_root(data_config) -> pathlib.Path:
     return chaos.find_root(expand_path(data_config.root))
   from liverjax.data import synthetic  # pylint: disable=g-import-not-at-top
   s = data_config.synthetic
-  name = f"synthetic-ct{s.ct}-mr{s.mr}-{s.size}px-{s.slices}sl-seed{s.seed}"
-  out = expand_path(data_config.cache_dir) / name
-  done = out / ".complete"
-  if not done.exists():
-    logging.info("data.root is unset: generating the synthetic CHAOS dataset "
-                 "(%d CT + %d MR patients, %d px) into %s", s.ct, s.mr, s.size, out)
-    start = time.time()
-    synthetic.generate_chaos(out, n_ct=s.ct, n_mr=s.mr, size=s.size,
-                             slices=s.slices, seed=s.seed)
-    done.write_text("ok\n")
-    logging.info("synthetic dataset written in %.1fs", time.time() - start)
-  else:
-    logging.info("data.root is unset: using the synthetic CHAOS dataset in %s", out)
-  return chaos.find_root(out)
+  out = expand_path(data_config.cache_dir) / (
+      f"synthetic-ct{s.ct}-mr{s.mr}-{s.size}px-{s.slices}sl-seed{s.seed}")
+  logging.info("data.root is unset: using the synthetic CHAOS dataset (%d CT + %d MR "
+               "patients, %d px, %d slices, seed %d) in %s (generated if absent)",
+               s.ct, s.mr, s.size, s.slices, s.seed, out)
+  start = time.time()
+  root = synthetic.cached_chaos(out, n_ct=s.ct, n_mr=s.mr, size=s.size,
+                                slices=s.slices, seed=s.seed)
+  logging.info("synthetic dataset ready in %.1fs", time.time() - start)
+  return chaos.find_root(root)
 
 
 def _fingerprint(root: pathlib.Path, data_config, sequences) -> str:

@@ -99,8 +99,9 @@ class DoubleConv(nnx.Module):
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max pooling with stride 2: [B,H,W,C] -> [B,H/2,W/2,C] (H, W even)."""
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  # reduce_window rather than a reshape: a reshape that splits H and W is rejected for batches
+  # with explicit sharding (jax.make_mesh's default axis type).
+  return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
 
 
 class UNet(nnx.Module):

@@ -168,7 +168,9 @@ def test_adam_steps_lower_bce():
   x, y = _images(batch=4, size=16, seed=1)
 
   def loss_fn(params, batch_stats):
-    m = nnx.merge(graphdef, params, batch_stats)
+    # copy=True: fresh Variables at the grad trace level (the State's own Variables belong to
+    # the enclosing jit trace, and BatchNorm may not mutate those from inside jax.grad).
+    m = nnx.merge(graphdef, params, batch_stats, copy=True)
     logits = m(x, train=True)
     loss = optax.sigmoid_binary_cross_entropy(logits, y).mean()
     return loss, nnx.state(m, nnx.BatchStat)
@@ -185,3 +187,27 @@ def test_adam_steps_lower_bce():
     losses.append(float(loss))
   assert all(math.isfinite(l) for l in losses)
   assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_sharded_batch_uses_global_batch_statistics():
+  """With the batch split over 8 devices, train-mode batch norm still sees the global batch."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  n = jax.device_count()
+  model = unet_lib.UNet(depth=1, base_features=2, norm="batch", rngs=nnx.Rngs(0))
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  x, _ = _images(batch=n, size=16, seed=2)
+
+  @jax.jit
+  def apply(params, batch_stats, x):
+    m = nnx.merge(graphdef, params, batch_stats)
+    return m(x, train=True), nnx.state(m, nnx.BatchStat)
+
+  mesh = jax.make_mesh((n,), ("data",))
+  x_sharded = jax.device_put(x, NamedSharding(mesh, P("data")))
+  replicated = NamedSharding(mesh, P())
+  params_r, stats_r = jax.device_put((params, batch_stats), replicated)
+  logits_s, stats_s = apply(params_r, stats_r, x_sharded)
+  logits, stats = apply(params, batch_stats, x)
+  np.testing.assert_allclose(np.asarray(logits_s), np.asarray(logits), rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(stats_s), jax.tree.leaves(stats)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

@@ -1,0 +1,43 @@
+"""The on-device augmentation of a training batch, driven by `config.augment`.
+
+Order: the CT<->MR domain transformation (`liverjax.augment.domain`, images only), then AugMix
+(`liverjax.augment.augmix`, image and mask). Identity where both are off. The config fields are
+Python values, so they are static under jit: close over them, e.g.
+
+    aug = jax.jit(functools.partial(augment_batch, augment_config=config.augment, source='ct'))
+    images, masks = aug(key, images, masks)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from liverjax.augment import augmix as augmix_lib
+
+Array = jax.Array
+
+
+def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
+                  source: str) -> tuple[Array, Array]:
+  """Augments a batch on the device.
+
+  Takes a PRNG key, `images` f32[B, H, W, 1] in [0, 1], `masks` f32[B, H, W, 1] (0/1), the
+  `config.augment` record (fields domain, domain_prob, augmix, augmix_width, augmix_depth,
+  augmix_alpha, augmix_severity; Python values, static under jit) and the batch's `source`
+  modality ('ct' / 'mr', passed on to the domain transform). Returns (images f32[B, H, W, 1] in
+  [0, 1], masks [B, H, W, 1]); the same arrays where both augmentations are off.
+  """
+  k_domain, k_augmix = jax.random.split(key)
+  if augment_config.domain:
+    # Imported here so this module works before / without the domain transform module.
+    from liverjax.augment import domain  # pylint: disable=import-outside-toplevel
+    images = domain.domain_transform_batch(k_domain, images, source=source,
+                                           prob=augment_config.domain_prob)
+  if augment_config.augmix:
+    depth = augment_config.augmix_depth
+    depth = depth if isinstance(depth, int) else tuple(int(d) for d in depth)
+    images, masks = augmix_lib.augmix_batch(
+        k_augmix, images, masks, width=int(augment_config.augmix_width), depth=depth,
+        alpha=float(augment_config.augmix_alpha), severity=int(augment_config.augmix_severity))
+  return images, masks

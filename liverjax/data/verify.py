@@ -1,0 +1,167 @@
+"""Checks a CHAOS dataset folder and prints what is usable and what is wrong.
+
+  python -m liverjax.data.verify --root=PATH [--sequences=ct,t1_in,t1_out,t2]
+
+Prints the patients / slices per modality and sequence, then every problem
+(missing or extra masks, size mismatches, unreadable files, skipped series)
+with its path. Exit status 1 when the dataset is unusable (no usable series),
+0 otherwise (even with problems: those slices are dropped when loading).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import sys
+
+from absl import app
+from absl import flags
+
+from liverjax.data import chaos
+from liverjax.data import preprocess
+
+_CATEGORIES = (
+    ("missing mask", ("missing mask",)),
+    ("extra mask", ("mask with no image slice", "unexpected file")),
+    ("size mismatch", ("differs from",)),
+    ("unreadable file", ("unreadable", "not a DICOM", "cannot decode", "not a readable PNG",
+                         "cannot read mask", "colour mask", "single-frame",
+                         "unsupported mask")),
+)
+
+
+@dataclasses.dataclass
+class SeriesReport:
+  """The outcome of reading one series."""
+  patient_id: str
+  modality: str
+  sequence: str
+  image_dir: str
+  slices: int  # usable (image + mask) slices; 0 when the series is unusable
+  liver_slices: int  # usable slices whose mask contains liver
+  problems: list[str]  # each names its file or folder
+  error: str | None  # why the whole series is unusable, or None
+
+
+@dataclasses.dataclass
+class DatasetReport:
+  """The outcome of `check_dataset`."""
+  root: str | None  # the folder holding CT/ and MR/, None when not found
+  series: list[SeriesReport]
+  problems: list[str]  # every problem, each naming its file or folder
+
+  @property
+  def usable(self) -> bool:
+    """True when at least one series has usable slices."""
+    return any(s.slices > 0 for s in self.series)
+
+  def counts(self) -> dict[tuple[str, str], dict[str, int]]:
+    """{(modality, sequence): {"patients", "series_skipped", "slices", "liver_slices"}}."""
+    out = collections.OrderedDict()
+    for s in self.series:
+      c = out.setdefault((s.modality, s.sequence), dict(
+          patients=0, series_skipped=0, slices=0, liver_slices=0))
+      if s.slices:
+        c["patients"] += 1
+      else:
+        c["series_skipped"] += 1
+      c["slices"] += s.slices
+      c["liver_slices"] += s.liver_slices
+    return dict(out)
+
+  def problem_counts(self) -> dict[str, int]:
+    """Number of problems per category (missing mask, extra mask, size mismatch,
+    unreadable file, series skipped, other)."""
+    out = collections.Counter()
+    for p in self.problems:
+      out[categorize(p)] += 1
+    return dict(out)
+
+
+def categorize(problem: str) -> str:
+  """The category of one problem message (see DatasetReport.problem_counts)."""
+  if problem.startswith("series skipped"):
+    return "series skipped"
+  for name, needles in _CATEGORIES:
+    if any(n in problem for n in needles):
+      return name
+  return "other"
+
+
+def check_dataset(root, sequences=chaos.SEQUENCES) -> DatasetReport:
+  """Reads every series of a CHAOS folder and collects counts and problems.
+
+  Args:
+    root: anything `chaos.find_root` accepts.
+    sequences: which of chaos.SEQUENCES to check.
+
+  Returns:
+    A DatasetReport; never raises for bad data (a bad root gives a report
+    with one problem and no series).
+  """
+  try:
+    refs = chaos.discover(root, sequences)
+    found = str(chaos.find_root(root))
+  except chaos.ChaosError as e:
+    return DatasetReport(root=None, series=[], problems=[str(e)])
+  series, problems = [], []
+  if not refs:
+    problems.append(f"{found}: no patient folders under CT/ or MR/")
+  for ref in refs:
+    try:
+      vol = chaos.read_series(ref)
+    except Exception as e:  # pylint: disable=broad-except
+      msg = str(e) if isinstance(e, chaos.ChaosError) else (
+          f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
+      msg = f"series skipped: {msg}"
+      series.append(SeriesReport(ref.patient_id, ref.modality, ref.sequence,
+                                 str(ref.image_dir), 0, 0, [msg], msg))
+      problems.append(msg)
+      continue
+    liver = preprocess.binarize_mask(vol.mask, vol.modality)
+    series.append(SeriesReport(
+        ref.patient_id, ref.modality, ref.sequence, str(ref.image_dir),
+        slices=int(vol.image.shape[0]),
+        liver_slices=int(liver.reshape(liver.shape[0], -1).any(axis=1).sum()),
+        problems=list(vol.problems), error=None))
+    problems.extend(vol.problems)
+  return DatasetReport(root=found, series=series, problems=problems)
+
+
+def format_report(report: DatasetReport) -> str:
+  """A human-readable summary: counts table, problem counts, each problem."""
+  lines = [f"CHAOS dataset: {report.root or '(not found)'}"]
+  counts = report.counts()
+  if counts:
+    lines.append(f"{'modality':8s} {'sequence':8s} {'patients':>8s} {'skipped':>8s} "
+                 f"{'slices':>8s} {'liver':>8s}")
+    for (mod, seq), c in counts.items():
+      lines.append(f"{mod:8s} {seq:8s} {c['patients']:8d} {c['series_skipped']:8d} "
+                   f"{c['slices']:8d} {c['liver_slices']:8d}")
+  if report.problems:
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(report.problem_counts().items()))
+    lines.append(f"{len(report.problems)} problem(s) ({summary}):")
+    lines.extend(f"  {p}" for p in report.problems)
+  else:
+    lines.append("no problems found")
+  lines.append("dataset usable" if report.usable else "DATASET UNUSABLE: no usable series")
+  return "\n".join(lines)
+
+
+_ROOT = flags.DEFINE_string("root", None, "CHAOS folder (CHAOS_Train_Sets, Train_Sets, "
+                            "or the folder holding CT/ and MR/).")
+_SEQUENCES = flags.DEFINE_list("sequences", list(chaos.SEQUENCES),
+                               f"Sequences to check, among {chaos.SEQUENCES}.")
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  report = check_dataset(_ROOT.value, tuple(_SEQUENCES.value))
+  print(format_report(report))
+  sys.stdout.flush()
+  return 0 if report.usable else 1
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("root")
+  app.run(main)

@@ -1,0 +1,194 @@
+"""Tests for liverjax/augment/augmix.py and liverjax/augment/pipeline.py (64x64 slices, jit+vmap).
+
+AugMix compiles slowly on CPU (every op is a switch branch), so the jitted functions are built once
+per module and shared.
+"""
+import functools
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import liverjax.augment
+from liverjax.augment import augmix
+from liverjax.augment import pipeline
+
+SIZE = 64
+BATCH = 4
+
+
+def _squares():
+  """BATCH slices: textured dark background, a bright textured square; the mask is the square."""
+  rng = np.random.default_rng(0)
+  img = 0.1 + 0.05 * rng.random((BATCH, SIZE, SIZE, 1))
+  mask = np.zeros((BATCH, SIZE, SIZE, 1), np.float32)
+  for i in range(BATCH):
+    y, x = 14 + 3 * i, 18 + 2 * i
+    img[i, y:y + 26, x:x + 22] = 0.75 + 0.1 * rng.random((26, 22, 1))
+    mask[i, y:y + 26, x:x + 22] = 1.0
+  return jnp.asarray(img, jnp.float32), jnp.asarray(mask)
+
+
+@pytest.fixture(scope='module')
+def data():
+  return _squares()
+
+
+@pytest.fixture(scope='module')
+def augmix_geo():
+  return jax.jit(functools.partial(augmix.augmix_batch, width=3, depth=(1, 3), alpha=1.0,
+                                   severity=3, geometric=True))
+
+
+@pytest.fixture(scope='module')
+def augmix_photo():
+  return jax.jit(functools.partial(augmix.augmix_batch, width=2, depth=(1, 2), alpha=1.0,
+                                   severity=5, geometric=False))
+
+
+def test_mixing_weights_are_a_distribution():
+  keys = jax.random.split(jax.random.key(0), 64)
+  for width, alpha in [(1, 1.0), (3, 1.0), (4, 0.3), (3, 5.0)]:
+    w, m = jax.jit(jax.vmap(lambda k: augmix.mixing_weights(k, width, alpha)))(keys)
+    w, m = np.asarray(w), np.asarray(m)
+    assert w.shape == (64, width) and w.dtype == np.float32 and m.shape == (64,)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+    assert (w >= 0).all() and (m >= 0).all() and (m <= 1).all()
+    assert np.unique(m).size > 32  # really random per key
+
+
+def test_augmix_shape_range_determinism(data, augmix_geo):
+  images, masks = data
+  out, out_m = augmix_geo(jax.random.key(1), images, masks)
+  assert out.shape == images.shape and out.dtype == images.dtype
+  assert out_m.shape == masks.shape and out_m.dtype == masks.dtype
+  out_np = np.asarray(out)
+  assert np.isfinite(out_np).all() and out_np.min() >= 0.0 and out_np.max() <= 1.0
+  again, again_m = augmix_geo(jax.random.key(1), images, masks)
+  np.testing.assert_array_equal(out_np, np.asarray(again))
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(again_m))
+  other, _ = augmix_geo(jax.random.key(2), images, masks)
+  assert not np.array_equal(out_np, np.asarray(other))
+  # Slices of one batch get independent draws.
+  same_in = jnp.broadcast_to(images[:1], images.shape)
+  per_slice, _ = augmix_geo(jax.random.key(1), same_in, jnp.broadcast_to(masks[:1], masks.shape))
+  assert not np.array_equal(np.asarray(per_slice[0]), np.asarray(per_slice[1]))
+
+
+def test_augmix_geometry_moves_mask_with_image(data, augmix_geo):
+  images, masks = data
+  moved = 0
+  for seed in range(3):
+    out, out_m = augmix_geo(jax.random.key(10 + seed), images, masks)
+    out, out_m = np.asarray(out)[..., 0], np.asarray(out_m)[..., 0]
+    assert set(np.unique(out_m)) <= {0.0, 1.0}  # nearest sampling keeps the mask binary
+    for i in range(BATCH):
+      if (out_m[i] > 0).sum() < 50:  # square moved (mostly) out of view
+        continue
+      moved += not np.array_equal(out_m[i], np.asarray(masks)[i, ..., 0])
+      # The photometric mixture keeps the square brighter than the background; the mask must
+      # still sit on it: thresholding half-way between the two reproduces the mask.
+      fg, bg = np.median(out[i][out_m[i] > 0]), np.median(out[i][out_m[i] == 0])
+      assert fg > bg + 0.2, (seed, i, fg, bg)
+      th = out[i] > (fg + bg) / 2
+      m = out_m[i] > 0
+      iou = (th & m).sum() / (th | m).sum()
+      assert iou > 0.9, (seed, i, iou)
+  assert moved >= 6  # the geometric part is really applied
+
+
+def test_augmix_photometric_leaves_mask_untouched(data, augmix_photo):
+  images, masks = data
+  out, out_m = augmix_photo(jax.random.key(5), images, masks)
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
+  assert not np.allclose(np.asarray(out), np.asarray(images))
+  assert np.asarray(out).min() >= 0.0 and np.asarray(out).max() <= 1.0
+
+
+def test_augmix_rejects_bad_settings(data):
+  images, masks = data
+  with pytest.raises(ValueError, match='severity'):
+    augmix.augmix(jax.random.key(0), images[0], masks[0], severity=11)
+  with pytest.raises(ValueError, match='depth'):
+    augmix.augmix(jax.random.key(0), images[0], masks[0], depth=(3, 1))
+
+
+# ----------------------------------------------------------------------------------- pipeline
+
+
+def _augment_config(**overrides):
+  cfg = ml_collections.ConfigDict(dict(domain=False, domain_prob=0.8, augmix=False, augmix_width=2,
+                                       augmix_depth=(1, 2), augmix_alpha=1.0, augmix_severity=3))
+  cfg.update(overrides)
+  return cfg
+
+
+def test_pipeline_identity_when_off(data):
+  images, masks = data
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=_augment_config(),
+                                source='ct'))
+  out, out_m = f(jax.random.key(0), images, masks)
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(images))
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
+
+
+def test_pipeline_domain_then_augmix(data, monkeypatch):
+  """A stand-in domain module records its call; the result then goes through AugMix."""
+  images, masks = data
+  calls = []
+
+  def fake_domain_transform_batch(key, imgs, *, source, prob):
+    calls.append((source, prob, imgs.shape))
+    del key
+    return jnp.zeros_like(imgs)  # AugMix of a black batch stays black (no geometry on 0s)
+
+  fake = types.ModuleType('liverjax.augment.domain')
+  fake.domain_transform_batch = fake_domain_transform_batch
+  monkeypatch.setitem(sys.modules, 'liverjax.augment.domain', fake)
+  monkeypatch.setattr(liverjax.augment, 'domain', fake, raising=False)
+
+  cfg = _augment_config(domain=True, domain_prob=0.3)
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='mr'))
+  out, out_m = f(jax.random.key(0), images, masks)
+  assert calls == [('mr', 0.3, images.shape)]
+  np.testing.assert_array_equal(np.asarray(out), 0.0)
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
+
+  cfg = _augment_config(domain=True, augmix=True)
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='ct'))
+  out, out_m = f(jax.random.key(0), images, masks)
+  assert len(calls) == 2 and out.shape == images.shape and out_m.shape == masks.shape
+  out = np.asarray(out)
+  # Brightness / gamma / CLAHE may lift a black slice a little, never beyond [0, 1].
+  assert out.min() >= 0.0 and out.max() <= 1.0
+  assert set(np.unique(np.asarray(out_m))) <= {0.0, 1.0}
+
+
+def test_pipeline_augmix_only_matches_augmix_batch(data):
+  images, masks = data
+  cfg = _augment_config(augmix=True)
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='ct'))
+  out, out_m = f(jax.random.key(3), images, masks)
+  assert out.shape == images.shape and out_m.shape == masks.shape
+  assert not np.allclose(np.asarray(out), np.asarray(images))
+  _, k_augmix = jax.random.split(jax.random.key(3))
+  ref, ref_m = jax.jit(functools.partial(augmix.augmix_batch, width=2, depth=(1, 2), alpha=1.0,
+                                         severity=3))(k_augmix, images, masks)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(ref_m))
+
+
+def test_pipeline_with_real_domain_module(data):
+  domain = pytest.importorskip('liverjax.augment.domain')
+  if not hasattr(domain, 'domain_transform_batch'):
+    pytest.skip('liverjax.augment.domain has no domain_transform_batch yet')
+  images, masks = data
+  cfg = _augment_config(domain=True)
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='ct'))
+  out, out_m = f(jax.random.key(0), images, masks)
+  assert out.shape == images.shape
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))

@@ -1,0 +1,159 @@
+"""Tests for liverjax/data/preprocess.py."""
+import cv2
+import numpy as np
+import pytest
+
+from liverjax.data import chaos
+from liverjax.data import preprocess
+
+
+def test_window_ct_maps_the_window_to_unit_range():
+  hu = np.array([-1000.0, -160.0, 40.0, 140.0, 240.0, 3000.0])
+  out = preprocess.window_ct(hu, center=40.0, width=400.0)
+  assert out.dtype == np.float32
+  np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 0.75, 1.0, 1.0], atol=1e-6)
+  np.testing.assert_allclose(preprocess.window_ct(np.array([50.0]), 50.0, 100.0), [0.5])
+  with pytest.raises(ValueError):
+    preprocess.window_ct(hu, 40.0, 0.0)
+
+
+def test_normalize_mr_uses_robust_percentiles():
+  rng = np.random.default_rng(0)
+  img = rng.uniform(100.0, 200.0, size=(4, 32, 32)).astype(np.float32)
+  img[0, 0, 0] = 1e6  # one hot pixel must not squash the range
+  out = preprocess.normalize_mr(img, (0.5, 99.5))
+  assert out.dtype == np.float32 and out.shape == img.shape
+  assert out.min() == 0.0 and out.max() == 1.0
+  assert 0.45 < float(np.median(out)) < 0.55
+  lo, hi = np.percentile(img, (0.5, 99.5))
+  assert hi < 300
+  np.testing.assert_allclose(out[1, 2, 3], np.clip((img[1, 2, 3] - lo) / (hi - lo), 0, 1),
+                             rtol=1e-5)
+  np.testing.assert_array_equal(preprocess.normalize_mr(np.full((2, 4, 4), 7.0)), 0.0)
+
+
+def test_standardize_volume_z_scores_the_body():
+  rng = np.random.default_rng(1)
+  img = np.zeros((3, 40, 40), np.float32)  # background 0
+  img[:, 10:30, 10:30] = rng.normal(500.0, 20.0, size=(3, 20, 20))
+  out = preprocess.standardize_volume(img, clip=3.0)
+  assert out.dtype == np.float32 and out.shape == img.shape
+  assert out.min() >= 0.0 and out.max() <= 1.0
+  body = out[:, 10:30, 10:30]
+  # body statistics: mean 0.5, std 1/(2*clip) in [0,1] units
+  assert abs(float(body.mean()) - 0.5) < 0.02
+  assert abs(float(body.std()) - 1.0 / 6.0) < 0.02
+  np.testing.assert_array_equal(out[:, :5, :5], 0.0)  # background is -25 std: clipped
+  assert preprocess.body_mask(img)[:, 10:30, 10:30].all()
+  assert not preprocess.body_mask(img)[:, :10].any()
+  np.testing.assert_array_equal(preprocess.standardize_volume(np.ones((2, 5, 5))), 0.5)
+
+
+def test_binarize_mask_ct_and_mr_levels():
+  ct = np.array([0, 1, 127, 128, 255], np.uint8)
+  np.testing.assert_array_equal(preprocess.binarize_mask(ct, "CT"), [0, 0, 0, 1, 1])
+  mr = np.array([0, 54, 55, 63, 70, 71, 126, 189, 252], np.uint8)
+  out = preprocess.binarize_mask(mr, "MR")
+  assert out.dtype == np.uint8
+  np.testing.assert_array_equal(out, [0, 0, 1, 1, 1, 0, 0, 0, 0])
+  np.testing.assert_array_equal(preprocess.binarize_mask(mr, "mr"), out)
+  with pytest.raises(ValueError):
+    preprocess.binarize_mask(mr, "PET")
+
+
+@pytest.mark.parametrize("shape,size", [((3, 64, 64), 32), ((2, 20, 20), 48),
+                                        ((2, 64, 24), 32)])
+def test_resize_volume_shapes_dtypes_binary_mask(shape, size):
+  rng = np.random.default_rng(2)
+  img = rng.uniform(0, 1, size=shape).astype(np.float64)
+  mask = (rng.uniform(size=shape) > 0.7).astype(np.uint8)
+  out_img, out_mask = preprocess.resize_volume(img, mask, size)
+  assert out_img.shape == (shape[0], size, size) and out_img.dtype == np.float32
+  assert out_mask.shape == (shape[0], size, size) and out_mask.dtype == np.uint8
+  assert set(np.unique(out_mask)) <= {0, 1}
+  assert out_img.min() >= 0.0 and out_img.max() <= 1.0  # no overshoot
+
+
+def test_resize_volume_keeps_mask_and_image_registered():
+  img = np.zeros((1, 64, 64), np.float32)
+  mask = np.zeros((1, 64, 64), np.uint8)
+  img[0, 16:48, 8:40] = 1.0
+  mask[0, 16:48, 8:40] = 1
+  small_img, small_mask = preprocess.resize_volume(img, mask, 32)
+  expected = np.zeros((32, 32), np.uint8)
+  expected[8:24, 4:20] = 1
+  np.testing.assert_array_equal(small_mask[0], expected)  # not shifted by half a pixel
+  np.testing.assert_array_equal((small_img[0] > 0.5).astype(np.uint8), expected)
+  np.testing.assert_allclose(small_img.mean(), img.mean(), rtol=1e-5)  # INTER_AREA: mean kept
+  big_img, big_mask = preprocess.resize_volume(img, mask, 128)
+  assert big_mask.sum() == 4 * mask.sum()
+  assert np.mean((big_img[0] > 0.5) == (big_mask[0] == 1)) > 0.999
+  # Non-integer factors: the nearest-neighbour mask must match the interpolated
+  # image of the same blobs (plain INTER_NEAREST is half a pixel off: ~0.89 / 0.95).
+  rng = np.random.default_rng(0)
+  blobs = (cv2.GaussianBlur(rng.normal(size=(64, 64)).astype(np.float32), (0, 0), 2) > 0)
+  blobs = blobs.astype(np.uint8)[None]
+  for size in (40, 100):
+    r_img, r_mask = preprocess.resize_volume(blobs.astype(np.float32), blobs, size)
+    assert np.mean((r_img > 0.5) == (r_mask == 1)) > 0.96, size
+  # raw gray labels survive nearest-neighbour resizing
+  gray = np.zeros((1, 16, 16), np.uint8)
+  gray[0, :8] = 63
+  gray[0, 8:] = 252
+  _, g = preprocess.resize_volume(np.zeros((1, 16, 16)), gray, 7)
+  assert set(np.unique(g)) == {63, 252}
+
+
+def _volume(modality, image, mask, window=None):
+  return chaos.Volume(patient_id="1", modality=modality, sequence="ct" if modality == "CT"
+                      else "t2", image=image, mask=mask, spacing=(2.5, 0.5, 0.75),
+                      window=window, image_files=[], mask_files=[], problems=[])
+
+
+def test_prepare_volume_ct_and_mr():
+  rng = np.random.default_rng(3)
+  hu = rng.uniform(-1000, 1000, size=(2, 40, 40)).astype(np.float32)
+  mask = np.zeros((2, 40, 40), np.uint8)
+  mask[:, 10:30, 10:30] = 255
+  p = preprocess.prepare_volume(_volume("CT", hu, mask, window=(50.0, 100.0)), image_size=20)
+  assert isinstance(p, preprocess.PreparedVolume)
+  assert p.image.shape == (2, 20, 20) and p.image.dtype == np.float32
+  assert p.mask.shape == (2, 20, 20) and p.mask.dtype == np.uint8
+  assert p.image.min() >= 0 and p.image.max() <= 1
+  assert set(np.unique(p.mask)) == {0, 1} and p.mask[:, 5:15, 5:15].all()
+  assert p.spacing == pytest.approx((2.5, 1.0, 1.5))
+  # ct_window_from_dicom: the narrow DICOM window saturates far more pixels
+  d = preprocess.prepare_volume(_volume("CT", hu, mask, window=(50.0, 100.0)),
+                                image_size=40, ct_window_from_dicom=True)
+  np.testing.assert_allclose(d.image, preprocess.window_ct(hu, 50.0, 100.0), atol=1e-6)
+  w = preprocess.prepare_volume(_volume("CT", hu, mask), image_size=40,
+                                ct_window_from_dicom=True)  # no DICOM window: ct_window
+  np.testing.assert_allclose(w.image, preprocess.window_ct(hu, 40.0, 400.0), atol=1e-6)
+
+  mr = rng.uniform(0, 3000, size=(2, 40, 40)).astype(np.float32)
+  mr_mask = np.zeros((2, 40, 40), np.uint8)
+  mr_mask[:, :10] = 63
+  mr_mask[:, 10:20] = 126
+  mr_mask[:, 20:30] = 252
+  q = preprocess.prepare_volume(_volume("MR", mr, mr_mask), image_size=40)
+  np.testing.assert_allclose(q.image, preprocess.normalize_mr(mr), atol=1e-6)
+  np.testing.assert_array_equal(q.mask, (mr_mask == 63).astype(np.uint8))
+  z = preprocess.prepare_volume(_volume("MR", mr, mr_mask), image_size=40,
+                                normalization="zscore")
+  np.testing.assert_allclose(z.image, preprocess.standardize_volume(mr), atol=1e-6)
+  with pytest.raises(ValueError):
+    preprocess.prepare_volume(_volume("MR", mr, mr_mask), image_size=8, normalization="x")
+
+
+def test_prepare_real_ct_sample(ct_sample_root):
+  vol = chaos.read_series(chaos.discover(ct_sample_root)[0])
+  p = preprocess.prepare_volume(vol, image_size=128)
+  assert p.image.shape == (78, 128, 128) and p.mask.shape == (78, 128, 128)
+  assert set(np.unique(p.mask)) == {0, 1}
+  # the liver volume is preserved by the 4x shrink within 2%
+  assert abs(p.mask.sum() * 16 / (vol.mask > 127).sum() - 1) < 0.02
+  assert p.spacing == pytest.approx((2.0, 0.7265625 * 4, 0.7265625 * 4))
+  # in the abdominal window (40, 400) the enhanced liver (~140 HU) sits near 0.75
+  assert 0.65 < float(p.image[p.mask == 1].mean()) < 0.85
+  z = preprocess.prepare_volume(vol, image_size=64, normalization="zscore")
+  assert z.image.min() >= 0 and z.image.max() <= 1

@@ -1,0 +1,78 @@
+"""Tests for liverjax/data/verify.py."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+from liverjax.data import verify
+from tests.data.test_chaos import build_dataset, write_mask
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run_cli(root):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, "-m", "liverjax.data.verify", f"--root={root}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_good_dataset_has_no_problems(tmp_path):
+  build_dataset(tmp_path, n_ct=2, n_mr=1)
+  report = verify.check_dataset(tmp_path)
+  assert report.usable and report.problems == []
+  counts = report.counts()
+  assert counts[("CT", "ct")] == dict(patients=2, series_skipped=0, slices=8, liver_slices=8)
+  for seq in ("t1_in", "t1_out", "t2"):
+    assert counts[("MR", seq)] == dict(patients=1, series_skipped=0, slices=3, liver_slices=3)
+  result = _run_cli(tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert "no problems found" in result.stdout
+
+
+def test_broken_dataset_lists_each_problem_with_its_path(tmp_path):
+  root = build_dataset(tmp_path, n_ct=2, n_mr=1)
+  (root / "MR/1/T2SPIR/Ground/IMG-0002-00006.png").unlink()  # missing mask
+  write_mask(root / "MR/1/T2SPIR/Ground/IMG-0002-00077.png", np.zeros((64, 64)))  # extra
+  write_mask(root / "CT/1/Ground/liver_GT_001.png", np.zeros((10, 10)))  # mis-sized
+  (root / "CT/1/DICOM_anon/junk.dcm").write_text("not dicom")  # unreadable
+  for f in (root / "CT/2/DICOM_anon").iterdir():  # a whole series gone
+    f.unlink()
+  report = verify.check_dataset(tmp_path)
+  assert report.usable  # CT 1 and MR 1 still have slices
+  text = "\n".join(report.problems)
+  assert str(root / "MR/1/T2SPIR/DICOM_anon/IMG-0002-00006.dcm") + ": missing mask" in text
+  assert str(root / "MR/1/T2SPIR/Ground/IMG-0002-00077.png") + ": mask with no image" in text
+  assert str(root / "CT/1/Ground/liver_GT_001.png") + ": mask size (10, 10) differs" in text
+  assert str(root / "CT/1/DICOM_anon/junk.dcm") + ": not a DICOM file" in text
+  assert str(root / "CT/2/DICOM_anon") + ": empty folder" in text
+  assert report.problem_counts() == {"missing mask": 1, "extra mask": 1, "size mismatch": 1,
+                                     "unreadable file": 1, "series skipped": 1}
+  counts = report.counts()
+  assert counts[("CT", "ct")] == dict(patients=1, series_skipped=1, slices=3, liver_slices=3)
+  assert counts[("MR", "t2")]["slices"] == 2
+  result = _run_cli(tmp_path)
+  assert result.returncode == 0, result.stderr  # usable: problems listed, status 0
+  assert "5 problem(s)" in result.stdout and "junk.dcm: not a DICOM file" in result.stdout
+
+
+def test_unusable_dataset_exits_non_zero(tmp_path):
+  root = build_dataset(tmp_path, n_ct=1, n_mr=0)
+  for f in (root / "CT/1/Ground").iterdir():
+    f.unlink()
+  report = verify.check_dataset(root)
+  assert not report.usable
+  assert any("CT/1/Ground" in p for p in report.problems)
+  result = _run_cli(root)
+  assert result.returncode != 0
+  assert "DATASET UNUSABLE" in result.stdout
+  missing = verify.check_dataset(tmp_path / "nowhere")
+  assert not missing.usable and "nowhere: no such folder" in missing.problems[0]
+
+
+def test_real_ct_sample_report(ct_sample_root):
+  report = verify.check_dataset(ct_sample_root)
+  assert report.usable and report.problems == []
+  assert report.counts() == {("CT", "ct"): dict(patients=1, series_skipped=0, slices=78,
+                                                liver_slices=71)}
