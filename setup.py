@@ -23,6 +23,7 @@ setuptools.setup(
         # imports and runs without TensorFlow: it falls back to a numpy iterator.
         "tensorflow-cpu",
         "tensorflow-datasets",
+        "tensorboard",  # TensorBoard scalars/images (tf.summary needs it)
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],

@@ -12,6 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "segmentation"  # "segmentation" | "cyclegan"
   config.seed = 0
+  # PRNG implementation of every key the experiment draws ("rbg" compiles much
+  # faster than JAX's default "threefry2x32"; see liverjax.train.prng_key).
+  config.rng_impl = "rbg"
 
   # ---------------------------------------------------------------- data
   config.data = data = ml_collections.ConfigDict()
@@ -70,6 +73,46 @@ def get_config() -> ml_collections.ConfigDict:
   augment.augmix_depth = (1, 3)  # ops per chain, inclusive range
   augment.augmix_alpha = 1.0  # Dirichlet / Beta concentration
   augment.augmix_severity = 3  # 1..10, scales op magnitudes
+  # The CycleGAN-based U-Net: a trained CycleGAN's workdir (or one of its
+  # `.../checkpoints/<step>` folders). When set, every source-domain training
+  # slice is translated once, before training, to the other domain's style by
+  # the CycleGAN generator (CT -> MR for source "ct", MR -> CT for "mr"); the
+  # source masks are kept. None: train on the original slices.
+  augment.cyclegan_workdir = ml_collections.FieldReference(None, field_type=str)
+  # Fraction of the training slices (a fixed random subset, drawn from `seed`)
+  # kept in their original style instead of translated; 0.0 trains on
+  # translated slices only, as in the study.
+  augment.cyclegan_mix = 0.0
+
+  # ---------------------------------------------------------------- cyclegan
+  # Unpaired CT <-> MR translation (experiment "cyclegan", liverjax/train_cyclegan.py).
+  # A = CT, B = MR; G: CT -> MR, F: MR -> CT; D_A judges CT, D_B judges MR.
+  config.cyclegan = cg = ml_collections.ConfigDict()
+  cg.generator_features = 32  # F of the ResNet generator (F, 2F, 4F)
+  cg.generator_blocks = 6  # residual blocks (6 at 128 px, 9 at 256 px in the paper)
+  cg.discriminator_features = 64  # F of the PatchGAN (paper: 64)
+  cg.discriminator_layers = 3  # 3: the 70x70 PatchGAN
+  cg.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay f32)
+  cg.batch_size = 8  # global batch of CT slices and of MR slices, split over devices
+  cg.steps = 4000
+  cg.learning_rate = 2e-4  # Adam, for G+F and for D_A+D_B
+  cg.beta1 = 0.5
+  cg.beta2 = 0.999
+  # The learning rate is constant, then decays linearly to 0 from this fraction
+  # of `steps` on (0.5: over the second half of training, as in the paper).
+  cg.decay_start_fraction = 0.5
+  cg.lambda_cycle = 10.0  # weight of the cycle-consistency L1 (both directions)
+  cg.lambda_identity = 0.5  # identity L1 weight, relative: lambda_identity * lambda_cycle
+  cg.pool_size = 50  # history of generated images the discriminators see (0: none)
+  cg.log_every = 50
+  cg.sample_every = 500  # sample grid PNG + TensorBoard image
+  cg.sample_slices = 4  # columns of the sample grid
+  cg.checkpoint_every = 500
+  cg.keep_checkpoints = 2
+  cg.histogram_bins = 64  # bins on [0,1] of the translation-quality histograms
+  # Body pixels (the histograms' support): intensity above this in the image
+  # that was translated (the real image for the real-target histogram).
+  cg.body_threshold = 0.05
 
   # ---------------------------------------------------------------- eval
   config.eval = ev = ml_collections.ConfigDict()

@@ -36,6 +36,9 @@ def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
                              keep_checkpoints_without_metrics=False))
   options = ocp.CheckpointManagerOptions(
       preservation_policy=pp.AnyPreservationPolicy(policies),
+      # Orbax writes the metrics of a save only when a best_fn is set.
+      best_fn=(lambda m: m[best_metric]) if best_metric else None,
+      best_mode="max",
       enable_async_checkpointing=False,
       create=True)
   return ocp.CheckpointManager(directory, options=options,

@@ -168,7 +168,7 @@ def evaluate_experiment(config, workdir, *, data=None, mesh=None, graphdef=None,
   if mesh is None:
     mesh = input_pipeline.create_mesh()
   if graphdef is None or abstract_state is None:
-    graphdef, state, _ = train.create_train_state(config, mesh, jax.random.key(0))
+    graphdef, state, _ = train.create_train_state(config, mesh, train.prng_key(config, 0))
     abstract_state = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
     del state

@@ -24,9 +24,18 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Initialise jax.distributed (multi-host runs).")
 
 
+class _QuietLibraries:
+  """Drops INFO records of chatty libraries (orbax logs every file it writes)."""
+
+  def filter(self, record) -> bool:
+    return record.levelno > 20 or not any(
+        part in record.pathname for part in ("/orbax/", "/jax/_src/"))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   # Keep TensorFlow (input pipeline only) off the accelerators.
   from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
   input_pipeline.tensorflow_or_none()

@@ -14,6 +14,19 @@ import jax
 import numpy as np
 
 
+def _tensorflow_with_tensorboard():
+  """TensorFlow when both it and TensorBoard import (tf.summary needs both), else None."""
+  from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
+  tf = input_pipeline.tensorflow_or_none()
+  if tf is None:
+    return None
+  try:
+    import tensorboard  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return None
+  return tf
+
+
 class MetricWriter:
   """Writes scalars (and images, to TensorBoard only) for one experiment."""
 
@@ -26,8 +39,7 @@ class MetricWriter:
     if self._enabled:
       self._path.parent.mkdir(parents=True, exist_ok=True)
       if tensorboard:
-        from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
-        self._tf = input_pipeline.tensorflow_or_none()
+        self._tf = _tensorflow_with_tensorboard()
 
   def _summary_writer(self, split):
     if split not in self._tb:

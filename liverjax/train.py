@@ -70,6 +70,17 @@ def create_optimizer(train_config) -> optax.GradientTransformation:
   return optax.adam(schedule)
 
 
+def prng_key(config, seed: int | None = None) -> jax.Array:
+  """A typed PRNG key of `config.rng_impl` from `seed` (default `config.seed`).
+
+  The default implementation is "rbg" (XLA's RngBitGenerator): threefry, JAX's
+  default, compiles its unrolled hash into every program that draws random
+  numbers, which costs ~1 s of XLA compile per parameter initialiser and per
+  augmentation op on a small CPU. Both are deterministic for a given seed.
+  """
+  return jax.random.key(config.seed if seed is None else seed, impl=config.rng_impl)
+
+
 def model_graphdef(model_config) -> nnx.GraphDef:
   """The static graph of the U-Net described by `config.model` (no arrays made)."""
   abstract = nnx.eval_shape(lambda: unet.create_unet(model_config, rngs=nnx.Rngs(0)))
@@ -232,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   images, masks = dataset_lib.stack_slices(train_volumes)
 
   mesh = input_pipeline.create_mesh()
-  rng = jax.random.key(config.seed)
+  rng = prng_key(config)
   init_rng, step_rng = jax.random.split(rng)
   graphdef, state, tx = create_train_state(config, mesh, init_rng)
   manager = checkpointing.create_manager(workdir, keep=config.train.keep_checkpoints)

@@ -28,13 +28,13 @@ def _single_device_mesh():
 
 
 def _run_steps(config, mesh, batch, n):
-  graphdef, state, tx = train.create_train_state(config, mesh, jax.random.key(0))
+  graphdef, state, tx = train.create_train_state(config, mesh, train.prng_key(config, 0))
   step_fn = train.make_train_step(config, graphdef, tx, mesh)
   sharding = input_pipeline.batch_sharding(mesh)
   gbatch = {k: jax.device_put(v, sharding) for k, v in batch.items()}
   history = []
   for i in range(n):
-    state, metrics = step_fn(state, gbatch, jax.random.key(i))
+    state, metrics = step_fn(state, gbatch, train.prng_key(config, i))
     history.append(jax.device_get(metrics))
   return state, history
 
@@ -70,33 +70,33 @@ def test_sharded_equals_unsharded(tiny_config):
 
 def test_train_step_donates_the_state(tiny_config):
   mesh = input_pipeline.create_mesh()
-  graphdef, state, tx = train.create_train_state(tiny_config, mesh, jax.random.key(0))
+  graphdef, state, tx = train.create_train_state(tiny_config, mesh, train.prng_key(tiny_config, 0))
   step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)
   batch = {k: jax.device_put(v, input_pipeline.batch_sharding(mesh)) for k, v in _batch().items()}
   old_leaf = jax.tree.leaves(state.params)[0]
-  state, _ = step_fn(state, batch, jax.random.key(0))
+  state, _ = step_fn(state, batch, train.prng_key(tiny_config, 0))
   assert old_leaf.is_deleted()
 
 
 def test_nonfinite_loss_stops_with_the_step(tiny_config):
   mesh = input_pipeline.create_mesh()
-  graphdef, state, tx = train.create_train_state(tiny_config, mesh, jax.random.key(0))
+  graphdef, state, tx = train.create_train_state(tiny_config, mesh, train.prng_key(tiny_config, 0))
   step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)
   sharding = input_pipeline.batch_sharding(mesh)
   good = {k: jax.device_put(v, sharding) for k, v in _batch().items()}
   bad_np = _batch()
   bad_np["image"][0, 0, 0, 0] = np.nan
   bad = {k: jax.device_put(v, sharding) for k, v in bad_np.items()}
-  state, _ = step_fn(state, good, jax.random.key(0))
+  state, _ = step_fn(state, good, train.prng_key(tiny_config, 0))
   params_before = jax.device_get(state.params)
-  state, metrics = step_fn(state, bad, jax.random.key(1))
+  state, metrics = step_fn(state, bad, train.prng_key(tiny_config, 1))
   assert float(metrics["finite"]) == 0.0
   with pytest.raises(train.NonFiniteError, match="step 2"):
     train.check_finite(state)
   # The bad update was not applied.
   for a, b in zip(jax.tree.leaves(params_before), jax.tree.leaves(jax.device_get(state.params))):
     np.testing.assert_array_equal(a, b)
-  state, _ = step_fn(state, good, jax.random.key(2))
+  state, _ = step_fn(state, good, train.prng_key(tiny_config, 2))
   with pytest.raises(train.NonFiniteError, match="step 2"):
     train.check_finite(state)
 

@@ -9,7 +9,8 @@ a skip weight m ~ Beta(alpha, alpha):
 
 The op list here is photometric / filter only (`ops.PHOTOMETRIC_OPS`: salt-and-pepper, Gaussian
 blur, median blur, bilateral filter, brightness, contrast, sharpness, gamma, CLAHE), magnitudes
-scaled by `severity` (1..10).
+scaled by `severity` (1..10). The per-step randomness (op index, magnitudes, the salt-and-pepper
+field) is drawn before the switch, so the branches are deterministic functions of it.
 
 SEGMENTATION ADAPTATION. The original AugMix also puts geometric ops (rotate, translate, shear)
 inside the chains. For segmentation that would make the mixture a blend of differently placed
@@ -36,16 +37,19 @@ from liverjax.augment import ops
 Array = jax.Array
 
 
-def mixing_weights(key: Array, width: int, alpha: float) -> tuple[Array, Array]:
+def mixing_weights(key: Array, width: int, alpha: float | Array) -> tuple[Array, Array]:
   """AugMix's mixing weights.
 
   Returns (w, m): w f32[width] ~ Dirichlet(alpha * ones(width)) (non-negative, sums to 1), and the
-  skip weight m, an f32 scalar ~ Beta(alpha, alpha) in [0, 1].
+  skip weight m, an f32 scalar ~ Beta(alpha, alpha) in [0, 1]. Both come from one draw of
+  width + 2 Gamma(alpha) variables (w = g[:width] / sum, m = g[-2] / (g[-2] + g[-1])): the
+  textbook constructions, with a single (large) Gamma sampler in the compiled program.
   """
-  k_w, k_m = jax.random.split(key)
-  w = jax.random.dirichlet(k_w, jnp.full((width,), alpha, jnp.float32)).astype(jnp.float32)
-  m = jax.random.beta(k_m, alpha, alpha).astype(jnp.float32)
-  return w, m
+  g = jax.random.gamma(key, jnp.full((width + 2,), alpha, jnp.float32))
+  g = jnp.maximum(g, jnp.finfo(jnp.float32).tiny)  # tiny alpha can underflow to 0
+  w = g[:width] / jnp.sum(g[:width])
+  m = g[width] / (g[width] + g[width + 1])
+  return w.astype(jnp.float32), jnp.clip(m, 0.0, 1.0).astype(jnp.float32)
 
 
 def _depth_range(depth: int | tuple[int, int]) -> tuple[int, int]:
@@ -63,17 +67,18 @@ def _chain(key: Array, image: Array, depth: tuple[int, int], severity: int) -> A
   """
   lo, hi = depth
   branches = [functools.partial(fn, severity=severity) for _, fn in ops.PHOTOMETRIC_OPS]
-  k_depth, k_steps = jax.random.split(key)
+  k_depth, k_choice, k_steps = jax.random.split(key, 3)
   n_steps = jax.random.randint(k_depth, (), lo, hi + 1)
+  choices = jax.random.randint(k_choice, (hi,), 0, len(branches))
+  # All randomness is drawn here, outside the switch: the branches are pure functions of it.
+  u, fields = jax.vmap(lambda k: ops.draw_randoms(k, image.shape))(jax.random.split(k_steps, hi))
 
   def step(x, inputs):
-    i, k = inputs
-    k_choice, k_op = jax.random.split(k)
-    choice = jax.random.randint(k_choice, (), 0, len(branches))
-    y = jax.lax.switch(choice, branches, k_op, x)
+    i, choice, u_i, field_i = inputs
+    y = jax.lax.switch(choice, branches, u_i, field_i, x)
     return jnp.where(i < n_steps, y, x), None
 
-  out, _ = jax.lax.scan(step, image, (jnp.arange(hi), jax.random.split(k_steps, hi)))
+  out, _ = jax.lax.scan(step, image, (jnp.arange(hi), choices, u, fields))
   return out
 
 

@@ -14,7 +14,7 @@ Steps, every parameter drawn from the ranges in `DomainParams`:
      jittered target level L_k plus the within-class residual of the original
      intensity scaled by a random gain, out = sum_k P_k (L_k + G_k (x - mu_k)).
   3. Edges (Sobel) and distance maps (exact city-block distance transforms, two
-     min-scans per axis): dark rims along edges, weighted towards fat/water
+     cummin passes per axis): dark rims along edges, weighted towards fat/water
      interfaces (the out-of-phase "India ink" look), or edge enhancement; for MR
      targets a smooth bias field times a surface-coil gain that decays with the
      distance to the body outline.
@@ -113,14 +113,32 @@ class DomainParams:
 # ------------------------------------------------------------------ helpers
 
 
-def _uniform(key, rng, shape=()):
-  lo, hi = np.asarray(rng, np.float32)[..., 0], np.asarray(rng, np.float32)[..., 1]
-  return jax.random.uniform(key, shape or np.shape(lo), minval=lo, maxval=hi)
+_N_DRAWS = 48  # uniform numbers drawn per slice (one PRNG call: cheap to compile)
 
 
-def _gated(key, prob, value):
-  """`value` with probability `prob`, else zeros."""
-  return jnp.where(jax.random.bernoulli(key, prob), value, jnp.zeros_like(value))
+def _sampler(key):
+  """Returns draw(ranges) and chance(p), both consuming one uniform vector.
+
+  draw((lo, hi)) is a scalar U(lo, hi); draw of a tuple of n ranges is f32[n].
+  chance(p) is a traced bool, True with probability p.
+  """
+  u = jax.random.uniform(key, (_N_DRAWS,))
+  pos = [0]
+
+  def draw(ranges):
+    r = np.asarray(ranges, np.float32)
+    lo, hi = r[..., 0], r[..., 1]
+    n = lo.size
+    if pos[0] + n > _N_DRAWS:
+      raise RuntimeError("domain.py: _N_DRAWS too small")
+    v = u[pos[0]:pos[0] + n].reshape(lo.shape)
+    pos[0] += n
+    return lo + (hi - lo) * v
+
+  def chance(p):
+    return draw((0.0, 1.0)) < p
+
+  return draw, chance
 
 
 def _shift_stack(x, radius):
@@ -183,8 +201,8 @@ def _l1_distance(feature):
 
   bool[H, W] -> f32[H, W]; H + W where there is no feature pixel. Separable:
   along each axis d[j] = min_k g[k] + |j - k| = min(j + cummin_k<=j(g[k] - k),
-  -j + cummin_k>=j(g[k] + k)), with log-depth associative scans (accelerator
-  friendly; lax.cummin lowers to a quadratic reduce_window on CPU).
+  -j + cummin_k>=j(g[k] + k)). lax.cummin compiles fast; XLA turns it into a
+  log-depth scan on GPU (on CPU it is a quadratic reduce_window, still cheap).
   """
   h, w = feature.shape
   big = float(h + w)
@@ -192,8 +210,8 @@ def _l1_distance(feature):
   for axis, n in ((1, w), (0, h)):
     j = jnp.arange(n, dtype=jnp.float32)
     j = j[None, :] if axis == 1 else j[:, None]
-    fwd = j + jax.lax.associative_scan(jnp.minimum, g - j, axis=axis)
-    bwd = -j + jax.lax.associative_scan(jnp.minimum, g + j, axis=axis, reverse=True)
+    fwd = j + jax.lax.cummin(g - j, axis=axis)
+    bwd = -j + jax.lax.cummin(g + j, axis=axis, reverse=True)
     g = jnp.minimum(fwd, bwd)
   return jnp.minimum(g, big)
 
@@ -214,11 +232,16 @@ def _weighted_quantiles(x, weights, qs, bins=256):
 
 
 def _equalize(x, weights, bins=256):
-  """Global histogram equalisation of x in [0, 1] with a weighted histogram."""
+  """Global histogram equalisation of x in [0, 1] with a weighted histogram.
+
+  The CDF is interpolated linearly inside each bin, so the mapping is
+  continuous and monotone (no 1/bins steps on smooth gradients).
+  """
   idx, hist = _histogram(x, weights, bins)
   total = jnp.maximum(hist.sum(), 1e-6)
-  cdf_mid = (jnp.cumsum(hist) - 0.5 * hist) / total
-  return cdf_mid[idx]
+  below = jnp.cumsum(hist) - hist
+  frac = jnp.clip(x * bins - idx, 0.0, 1.0)
+  return (below[idx] + frac * hist[idx]) / total
 
 
 def _ordered_membership(x, order, thresholds, widths):
@@ -291,8 +314,13 @@ def _analyse(x, source):
     thresholds = (0.3 * m, 0.8 * m, jnp.maximum(m + 0.5 * (hi - m), 1.6 * m))
   widths = (0.05 * m,) * 3
   inner = _ordered_membership(x, order, thresholds, widths)
-  outside = 1.0 - body
-  probs = inner * body[..., None] + outside[..., None] * jax.nn.one_hot(AIR, len(CLASSES))
+  # Very dark pixels count as "bone" (cortical bone, gas) only 2 pixels or more
+  # inside the outline; nearer, they are the partial-volume edge of the air.
+  core = _minmax3(_minmax3(inside_hard, jnp.minimum), jnp.minimum)
+  dark_edge = inner[..., BONE] * (1.0 - core)
+  air = (1.0 - inside_hard) + inside_hard * dark_edge
+  inner = inner.at[..., BONE].multiply(core)
+  probs = inner * inside_hard[..., None] + air[..., None] * jax.nn.one_hot(AIR, len(CLASSES))
   return probs, body
 
 
@@ -318,37 +346,28 @@ def tissue_probabilities(image, source) -> jax.Array:
   return probs
 
 
-def _target_levels(key, target, source, params):
-  """Jittered target levels f32[5], texture gains f32[5], is_t2 (traced bool)."""
-  k_t2, k_t1l, k_t2l, k_ctl, k_bone, k_bright, k_gain, k_t2g = jax.random.split(key, 8)
-  gains = _uniform(k_gain, [params.texture_gain] * 5)
-  gains = gains.at[AIR].set(0.0)
+def _target_levels(draw, chance, target, source, params):
+  """Jittered target levels f32[5] and texture gains f32[5] (air gain 0)."""
+  gains = draw([params.texture_gain] * 5).at[AIR].set(0.0)
   if target == "ct":
-    levels = _uniform(k_ctl, params.ct_levels)
-    bright_prob = 1.0 if source == "ct" else params.ct_bone_bright_prob
-    bright = jax.random.bernoulli(k_bone, bright_prob)
+    levels = draw(params.ct_levels)
+    bright = chance(1.0 if source == "ct" else params.ct_bone_bright_prob)
     levels = levels.at[BONE].set(
-        jnp.where(bright, _uniform(k_bright, params.ct_bone_bright), levels[BONE]))
-    return levels, gains, jnp.asarray(False)
-  if target == "t1":
-    is_t2 = jnp.asarray(False)
-  elif target == "t2":
-    is_t2 = jnp.asarray(True)
-  else:
-    is_t2 = jax.random.bernoulli(k_t2, params.t2_prob)
-  levels = jnp.where(is_t2, _uniform(k_t2l, params.t2_levels), _uniform(k_t1l, params.t1_levels))
-  gains = gains.at[SOFT].set(
-      jnp.where(is_t2, _uniform(k_t2g, params.t2_soft_gain), gains[SOFT]))
-  return levels, gains, is_t2
+        jnp.where(bright, draw(params.ct_bone_bright), levels[BONE]))
+    return levels, gains
+  is_t2 = chance({"t1": 0.0, "t2": 1.0}.get(target, params.t2_prob))
+  levels = jnp.where(is_t2, draw(params.t2_levels), draw(params.t1_levels))
+  gains = gains.at[SOFT].set(jnp.where(is_t2, draw(params.t2_soft_gain), gains[SOFT]))
+  return levels, gains
 
 
-def _bias_field(key, shape, strength):
-  """exp(strength * f), f a random low-order polynomial field scaled to [-1, 1]."""
+def _bias_field(coef, shape, strength):
+  """exp(strength * f): f the low-order polynomial field with coefficients coef f32[5]
+  (in x, y, xy, x^2, y^2 over [-1, 1]^2), scaled to [-1, 1]."""
   h, w = shape
   y = jnp.linspace(-1.0, 1.0, h)[:, None]
   x = jnp.linspace(-1.0, 1.0, w)[None, :]
   basis = jnp.stack(jnp.broadcast_arrays(x, y, x * y, x * x - 1 / 3, y * y - 1 / 3))
-  coef = jax.random.normal(key, (5,))
   f = jnp.tensordot(coef, basis, axes=1)
   f = f / jnp.maximum(jnp.abs(f).max(), 1e-6)
   return jnp.exp(strength * f)
@@ -378,77 +397,78 @@ def domain_transform(key, image, *, source: str, target: str | None = None,
   mr_target = tgt != "ct"
   x = jnp.clip(image[..., 0].astype(jnp.float32), 0.0, 1.0)
   h, w = x.shape
-  keys = iter(jax.random.split(key, 32))
+  k_draw, k_noise = jax.random.split(key)
+  draw, chance = _sampler(k_draw)
+
+  def gated(p, value):  # value with probability p, else 0
+    return jnp.where(chance(p), value, 0.0)
 
   # 1-2. Tissue classes and per-class remapping with texture kept.
   probs, body = _analyse(x, src)
-  levels, gains, _ = _target_levels(next(keys), tgt, src, params)
+  body_w = jnp.where(body.sum() >= 1.0, body, jnp.ones_like(body))  # all on blank slices
+  levels, gains = _target_levels(draw, chance, tgt, src, params)
   mass = probs.sum(axis=(0, 1))
   mu = (probs * x[..., None]).sum(axis=(0, 1)) / (mass + 1e-6)
   out = (probs * (levels + gains * (x[..., None] - mu))).sum(axis=-1)
 
   # 3. Edges and distance maps: rims / edge enhancement, bias field.
   mag = _sobel(_blur(x, 0.6))
-  thr = _uniform(next(keys), params.edge_threshold) * mag.max()
+  thr = draw(params.edge_threshold) * mag.max()
   edges = (mag > thr) & (mag > 0.01)
-  width = _uniform(next(keys), params.rim_width)
+  width = draw(params.rim_width)
   rim = jnp.exp(-_l1_distance(edges) / width)
-  fat = _blur(probs[..., FAT], 1.0)
-  water = _blur(probs[..., SOFT] + probs[..., FLUID], 1.0)
-  interface = jnp.clip(4.0 * fat * water, 0.0, 1.0)
-  mix = _uniform(next(keys), params.rim_interface_mix)
-  rim_w = rim * ((1.0 - mix) + mix * interface)
-  k_rim, k_rim_s = next(keys), next(keys)
-  if mr_target:
-    dark = _gated(k_rim, params.rim_prob, _uniform(k_rim_s, params.rim_strength))
-    out = out * (1.0 - dark * rim_w)
-  enhance = _gated(next(keys), params.edge_enhance_prob,
-                   _uniform(next(keys), params.edge_enhance_amount))
+  if mr_target:  # dark rims, weighted towards fat/water interfaces
+    fat = _blur(probs[..., FAT], 1.0)
+    water = _blur(probs[..., SOFT] + probs[..., FLUID], 1.0)
+    interface = jnp.clip(4.0 * fat * water, 0.0, 1.0)
+    mix = draw(params.rim_interface_mix)
+    dark = gated(params.rim_prob, draw(params.rim_strength))
+    out = out * (1.0 - dark * rim * ((1.0 - mix) + mix * interface))
+  enhance = gated(params.edge_enhance_prob, draw(params.edge_enhance_amount))
   out = out + enhance * rim * (out - _blur(out, 1.0))
 
-  k_bias, k_bs, k_field, k_sg, k_sd = (next(keys) for _ in range(5))
   if mr_target:
-    strength = _uniform(k_bs, params.bias_strength)
-    gain = _uniform(k_sg, params.surface_gain)
-    depth = _uniform(k_sd, params.surface_depth) * max(h, w)
+    strength = gated(params.bias_prob, draw(params.bias_strength))
+    gain = gated(params.bias_prob, draw(params.surface_gain))
+    depth = draw(params.surface_depth) * max(h, w)
+    coef = draw([(-1.0, 1.0)] * 5)
     dist_out = _l1_distance(body < 0.5)  # distance to the body outline
-    bias = _bias_field(k_field, (h, w), strength) * (1.0 + gain * jnp.exp(-dist_out / depth))
-    bias = bias / ((bias * body).sum() / jnp.maximum(body.sum(), 1e-6) + 1e-6)
-    on = jax.random.bernoulli(k_bias, params.bias_prob)
-    out = jnp.where(on, out * bias, out)
+    bias = _bias_field(coef, (h, w), strength) * (1.0 + gain * jnp.exp(-dist_out / depth))
+    bias = bias / ((bias * body_w).sum() / body_w.sum())
+    out = out * bias
 
   # 4. Gamma, contrast and brightness about the body mean.
-  out = jnp.clip(out, 0.0, 1.0) ** _uniform(next(keys), params.gamma)
-  body_w = jnp.where(body.sum() >= 1.0, body, jnp.ones_like(body))
+  out = jnp.clip(out, 0.0, 1.0) ** draw(params.gamma)
   mean = (out * body_w).sum() / body_w.sum()
-  out = (out - mean) * _uniform(next(keys), params.contrast) + mean
-  out = out + _uniform(next(keys), params.brightness)
+  out = (out - mean) * draw(params.contrast) + mean
+  out = out + draw(params.brightness)
   if not mr_target:
     out = out * body  # CT air is black
   out = jnp.clip(out, 0.0, 1.0)
 
   # Blur or unsharp sharpen.
-  sigma = _uniform(next(keys), params.blur_sigma)
-  amount = _gated(next(keys), params.filter_prob, _uniform(next(keys), params.filter_amount))
+  sigma = draw(params.blur_sigma)
+  amount = gated(params.filter_prob, draw(params.filter_amount))
   out = out + amount * (out - _blur(out, sigma))
   out = jnp.clip(out, 0.0, 1.0)
 
   # Histogram equalisation, blended.
-  weight = _gated(next(keys), params.histeq_prob, _uniform(next(keys), params.histeq_weight))
+  weight = gated(params.histeq_prob, draw(params.histeq_weight))
+  weight = jnp.where(body.sum() >= 1.0, weight, 0.0)  # nothing to equalise on blank slices
   out = (1.0 - weight) * out + weight * _equalize(out, body_w)
+  if not mr_target:
+    out = out * body
 
   # Noise.
-  k_noise, k_ns, k_n1, k_n2 = next(keys), next(keys), next(keys), next(keys)
+  noise = jax.random.normal(k_noise, (2, h, w))
   if mr_target:
-    s = _gated(k_noise, params.noise_prob, _uniform(k_ns, params.mr_noise_sigma))
-    n1 = jax.random.normal(k_n1, (h, w))
-    n2 = jax.random.normal(k_n2, (h, w))
-    out = jnp.sqrt((out + s * n1) ** 2 + (s * n2) ** 2)
+    s = gated(params.noise_prob, draw(params.mr_noise_sigma))
+    out = jnp.sqrt((out + s * noise[0]) ** 2 + (s * noise[1]) ** 2)
   else:
-    s = _gated(k_noise, params.noise_prob, _uniform(k_ns, params.ct_noise_sigma))
-    n = _blur(jax.random.normal(k_n1, (h, w)), params.ct_noise_corr)
+    s = gated(params.noise_prob, draw(params.ct_noise_sigma))
+    n = _blur(noise[0], params.ct_noise_corr)
     n = n / jnp.maximum(n.std(), 1e-6)
-    out = out + s * n
+    out = out + s * n * body  # air stays black: it lies far below the CT window
   out = jnp.clip(out, 0.0, 1.0)
   return out[..., None].astype(image.dtype)
 

@@ -13,7 +13,10 @@ Three groups:
   bilinear for the image, nearest for the mask, zero outside;
 - sampled versions `random_<op>(key, image, severity)` that draw the op's magnitude from `key`,
   scaled by an integer `severity` in 1..10 as in AugMix (a level drawn uniformly in [0.1, severity],
-  mapped linearly onto the op's range at severity 10). `PHOTOMETRIC_OPS` lists them for AugMix.
+  mapped linearly onto the op's range at severity 10), and their parametrised forms
+  `sampled_<op>(u, field, image, severity)` taking pre-drawn uniforms (`draw_randoms`), which AugMix
+  switches between (`PHOTOMETRIC_OPS`; keyed list `RANDOM_PHOTOMETRIC_OPS`); `random_affine` for the
+  geometric part.
 """
 from __future__ import annotations
 
@@ -172,12 +175,18 @@ def bilateral_filter(image: Array, sigma_color: Array | float, sigma_space: Arra
   r = max(int(radius), 1)
   offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= r * r]
   x = image[..., 0].astype(jnp.float32)
-  stack = _shifted_stack(x, r, offsets, 'reflect')
-  d2 = jnp.asarray([dy * dy + dx * dx for dy, dx in offsets], jnp.float32)
-  ss = jnp.maximum(jnp.asarray(sigma_space, jnp.float32), 1e-3)
-  sc = jnp.maximum(jnp.asarray(sigma_color, jnp.float32), 1e-4)
-  w = jnp.exp(-0.5 * d2 / (ss * ss))[:, None, None] * jnp.exp(-0.5 * jnp.square((stack - x) / sc))
-  out = jnp.sum(w * stack, axis=0) / jnp.sum(w, axis=0)
+  h, w = x.shape
+  padded = jnp.pad(x, r, mode='reflect')
+  space_coeff = -0.5 / jnp.square(jnp.maximum(jnp.asarray(sigma_space, jnp.float32), 1e-3))
+  color_coeff = -0.5 / jnp.square(jnp.maximum(jnp.asarray(sigma_color, jnp.float32), 1e-4))
+  num = jnp.zeros_like(x)
+  den = jnp.zeros_like(x)
+  for dy, dx in offsets:  # accumulate tap by tap: one fused elementwise pass, no [K, H, W] stack
+    n = padded[r + dy:r + dy + h, r + dx:r + dx + w]
+    wk = jnp.exp(space_coeff * (dy * dy + dx * dx) + color_coeff * jnp.square(n - x))
+    num = num + wk * n
+    den = den + wk
+  out = num / den
   return _finish(out[..., None], image)
 
 
@@ -397,70 +406,118 @@ MAX_ROTATE = 30.0  # degrees, either sign
 MAX_TRANSLATE = 0.2  # fraction of the slice size, each axis, either sign
 
 
-def sample_level(key: Array, severity: int) -> Array:
-  """AugMix's level: uniform in [0.1, severity], returned divided by 10 (f32 scalar in (0, 1])."""
-  severity = float(severity)
-  return jax.random.uniform(key, (), jnp.float32, min(0.1, severity), severity) / 10.0
+N_UNIFORMS = 3  # uniforms a sampled photometric op may use
 
 
-def _signed_level(key: Array, severity: int) -> Array:
-  """sample_level with a random sign: f32 scalar in [-1, 1]."""
-  k1, k2 = jax.random.split(key)
-  sign = jnp.where(jax.random.bernoulli(k2), 1.0, -1.0)
-  return sign * sample_level(k1, severity)
-
-
-def random_salt_and_pepper(key: Array, image: Array, severity: int) -> Array:
-  """salt_and_pepper with amount = level * MAX_SALT_PEPPER. Same shape/dtype, in [0, 1]."""
-  k1, k2 = jax.random.split(key)
-  return salt_and_pepper(k2, image, sample_level(k1, severity) * MAX_SALT_PEPPER)
-
-
-def random_gaussian_blur(key: Array, image: Array, severity: int) -> Array:
-  """gaussian_blur with sigma = level * MAX_BLUR_SIGMA. Same shape/dtype, in [0, 1]."""
-  return gaussian_blur(image, sample_level(key, severity) * MAX_BLUR_SIGMA, BLUR_MAX_RADIUS)
-
-
-def random_median_blur(key: Array, image: Array, severity: int) -> Array:
-  """median_blur, ksize 3 for severity <= 5 and 5 above (static: severity is a Python int).
-
-  The key is unused (no continuous magnitude); kept for a uniform signature.
+def draw_randoms(key: Array, shape: Sequence[int]) -> tuple[Array, Array]:
+  """The randomness of one sampled photometric op: (u f32[N_UNIFORMS], field f32[shape]), both
+  uniform in [0, 1). Drawn once per AugMix step, outside the lax.switch, so the branches carry no
+  random-number generation of their own (smaller programs, faster compiles, no wasted draws).
   """
-  del key
+  k_u, k_f = jax.random.split(key)
+  return jax.random.uniform(k_u, (N_UNIFORMS,)), jax.random.uniform(k_f, tuple(shape))
+
+
+def level_from_uniform(u: Array, severity: int) -> Array:
+  """AugMix's level from a uniform u in [0, 1): uniform in [0.1, severity], divided by 10 (f32
+  scalar in (0, 1])."""
+  lo = min(0.1, float(severity))
+  return (lo + u * (float(severity) - lo)) / 10.0
+
+
+def _signed(u_level: Array, u_sign: Array, severity: int) -> Array:
+  """level_from_uniform with a random sign (u_sign < 0.5 is negative): f32 scalar in [-1, 1]."""
+  return jnp.where(u_sign < 0.5, -1.0, 1.0) * level_from_uniform(u_level, severity)
+
+
+def sample_level(key: Array, severity: int) -> Array:
+  """AugMix's level drawn from `key`: uniform in [0.1, severity] / 10 (f32 scalar in (0, 1])."""
+  return level_from_uniform(jax.random.uniform(key, ()), severity)
+
+
+# Parametrised forms: (u f32[N_UNIFORMS], field f32[H, W, 1], image, severity) -> image.
+
+
+def sampled_salt_and_pepper(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """salt_and_pepper with amount = level * MAX_SALT_PEPPER, the pixels chosen by `field`."""
+  half = level_from_uniform(u[0], severity) * MAX_SALT_PEPPER / 2
+  out = jnp.where(field < half, 0.0, jnp.where(field > 1.0 - half, 1.0, image.astype(jnp.float32)))
+  return _finish(out, image)
+
+
+def sampled_gaussian_blur(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """gaussian_blur with sigma = level * MAX_BLUR_SIGMA."""
+  del field
+  return gaussian_blur(image, level_from_uniform(u[0], severity) * MAX_BLUR_SIGMA, BLUR_MAX_RADIUS)
+
+
+def sampled_median_blur(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """median_blur, ksize 3 for severity <= 5 and 5 above (static: severity is a Python int)."""
+  del u, field
   return median_blur(image, 3 if severity <= 5 else 5)
 
 
-def random_bilateral_filter(key: Array, image: Array, severity: int) -> Array:
-  """bilateral_filter, radius 2, sigma_color and sigma_space scaled by two levels."""
-  k1, k2 = jax.random.split(key)
-  sc = 0.02 + sample_level(k1, severity) * MAX_BILATERAL_SIGMA_COLOR
-  ss = 0.5 + sample_level(k2, severity) * MAX_BILATERAL_SIGMA_SPACE
+def sampled_bilateral_filter(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """bilateral_filter, radius 2, sigma_color and sigma_space scaled by two independent levels."""
+  del field
+  sc = 0.02 + level_from_uniform(u[0], severity) * MAX_BILATERAL_SIGMA_COLOR
+  ss = 0.5 + level_from_uniform(u[1], severity) * MAX_BILATERAL_SIGMA_SPACE
   return bilateral_filter(image, sc, ss, radius=2)
 
 
-def random_brightness(key: Array, image: Array, severity: int) -> Array:
-  """brightness with delta = +-level * MAX_BRIGHTNESS. Same shape/dtype, in [0, 1]."""
-  return brightness(image, _signed_level(key, severity) * MAX_BRIGHTNESS)
+def sampled_brightness(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """brightness with delta = +-level * MAX_BRIGHTNESS."""
+  del field
+  return brightness(image, _signed(u[0], u[1], severity) * MAX_BRIGHTNESS)
 
 
-def random_contrast(key: Array, image: Array, severity: int) -> Array:
-  """contrast with factor = 1 +- level * MAX_CONTRAST. Same shape/dtype, in [0, 1]."""
-  return contrast(image, 1.0 + _signed_level(key, severity) * MAX_CONTRAST)
+def sampled_contrast(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """contrast with factor = 1 +- level * MAX_CONTRAST."""
+  del field
+  return contrast(image, 1.0 + _signed(u[0], u[1], severity) * MAX_CONTRAST)
 
 
-def random_sharpness(key: Array, image: Array, severity: int) -> Array:
-  """sharpness with factor = 1 +- level * MAX_SHARPNESS. Same shape/dtype, in [0, 1]."""
-  return sharpness(image, 1.0 + _signed_level(key, severity) * MAX_SHARPNESS)
+def sampled_sharpness(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """sharpness with factor = 1 +- level * MAX_SHARPNESS."""
+  del field
+  return sharpness(image, 1.0 + _signed(u[0], u[1], severity) * MAX_SHARPNESS)
 
 
-def random_gamma(key: Array, image: Array, severity: int) -> Array:
-  """gamma with g = exp(+-level * MAX_LOG_GAMMA). Same shape/dtype, in [0, 1]."""
-  return gamma(image, jnp.exp(_signed_level(key, severity) * MAX_LOG_GAMMA))
+def sampled_gamma(u: Array, field: Array, image: Array, severity: int) -> Array:
+  """gamma with g = exp(+-level * MAX_LOG_GAMMA)."""
+  del field
+  return gamma(image, jnp.exp(_signed(u[0], u[1], severity) * MAX_LOG_GAMMA))
 
 
-def random_clahe(key: Array, image: Array, severity: int) -> Array:
+def sampled_clahe(u: Array, field: Array, image: Array, severity: int) -> Array:
   """clahe on an 8x8 grid with clip_limit = 1 + level * (MAX_CLAHE_CLIP - 1)."""
-  return clahe(image, 1.0 + sample_level(key, severity) * (MAX_CLAHE_CLIP - 1.0), (8, 8))
+  del field
+  return clahe(image, 1.0 + level_from_uniform(u[0], severity) * (MAX_CLAHE_CLIP - 1.0), (8, 8))
+
+
+def _keyed(fn: Callable[[Array, Array, Array, int], Array], name: str) -> Callable[[Array, Array, int], Array]:
+  """`random_<op>(key, image, severity)`: the sampled op with its randomness drawn from `key`."""
+
+  def random_op(key: Array, image: Array, severity: int) -> Array:
+    u, field = draw_randoms(key, image.shape)
+    return fn(u, field, image, severity)
+
+  random_op.__name__ = f'random_{name}'
+  random_op.__doc__ = (f'`{fn.__name__}` with its randomness drawn from `key`. Takes a PRNG key, '
+                       '`image` f32[H, W, 1] in [0, 1] and a static severity 1..10; returns the '
+                       'same shape/dtype in [0, 1].')
+  return random_op
+
+
+random_salt_and_pepper = _keyed(sampled_salt_and_pepper, 'salt_and_pepper')
+random_gaussian_blur = _keyed(sampled_gaussian_blur, 'gaussian_blur')
+random_median_blur = _keyed(sampled_median_blur, 'median_blur')
+random_bilateral_filter = _keyed(sampled_bilateral_filter, 'bilateral_filter')
+random_brightness = _keyed(sampled_brightness, 'brightness')
+random_contrast = _keyed(sampled_contrast, 'contrast')
+random_sharpness = _keyed(sampled_sharpness, 'sharpness')
+random_gamma = _keyed(sampled_gamma, 'gamma')
+random_clahe = _keyed(sampled_clahe, 'clahe')
 
 
 def random_affine(key: Array, image: Array, mask: Array, severity: int,
@@ -471,18 +528,32 @@ def random_affine(key: Array, image: Array, mask: Array, severity: int,
   Takes image/mask [H, W, 1]; returns (image, mask) with their shapes and dtypes.
   """
   h, w = image.shape[:2]
-  k_a, k_x, k_y, k_f = jax.random.split(key, 4)
-  angle = _signed_level(k_a, severity) * MAX_ROTATE
-  shift = jnp.stack([_signed_level(k_x, severity) * MAX_TRANSLATE * w,
-                     _signed_level(k_y, severity) * MAX_TRANSLATE * h])
-  do_flip = jax.random.bernoulli(k_f, flip_prob)
+  u = jax.random.uniform(key, (7,))
+  angle = _signed(u[0], u[1], severity) * MAX_ROTATE
+  shift = jnp.stack([_signed(u[2], u[3], severity) * MAX_TRANSLATE * w,
+                     _signed(u[4], u[5], severity) * MAX_TRANSLATE * h])
+  do_flip = u[6] < flip_prob
   return affine(image, mask, angle, shift, do_flip)
 
 
-SampledOp = Callable[[Array, Array, int], Array]
+SampledOp = Callable[[Array, Array, Array, int], Array]
 
-# The photometric / filter ops AugMix chooses from, in a fixed order (the lax.switch index).
+# The photometric / filter ops AugMix chooses from, in a fixed order (the lax.switch index), in the
+# parametrised form fn(u, field, image, severity) (randomness from `draw_randoms`).
 PHOTOMETRIC_OPS: tuple[tuple[str, SampledOp], ...] = (
+    ('salt_and_pepper', sampled_salt_and_pepper),
+    ('gaussian_blur', sampled_gaussian_blur),
+    ('median_blur', sampled_median_blur),
+    ('bilateral_filter', sampled_bilateral_filter),
+    ('brightness', sampled_brightness),
+    ('contrast', sampled_contrast),
+    ('sharpness', sampled_sharpness),
+    ('gamma', sampled_gamma),
+    ('clahe', sampled_clahe),
+)
+
+# The same ops keyed: fn(key, image, severity).
+RANDOM_PHOTOMETRIC_OPS: tuple[tuple[str, Callable[[Array, Array, int], Array]], ...] = (
     ('salt_and_pepper', random_salt_and_pepper),
     ('gaussian_blur', random_gaussian_blur),
     ('median_blur', random_median_blur),

@@ -51,14 +51,19 @@ def augmix_photo():
 
 
 def test_mixing_weights_are_a_distribution():
-  keys = jax.random.split(jax.random.key(0), 64)
-  for width, alpha in [(1, 1.0), (3, 1.0), (4, 0.3), (3, 5.0)]:
-    w, m = jax.jit(jax.vmap(lambda k: augmix.mixing_weights(k, width, alpha)))(keys)
-    w, m = np.asarray(w), np.asarray(m)
-    assert w.shape == (64, width) and w.dtype == np.float32 and m.shape == (64,)
-    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
-    assert (w >= 0).all() and (m >= 0).all() and (m <= 1).all()
-    assert np.unique(m).size > 32  # really random per key
+  keys = jax.random.split(jax.random.key(0), 256)
+  for width in (1, 3):
+    f = jax.jit(jax.vmap(lambda k, a: augmix.mixing_weights(k, width, a), in_axes=(0, None)))
+    for alpha in (0.3, 1.0, 5.0):
+      w, m = f(keys, alpha)
+      w, m = np.asarray(w), np.asarray(m)
+      assert w.shape == (256, width) and w.dtype == np.float32 and m.shape == (256,)
+      np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+      assert (w >= 0).all() and (m >= 0).all() and (m <= 1).all()
+      assert np.unique(m).size > 128  # really random per key
+      assert abs(m.mean() - 0.5) < 0.06  # Beta(alpha, alpha) is symmetric about 1/2
+      if width == 3:
+        assert np.abs(w.mean(axis=0) - 1 / 3).max() < 0.06
 
 
 def test_augmix_shape_range_determinism(data, augmix_geo):
@@ -121,10 +126,27 @@ def test_augmix_rejects_bad_settings(data):
 
 
 def _augment_config(**overrides):
-  cfg = ml_collections.ConfigDict(dict(domain=False, domain_prob=0.8, augmix=False, augmix_width=2,
-                                       augmix_depth=(1, 2), augmix_alpha=1.0, augmix_severity=3))
+  # AugMix settings equal to the `augmix_geo` fixture, so its compiled program is the reference.
+  cfg = ml_collections.ConfigDict(dict(domain=False, domain_prob=0.8, augmix=False, augmix_width=3,
+                                       augmix_depth=(1, 3), augmix_alpha=1.0, augmix_severity=3))
   cfg.update(overrides)
   return cfg
+
+
+def _fake_domain(monkeypatch, transform):
+  """Installs a stand-in liverjax.augment.domain whose domain_transform_batch records its calls."""
+  calls = []
+
+  def domain_transform_batch(key, imgs, *, source, prob):
+    del key
+    calls.append((source, prob, imgs.shape))
+    return transform(imgs)
+
+  fake = types.ModuleType('liverjax.augment.domain')
+  fake.domain_transform_batch = domain_transform_batch
+  monkeypatch.setitem(sys.modules, 'liverjax.augment.domain', fake)
+  monkeypatch.setattr(liverjax.augment, 'domain', fake, raising=False)
+  return calls
 
 
 def test_pipeline_identity_when_off(data):
@@ -136,50 +158,31 @@ def test_pipeline_identity_when_off(data):
   np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
 
 
-def test_pipeline_domain_then_augmix(data, monkeypatch):
-  """A stand-in domain module records its call; the result then goes through AugMix."""
+def test_pipeline_domain_only(data, monkeypatch):
   images, masks = data
-  calls = []
-
-  def fake_domain_transform_batch(key, imgs, *, source, prob):
-    calls.append((source, prob, imgs.shape))
-    del key
-    return jnp.zeros_like(imgs)  # AugMix of a black batch stays black (no geometry on 0s)
-
-  fake = types.ModuleType('liverjax.augment.domain')
-  fake.domain_transform_batch = fake_domain_transform_batch
-  monkeypatch.setitem(sys.modules, 'liverjax.augment.domain', fake)
-  monkeypatch.setattr(liverjax.augment, 'domain', fake, raising=False)
-
+  calls = _fake_domain(monkeypatch, lambda x: 1.0 - x)
   cfg = _augment_config(domain=True, domain_prob=0.3)
   f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='mr'))
   out, out_m = f(jax.random.key(0), images, masks)
   assert calls == [('mr', 0.3, images.shape)]
-  np.testing.assert_array_equal(np.asarray(out), 0.0)
+  np.testing.assert_allclose(np.asarray(out), 1.0 - np.asarray(images), atol=1e-6)
   np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
 
+
+def test_pipeline_domain_then_augmix(data, monkeypatch, augmix_geo):
+  """The domain transform runs first, AugMix (with the pipeline's key half) on its output."""
+  images, masks = data
+  calls = _fake_domain(monkeypatch, lambda x: 0.5 * x)
   cfg = _augment_config(domain=True, augmix=True)
   f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='ct'))
-  out, out_m = f(jax.random.key(0), images, masks)
-  assert len(calls) == 2 and out.shape == images.shape and out_m.shape == masks.shape
-  out = np.asarray(out)
-  # Brightness / gamma / CLAHE may lift a black slice a little, never beyond [0, 1].
-  assert out.min() >= 0.0 and out.max() <= 1.0
-  assert set(np.unique(np.asarray(out_m))) <= {0.0, 1.0}
-
-
-def test_pipeline_augmix_only_matches_augmix_batch(data):
-  images, masks = data
-  cfg = _augment_config(augmix=True)
-  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='ct'))
   out, out_m = f(jax.random.key(3), images, masks)
+  assert calls == [('ct', 0.8, images.shape)]
   assert out.shape == images.shape and out_m.shape == masks.shape
-  assert not np.allclose(np.asarray(out), np.asarray(images))
   _, k_augmix = jax.random.split(jax.random.key(3))
-  ref, ref_m = jax.jit(functools.partial(augmix.augmix_batch, width=2, depth=(1, 2), alpha=1.0,
-                                         severity=3))(k_augmix, images, masks)
-  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
+  ref, ref_m = augmix_geo(k_augmix, 0.5 * images, masks)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
   np.testing.assert_array_equal(np.asarray(out_m), np.asarray(ref_m))
+  assert not np.allclose(np.asarray(out), 0.5 * np.asarray(images))
 
 
 def test_pipeline_with_real_domain_module(data):

@@ -82,7 +82,7 @@ def test_deterministic_op_keeps_shape_dtype_range(name, batch):
     assert not np.allclose(out, np.asarray(batch)), f'{name} changed nothing'
 
 
-@pytest.mark.parametrize('name,fn', ops.PHOTOMETRIC_OPS)
+@pytest.mark.parametrize('name,fn', ops.RANDOM_PHOTOMETRIC_OPS)
 def test_sampled_op_keeps_range_and_is_deterministic_per_key(name, fn, batch):
   f = jax.jit(jax.vmap(functools.partial(fn, severity=10)))
   keys = jax.random.split(jax.random.key(0), batch.shape[0])

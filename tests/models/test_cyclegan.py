@@ -54,7 +54,7 @@ def test_generator_bfloat16_compute():
 
 
 def test_generator_rejects_bad_sizes():
-  gen = cyclegan.ResnetGenerator(features=2, n_blocks=0, rngs=nnx.Rngs(0))
+  gen = cyclegan.ResnetGenerator(features=4, n_blocks=0, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="divisible by 4"):
     gen(jnp.zeros((1, 18, 16, 1)))
   with pytest.raises(ValueError, match=r"\[B,H,W,1\]"):
@@ -160,8 +160,8 @@ def test_batch_sharded_over_devices_matches_unsharded():
   """Both nets run on a batch split over the data mesh (explicit sharding) with equal results."""
   from jax.sharding import NamedSharding, PartitionSpec as P
   n = jax.device_count()
-  gen = cyclegan.ResnetGenerator(features=2, n_blocks=1, rngs=nnx.Rngs(0))
-  disc = cyclegan.PatchDiscriminator(features=2, n_layers=2, rngs=nnx.Rngs(1))
+  gen = cyclegan.ResnetGenerator(features=4, n_blocks=1, rngs=nnx.Rngs(0))
+  disc = cyclegan.PatchDiscriminator(features=4, n_layers=2, rngs=nnx.Rngs(1))
   graphdef, params = nnx.split((gen, disc), nnx.Param)
 
   @jax.jit
