@@ -5,7 +5,7 @@ generator F: MR -> CT; discriminator D_A judges CT (real CT vs F(mr)), D_B
 judges MR (real MR vs G(ct)). Networks are `liverjax.models.cyclegan`.
 
 The hot path is `cyclegan_step`, one pure function of (state, CT batch, MR
-batch, key) compiled once with `jax.jit` (batches split over the mesh's `data`
+batch, key, learning rate) compiled once with `jax.jit` (batches split over the mesh's `data`
 axis, the state replicated and donated). One step is
   1. the generator update (G and F, one Adam): LSGAN adversarial terms
      mean((D_B(G(a)) - 1)^2) and mean((D_A(F(b)) - 1)^2), the cycle L1
@@ -243,12 +243,6 @@ def abstract_cyclegan_state(config, mesh) -> Any:
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
 
 
-def abstract_state(state) -> Any:
-  """`state` as a pytree of `jax.ShapeDtypeStruct` with the same shardings."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                      state)
-
-
 # ---------------------------------------------------------------------- losses
 
 
@@ -351,10 +345,6 @@ def pool_query(pool: ImagePool, images: jax.Array, key: jax.Array
 # ---------------------------------------------------------------------- step
 
 
-def _merge(graphdef, params):
-  return nnx.merge(graphdef, params)
-
-
 def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array,
                   key: jax.Array, learning_rate: jax.Array, *, graphs: Graphs,
                   gen_tx: optax.GradientTransformation,
@@ -381,12 +371,13 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
     (new_state, metrics): metrics are float32 scalars g_adv, f_adv, cycle,
     identity, total_g (see `generator_losses`), d_a, d_b (discriminator losses
     on real and pool images, before their update), gen_grad_norm,
-    disc_grad_norm, learning_rate, finite (1.0 when the step was applied). A non-finite step
-    leaves the state unchanged except for `step` and `nonfinite_step`.
+    disc_grad_norm, learning_rate, finite (1.0 when the step was applied).
+    A non-finite step leaves the state unchanged except for `step` and
+    `nonfinite_step`.
   """
   gen_graph, disc_graph = graphs.generator, graphs.discriminator
   k_pool_a, k_pool_b = jax.random.split(key)
-  apply = lambda graph, params: _merge(graph, params)  # noqa: E731
+  apply = nnx.merge  # (graph, params) -> module
 
   def gen_loss_fn(gen_params):
     g = apply(gen_graph, gen_params["g"])
@@ -422,8 +413,8 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
   disc_updates, new_disc_opt = disc_tx.update(disc_grads, state.disc_opt_state, disc_params)
   new_disc = optax.apply_updates(disc_params, scale(disc_updates))
 
-  gen_norm = optax.global_norm(gen_grads)
-  disc_norm = optax.global_norm(disc_grads)
+  gen_norm = optax.tree.norm(gen_grads)
+  disc_norm = optax.tree.norm(disc_grads)
   finite = (jnp.isfinite(total_g) & jnp.isfinite(total_d) & jnp.isfinite(gen_norm)
             & jnp.isfinite(disc_norm))
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
@@ -474,7 +465,7 @@ def make_translate_fn(graphdef) -> Callable:
   The output keeps the input's sharding (XLA propagates it from the batch).
   Cached per generator graph, so reloading generators does not recompile.
   """
-  return jax.jit(lambda params, images: _merge(graphdef, params)(images))
+  return jax.jit(lambda params, images: nnx.merge(graphdef, params)(images))
 
 
 def check_finite(state: CycleGanState) -> None:
@@ -521,7 +512,7 @@ def translate_array(translate: Callable, images: np.ndarray, *, mesh,
 
 
 def _checkpoint_location(path) -> tuple[pathlib.Path, int | None]:
-  """(checkpoints folder, step or None for latest) from a workdir, checkpoints folder or step folder."""
+  """(checkpoints folder, step or None for latest) of a workdir, checkpoints/ or step folder."""
   path = dataset_lib.expand_path(path).absolute()
   if (path / "checkpoints").is_dir():
     return path / "checkpoints", None
@@ -540,7 +531,7 @@ def _saved_config(config, saved: dict | None) -> ml_collections.ConfigDict:
   out.data = ml_collections.ConfigDict({"image_size": config.data.image_size})
   if saved:
     for k, v in (saved.get("cyclegan") or {}).items():
-      if k in out.cyclegan:
+      if k in out.cyclegan and v is not None:
         out.cyclegan[k] = type(out.cyclegan[k])(v) if not isinstance(v, list) else tuple(v)
     if "image_size" in (saved.get("data") or {}):
       out.data.image_size = int(saved["data"]["image_size"])
@@ -575,7 +566,8 @@ def load_cyclegan_state(checkpoint_workdir_or_path, config, mesh=None):
       logging.info("CycleGAN checkpoint %s/%d has cyclegan.%s=%r (config: %r); using the "
                    "checkpoint's", directory, step, k, ckpt_config.cyclegan[k],
                    config.cyclegan[k])
-  mesh = mesh or input_pipeline.create_mesh()
+  if mesh is None:
+    mesh = input_pipeline.create_mesh()
   graphs = model_graphs(ckpt_config.cyclegan)
   state, step = checkpointing.restore(manager, abstract_cyclegan_state(ckpt_config, mesh), step)
   return graphs, state, step, ckpt_config

@@ -135,9 +135,9 @@ def test_steps_on_a_fixed_batch_lower_the_losses(setup):
   first = lambda k: history[0][k]  # noqa: E731
   last = lambda k: np.mean([h[k] for h in history[-3:]])  # noqa: E731
   assert all(h["finite"] == 1.0 for h in history)
-  assert last("cycle") < 0.8 * first("cycle"), [h["cycle"] for h in history]
-  assert last("total_g") < 0.9 * first("total_g"), [h["total_g"] for h in history]
-  assert last("d_a") + last("d_b") < first("d_a") + first("d_b")
+  assert last("cycle") < 0.6 * first("cycle"), [h["cycle"] for h in history]
+  assert last("total_g") < 0.7 * first("total_g"), [h["total_g"] for h in history]
+  assert last("d_a") + last("d_b") < 0.8 * (first("d_a") + first("d_b"))
 
 
 def test_identity_generators_have_zero_cycle_and_identity_loss():
@@ -161,9 +161,9 @@ def test_identity_generators_have_zero_cycle_and_identity_loss():
   assert float(terms["identity"]) == 0.0
   # A perfect LSGAN discriminator (logit 1 on real, 0 on fake) has zero loss.
   ident_d = lambda x: x  # noqa: E731
-  assert float(tc.discriminator_loss(ident_d, jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 4, 4, 1)))) == 0.0
-  np.testing.assert_allclose(
-      tc.discriminator_loss(ident_d, jnp.zeros((2, 4, 4, 1)), jnp.ones((2, 4, 4, 1))), 1.0)
+  ones, zeros = jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 4, 4, 1))
+  assert float(tc.discriminator_loss(ident_d, ones, zeros)) == 0.0
+  np.testing.assert_allclose(tc.discriminator_loss(ident_d, zeros, ones), 1.0)  # all wrong
 
 
 def _ids(images):

@@ -39,5 +39,6 @@ def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
     depth = depth if isinstance(depth, int) else tuple(int(d) for d in depth)
     images, masks = augmix_lib.augmix_batch(
         k_augmix, images, masks, width=int(augment_config.augmix_width), depth=depth,
-        alpha=float(augment_config.augmix_alpha), severity=int(augment_config.augmix_severity))
+        alpha=float(augment_config.augmix_alpha), severity=int(augment_config.augmix_severity),
+        flip_prob=float(augment_config.get("flip_prob", 0.5)))
   return images, masks

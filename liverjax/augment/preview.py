@@ -1,0 +1,115 @@
+"""A picture of the augmentations on real training slices of an experiment.
+
+  python -m liverjax.augment.preview --config=configs/ct_to_mri_domain_augmix.py --out=grid.png
+
+One row per slice (the source-domain training slices with the most liver);
+columns: the original, each AugMix op alone (at `augment.augmix_severity`),
+the geometric step (rotation / translation / flip, mask moved with the image),
+the domain transformation (to T1-like and T2-like from CT, CT-like from MR) and
+two AugMix results. The liver mask is outlined in green on every panel.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from liverjax.augment import augmix as augmix_lib
+from liverjax.augment import domain
+from liverjax.augment import ops
+from liverjax.data import dataset as dataset_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+_OUT = flags.DEFINE_string("out", "augment_preview.png", "Output PNG.")
+_ROWS = flags.DEFINE_integer("rows", 3, "Number of slices (rows).")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
+
+
+def preview_panels(key, image, mask, augment_config, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+  """The panels of one row.
+
+  Args:
+    key: PRNG key.
+    image: f32[H,W,1] in [0,1]; mask: f32[H,W,1] in {0,1}.
+    augment_config: `config.augment`.
+    source: "ct" | "mr".
+
+  Returns:
+    A list of (title, image f32[H,W], mask f32[H,W]).
+  """
+  severity = int(augment_config.augmix_severity)
+  keys = iter(jax.random.split(key, 32))
+  panels = [("original", image, mask)]
+  for name, fn in ops.RANDOM_PHOTOMETRIC_OPS:
+    panels.append((name, jax.jit(fn, static_argnums=2)(next(keys), image, severity), mask))
+  geo_img, geo_mask = ops.random_affine(next(keys), image, mask, severity,
+                                        float(augment_config.get("flip_prob", 0.5)))
+  panels.append(("rotate/translate/flip", geo_img, geo_mask))
+  targets = ("t1", "t2") if source == "ct" else ("ct",)
+  for target in targets:
+    out = domain.domain_transform(next(keys), image, source=source, target=target)
+    panels.append((f"domain: {source.upper()}->{target.upper()}-like", out, mask))
+  for i in range(2):
+    depth = tuple(int(d) for d in augment_config.augmix_depth)
+    a_img, a_mask = augmix_lib.augmix(
+        next(keys), image, mask, width=int(augment_config.augmix_width), depth=depth,
+        alpha=float(augment_config.augmix_alpha), severity=severity,
+        flip_prob=float(augment_config.get("flip_prob", 0.5)))
+    panels.append((f"AugMix #{i + 1}", a_img, a_mask))
+  return [(t, np.asarray(im)[..., 0], np.asarray(m)[..., 0]) for t, im, m in panels]
+
+
+def write_preview(config, out_path, *, rows: int = 3, seed: int = 0) -> pathlib.Path:
+  """Writes the preview grid of `config`'s source-domain training slices to `out_path`."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  data = dataset_lib.load_dataset(config.data)
+  source = config.data.source
+  volumes = data.select(source, "train", dataset_lib.domain_sequences(source, config.data))
+  picks = []
+  for v in volumes:  # the slice with the most liver of each volume
+    z = int(np.argmax(v.mask.reshape(v.mask.shape[0], -1).sum(1)))
+    picks.append((v, z))
+  picks = picks[::max(1, len(picks) // rows)][:rows]
+  key = jax.random.key(seed)
+  grid = [preview_panels(jax.random.fold_in(key, i), v.image[z][..., None].astype(np.float32),
+                         v.mask[z][..., None].astype(np.float32), config.augment, source)
+          for i, (v, z) in enumerate(picks)]
+  n_cols = len(grid[0])
+  fig, axes = plt.subplots(len(grid), n_cols, figsize=(1.6 * n_cols, 1.75 * len(grid)),
+                           squeeze=False)
+  for r, (row, (v, z)) in enumerate(zip(grid, picks)):
+    for c, (title, img, msk) in enumerate(row):
+      ax = axes[r, c]
+      ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+      if msk.any():
+        ax.contour(msk, levels=[0.5], colors="lime", linewidths=0.6)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title(title, fontsize=6)
+      if c == 0:
+        ax.set_ylabel(f"{v.sequence} p{v.patient_id} z{z}", fontsize=6)
+  fig.tight_layout()
+  out_path = pathlib.Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)
+  return out_path
+
+
+def main(argv):
+  del argv
+  path = write_preview(_CONFIG.value, _OUT.value, rows=_ROWS.value, seed=_SEED.value)
+  logging.info("wrote %s", path)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
