@@ -138,7 +138,7 @@ def _pick_examples(pairs, n, domain):
   """The n slices with the most liver among the volumes `pairs` (volume, result)."""
   candidates = []
   for v, r in pairs:
-    area = v.mask.reshape(v.mask.shape[0], -1).sum(1)
+    area = v.mask.reshape(v.mask.shape[0], -1).sum(1, dtype=np.int64)
     for z in np.argsort(-area)[:n]:
       candidates.append((int(area[z]), v, r, int(z)))
   candidates.sort(key=lambda c: -c[0])

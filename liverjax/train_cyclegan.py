@@ -832,9 +832,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ct_images, ct_masks = dataset_lib.stack_slices(ct_train)
   mr_images, mr_masks = dataset_lib.stack_slices(mr_train)
 
+  # Imported here: liverjax.train may import this module (translate_slices).
+  from liverjax import train  # pylint: disable=g-import-not-at-top
   mesh = input_pipeline.create_mesh()
-  rng = jax.random.key(config.seed)
-  init_rng, step_rng = jax.random.split(rng)
+  init_rng, step_rng = jax.random.split(train.prng_key(config))
   manager = checkpointing.create_manager(workdir, keep=cg.keep_checkpoints, best_metric=None)
   start_step = 0
   if manager.latest_step() is not None:

@@ -20,6 +20,7 @@ from absl import flags  # noqa: E402
 
 from configs import default  # noqa: E402
 from liverjax import input_pipeline  # noqa: E402
+from liverjax import train  # noqa: E402
 from liverjax import train_cyclegan  # noqa: E402
 
 _SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels (divisible by 4).")
@@ -44,7 +45,8 @@ def main(argv):
   cg.dtype, cg.pool_size, cg.batch_size = _DTYPE.value, _POOL.value, _BATCH.value
   mesh = input_pipeline.create_mesh()
   input_pipeline.local_batch_size(_BATCH.value, mesh)  # checks divisibility
-  graphs, state, txs = train_cyclegan.create_cyclegan_state(config, mesh, jax.random.key(0))
+  graphs, state, txs = train_cyclegan.create_cyclegan_state(config, mesh,
+                                                             train.prng_key(config, 0))
   step_fn = train_cyclegan.make_cyclegan_step(config, graphs, txs, mesh)
   rng = np.random.default_rng(0)
   shape = (_BATCH.value, _SIZE.value, _SIZE.value, 1)
@@ -55,12 +57,12 @@ def main(argv):
 
   start = time.perf_counter()
   for i in range(max(_WARMUP.value, 1)):
-    state, metrics = step_fn(state, ct, mr, jax.random.key(i), lr)
+    state, metrics = step_fn(state, ct, mr, train.prng_key(config, i), lr)
   jax.block_until_ready((state, metrics))
   warmup = time.perf_counter() - start
   start = time.perf_counter()
   for i in range(_STEPS.value):
-    state, metrics = step_fn(state, ct, mr, jax.random.key(1000 + i), lr)
+    state, metrics = step_fn(state, ct, mr, train.prng_key(config, 1000 + i), lr)
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - start
   rate = _STEPS.value / seconds

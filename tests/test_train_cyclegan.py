@@ -14,6 +14,7 @@ import pytest
 from liverjax import checkpointing
 from liverjax import input_pipeline
 from liverjax import metric_writer
+from liverjax import train
 from liverjax import train_cyclegan as tc
 from tests.conftest import make_tiny_config
 
@@ -63,7 +64,7 @@ def setup(tmp_path_factory):
   """(config, mesh, graphs, txs, host copy of the initial state, compiled step)."""
   config = _tiny_cyclegan_config(tmp_path_factory.mktemp("cyclegan"))
   mesh = input_pipeline.create_mesh()
-  graphs, state, txs = tc.create_cyclegan_state(config, mesh, jax.random.key(0))
+  graphs, state, txs = tc.create_cyclegan_state(config, mesh, train.prng_key(config, 0))
   step_fn = tc.make_cyclegan_step(config, graphs, txs, mesh)
   return config, mesh, graphs, txs, jax.device_get(state), step_fn
 
@@ -85,7 +86,7 @@ def trained(setup, tmp_path_factory):
   state = _fresh_state(setup)
   ct, mr = _device_batches(mesh)
   for i in range(3):
-    state, _ = step_fn(state, ct, mr, jax.random.key(i), np.float32(2e-3))
+    state, _ = step_fn(state, ct, mr, train.prng_key(config, i), np.float32(2e-3))
   workdir = tmp_path_factory.mktemp("cyclegan_ckpt")
   manager = checkpointing.create_manager(workdir, keep=1, best_metric=None)
   checkpointing.save(manager, 3, state, config.to_dict())
@@ -105,7 +106,7 @@ def test_state_shapes_and_one_step(setup):
     assert leaf.sharding.is_fully_replicated
   ct, mr = _device_batches(mesh)
   old_leaf = jax.tree.leaves(state.g)[0]
-  state, metrics = step_fn(state, ct, mr, jax.random.key(0), np.float32(2e-4))
+  state, metrics = step_fn(state, ct, mr, train.prng_key(config, 0), np.float32(2e-4))
   assert old_leaf.is_deleted()  # the state is donated
   metrics = jax.device_get(metrics)
   assert set(tc.METRIC_KEYS) <= set(metrics)
@@ -125,12 +126,12 @@ def test_steps_on_a_fixed_batch_lower_the_losses(setup):
   """GAN losses need not fall monotonically; on one fixed batch the cycle term and the
   generator total fall over a few steps, and the discriminators (random at first, then
   seeing near-constant fakes) quickly get better."""
-  _, mesh, _, _, _, step_fn = setup
+  config, mesh, _, _, _, step_fn = setup
   state = _fresh_state(setup)
   ct, mr = _device_batches(mesh)
   history = []
   for i in range(12):
-    state, metrics = step_fn(state, ct, mr, jax.random.key(i), np.float32(2e-3))
+    state, metrics = step_fn(state, ct, mr, train.prng_key(config, i), np.float32(2e-3))
     history.append(jax.device_get(metrics))
   first = lambda k: history[0][k]  # noqa: E731
   last = lambda k: np.mean([h[k] for h in history[-3:]])  # noqa: E731
