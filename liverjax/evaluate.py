@@ -190,7 +190,8 @@ def evaluate_experiment(config, workdir, *, data=None, mesh=None, graphdef=None,
       experiment=report.experiment_name(config),
       source=config.data.source, targets=list(config.data.targets),
       normalization=config.data.normalization,
-      augment=dict(domain=bool(config.augment.domain), augmix=bool(config.augment.augmix)),
+      augment=dict(domain=bool(config.augment.domain), augmix=bool(config.augment.augmix),
+                   cyclegan=config.augment.get("cyclegan_workdir")),
       checkpoint=source, step=int(step), data_root=data.root,
       summary=summary, volumes=per_volume)
   report.write_experiment_report(results, examples, workdir)

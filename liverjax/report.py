@@ -17,9 +17,11 @@ COLUMNS = (("dice", "Dice", 3), ("bce", "BCE", 3), ("dice_loss", "Dice loss", 3)
 
 
 def experiment_name(config) -> str:
-  """E.g. "ct_to_mr", "mr_to_ct+domain+augmix"."""
+  """E.g. "ct_to_mr", "mr_to_ct+domain+augmix", "ct_to_mr+cyclegan+augmix"."""
   targets = [t for t in config.data.targets if t != config.data.source]
   name = f"{config.data.source}_to_{targets[0] if targets else config.data.source}"
+  if config.augment.get("cyclegan_workdir"):
+    name += "+cyclegan"
   if config.augment.domain:
     name += "+domain"
   if config.augment.augmix:

@@ -26,6 +26,7 @@ from liverjax import evaluate
 from liverjax import input_pipeline
 from liverjax import losses
 from liverjax import metric_writer
+from liverjax import train_cyclegan
 from liverjax.data import dataset as dataset_lib
 from liverjax.models import unet
 
@@ -241,6 +242,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not train_volumes:
     raise ValueError(f"no training volumes for source domain {source!r} in {data.root}")
   images, masks = dataset_lib.stack_slices(train_volumes)
+  # The CycleGAN-based U-Net: source slices restyled as the target modality by a
+  # trained CycleGAN (masks kept); a no-op unless augment.cyclegan_workdir is set.
+  images = train_cyclegan.translate_slices(images, config)
 
   mesh = input_pipeline.create_mesh()
   rng = prng_key(config)
@@ -263,9 +267,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
       shuffle_buffer=config.data.shuffle_buffer)
   logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
-               "over %d devices; augmentation: domain=%s augmix=%s", len(images), source,
-               len(train_volumes), start_step, total_steps, config.train.batch_size,
-               mesh.size, config.augment.domain, config.augment.augmix)
+               "over %d devices; augmentation: domain=%s augmix=%s cyclegan=%s", len(images),
+               source, len(train_volumes), start_step, total_steps, config.train.batch_size,
+               mesh.size, config.augment.domain, config.augment.augmix,
+               config.augment.cyclegan_workdir)
 
   def validate(step):
     if not val_volumes:
