@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.cache_dir = "~/.cache/liverjax"
   # The synthetic CHAOS generator, used when `root` is None.
   data.synthetic = ml_collections.ConfigDict(
-      dict(ct=6, mr=6, size=128, slices=24, seed=0))
+      dict(ct=10, mr=10, size=128, slices=24, seed=0))
   data.source = "ct"  # domain trained on: "ct" | "mr"
   data.targets = ("ct", "mr")  # domains evaluated
   # MR sequences used as MR data, each slice a separate example.

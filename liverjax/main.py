@@ -8,13 +8,14 @@ Flags:
   --distributed  call jax.distributed.initialize() (multi-host); also done when
                  JAX_COORDINATOR_ADDRESS is set
 """
-import os
 import pathlib
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from liverjax import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Experiment configuration file.", lock_config=True)
@@ -24,24 +25,11 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Initialise jax.distributed (multi-host runs).")
 
 
-class _QuietLibraries:
-  """Drops INFO records of chatty libraries (orbax logs every file it writes)."""
-
-  def filter(self, record) -> bool:
-    return record.levelno > 20 or not any(
-        part in record.pathname for part in ("/orbax/", "/jax/_src/"))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
-  # Keep TensorFlow (input pipeline only) off the accelerators.
-  from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
-  input_pipeline.tensorflow_or_none()
+  runtime.setup_process(_DISTRIBUTED.value)
   import jax  # pylint: disable=g-import-not-at-top
-  if _DISTRIBUTED.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.distributed.initialize()
   config = _CONFIG.value
   workdir = _WORKDIR.value or str(
       pathlib.Path("workdir") / pathlib.Path(flags.FLAGS["config"].config_filename).stem)
@@ -64,5 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required([])
   app.run(main)

@@ -7,7 +7,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Many tests compile the same tiny programs (U-Net steps, augmentation): a
+# persistent compilation cache for the session turns repeats into cache hits.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="liverjax-jax-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
