@@ -58,10 +58,10 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def process_shard(images: np.ndarray, masks: np.ndarray):
+def process_shard(arrays: dict) -> dict:
   """This process's share of the slices (every process_count-th, from process_index)."""
   i, n = jax.process_index(), jax.process_count()
-  return images[i::n], masks[i::n]
+  return {name: a[i::n] for name, a in arrays.items()}
 
 
 def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
@@ -72,36 +72,35 @@ def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
   return global_batch_size // jax.process_count()
 
 
-def numpy_batches(images: np.ndarray, masks: np.ndarray, batch_size: int, *,
-                  seed: int, start_step: int = 0) -> Iterator[dict]:
-  """Endless shuffled batches from in-memory slices, without TensorFlow.
+def numpy_batches(arrays: dict, batch_size: int, *, seed: int,
+                  start_step: int = 0) -> Iterator[dict]:
+  """Endless shuffled batches from in-memory arrays, without TensorFlow.
+
+  Args:
+    arrays: name -> array with the slices along axis 0 (all the same length),
+      e.g. {"image": f32[N,H,W,1], "mask": f32[N,H,W,1]}.
 
   Epoch e uses the permutation drawn from `(seed, e)`; batches never straddle
   epochs (the remainder of an epoch is dropped, as with drop_remainder). The
   batch at step s is a pure function of (seed, s), so resuming is exact.
   """
-  n = images.shape[0]
-  if n < batch_size:
-    raise ValueError(f"only {n} training slices for a per-process batch of {batch_size}")
+  n = _check_lengths(arrays, batch_size)
   per_epoch = n // batch_size
   step = start_step
   while True:
     epoch, k = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(n)
     idx = np.sort(perm[k * batch_size:(k + 1) * batch_size])
-    yield {"image": images[idx], "mask": masks[idx]}
+    yield {name: a[idx] for name, a in arrays.items()}
     step += 1
 
 
-def tf_batches(images: np.ndarray, masks: np.ndarray, batch_size: int, *,
-               seed: int, start_step: int = 0, shuffle_buffer: int = 2048
-               ) -> Iterator[dict]:
+def tf_batches(arrays: dict, batch_size: int, *, seed: int, start_step: int = 0,
+               shuffle_buffer: int = 2048) -> Iterator[dict]:
   """Endless shuffled batches through tf.data (the same contract as numpy_batches)."""
   tf = tensorflow_or_none()
-  n = images.shape[0]
-  if n < batch_size:
-    raise ValueError(f"only {n} training slices for a per-process batch of {batch_size}")
-  ds = tf.data.Dataset.from_tensor_slices({"image": images, "mask": masks})
+  n = _check_lengths(arrays, batch_size)
+  ds = tf.data.Dataset.from_tensor_slices(arrays)
   ds = ds.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().batch(batch_size, drop_remainder=True)
   if start_step:
@@ -112,6 +111,16 @@ def tf_batches(images: np.ndarray, masks: np.ndarray, batch_size: int, *,
   return ds.as_numpy_iterator()
 
 
+def _check_lengths(arrays: dict, batch_size: int) -> int:
+  lengths = {name: len(a) for name, a in arrays.items()}
+  n = min(lengths.values())
+  if len(set(lengths.values())) != 1:
+    raise ValueError(f"arrays of different lengths: {lengths}")
+  if n < batch_size:
+    raise ValueError(f"only {n} training slices for a per-process batch of {batch_size}")
+  return n
+
+
 def to_global(local_batch: dict, sharding: NamedSharding) -> dict:
   """Assembles process-local numpy batches into global jax.Arrays."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
@@ -120,7 +129,7 @@ def to_global(local_batch: dict, sharding: NamedSharding) -> dict:
 
 def train_batches(images: np.ndarray, masks: np.ndarray, *, global_batch_size: int,
                   mesh: Mesh, seed: int, start_step: int = 0, use_tf: bool = True,
-                  shuffle_buffer: int = 2048) -> Iterator[dict]:
+                  shuffle_buffer: int = 2048, extras: dict | None = None) -> Iterator[dict]:
   """Global training batches sharded over `mesh`.
 
   Args:
@@ -131,20 +140,23 @@ def train_batches(images: np.ndarray, masks: np.ndarray, *, global_batch_size: i
     seed: shuffling seed.
     start_step: batches already consumed (resume).
     use_tf: tf.data when TensorFlow is importable, else numpy.
+    extras: more per-slice arrays batched alongside (name -> [N,...]), e.g.
+      {"is_t2": f32[N]}.
 
   Yields:
-    {"image": f32[B,H,W,1], "mask": f32[B,H,W,1]} global jax.Arrays.
+    {"image": f32[B,H,W,1], "mask": f32[B,H,W,1], **extras} global jax.Arrays.
   """
   local_bs = local_batch_size(global_batch_size, mesh)
-  images, masks = process_shard(images, masks)
+  arrays = process_shard({"image": images, "mask": masks, **(extras or {})})
+  n = len(arrays["image"])
   sharding = batch_sharding(mesh)
   if use_tf and tensorflow_or_none() is not None:
-    local = tf_batches(images, masks, local_bs, seed=seed, start_step=start_step,
+    local = tf_batches(arrays, local_bs, seed=seed, start_step=start_step,
                        shuffle_buffer=shuffle_buffer)
-    logging.info("input pipeline: tf.data, %d slices on this process", len(images))
+    logging.info("input pipeline: tf.data, %d slices on this process", n)
   else:
-    local = numpy_batches(images, masks, local_bs, seed=seed, start_step=start_step)
-    logging.info("input pipeline: numpy, %d slices on this process", len(images))
+    local = numpy_batches(arrays, local_bs, seed=seed, start_step=start_step)
+    logging.info("input pipeline: numpy, %d slices on this process", n)
   for batch in local:
     yield to_global(batch, sharding)
 

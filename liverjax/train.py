@@ -121,13 +121,14 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
 
   Args:
     state: the `TrainState`.
-    batch: {"image": f32[B,H,W,1] in [0,1], "mask": f32[B,H,W,1] in {0,1}}.
+    batch: {"image": f32[B,H,W,1] in [0,1], "mask": f32[B,H,W,1] in {0,1}},
+      optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain transform).
     key: PRNG key for this step (augmentation).
     graphdef: the U-Net graph (static).
     tx: the optimizer (static).
     weights: (dice, bce, jaccard) loss weights (static).
-    augment_fn: None or `fn(key, images, masks) -> (images, masks)` run on
-      device before the forward pass.
+    augment_fn: None or `fn(key, images, masks, is_t2=None) -> (images, masks)`
+      run on device before the forward pass.
 
   Returns:
     (new_state, metrics): metrics are scalars: the loss terms of
@@ -137,7 +138,7 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
   """
   images, masks = batch["image"], batch["mask"]
   if augment_fn is not None:
-    images, masks = augment_fn(key, images, masks)
+    images, masks = augment_fn(key, images, masks, is_t2=batch.get("is_t2"))
 
   def loss_fn(params):
     # copy=True: the batch statistics come from the outer (jit) trace; the
@@ -265,7 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   batches = input_pipeline.train_batches(
       images, masks, global_batch_size=config.train.batch_size, mesh=mesh,
       seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
-      shuffle_buffer=config.data.shuffle_buffer)
+      shuffle_buffer=config.data.shuffle_buffer,
+      extras={"is_t2": dataset_lib.slice_is_t2(train_volumes)})
   logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
                "over %d devices; augmentation: domain=%s augmix=%s cyclegan=%s", len(images),
                source, len(train_volumes), start_step, total_steps, config.train.batch_size,

@@ -60,9 +60,10 @@ def test_deterministic_and_epochs_cover_all(use_tf):
 def test_numpy_resume_is_exact():
   images, masks = _slices(n=30)
   full = [tuple(b["image"][:, 0, 0, 0].astype(int)) for b, _ in
-          zip(input_pipeline.numpy_batches(images, masks, 8, seed=3), range(10))]
+          zip(input_pipeline.numpy_batches({"image": images, "mask": masks}, 8, seed=3), range(10))]
   resumed = [tuple(b["image"][:, 0, 0, 0].astype(int)) for b, _ in
-             zip(input_pipeline.numpy_batches(images, masks, 8, seed=3, start_step=6),
+             zip(input_pipeline.numpy_batches({"image": images, "mask": masks}, 8, seed=3,
+                                          start_step=6),
                  range(4))]
   assert resumed == full[6:]
 
@@ -72,9 +73,10 @@ def test_tf_resume_skips_consumed_batches():
     pytest.skip("TensorFlow not installed")
   images, masks = _slices(n=30)
   full = [tuple(b["image"][:, 0, 0, 0].astype(int)) for b, _ in
-          zip(input_pipeline.tf_batches(images, masks, 8, seed=3), range(10))]
+          zip(input_pipeline.tf_batches({"image": images, "mask": masks}, 8, seed=3), range(10))]
   resumed = [tuple(b["image"][:, 0, 0, 0].astype(int)) for b, _ in
-             zip(input_pipeline.tf_batches(images, masks, 8, seed=3, start_step=6), range(4))]
+             zip(input_pipeline.tf_batches({"image": images, "mask": masks}, 8, seed=3,
+                                       start_step=6), range(4))]
   assert resumed == full[6:]
 
 
@@ -89,7 +91,7 @@ def test_batch_size_must_divide_over_devices():
 def test_too_few_slices_is_a_clear_error():
   images, masks = _slices(n=4)
   with pytest.raises(ValueError, match="only 4 training slices"):
-    next(input_pipeline.numpy_batches(images, masks, 8, seed=0))
+    next(input_pipeline.numpy_batches({"image": images, "mask": masks}, 8, seed=0))
 
 
 def test_eval_batches_pad_and_keep_order():
@@ -102,3 +104,14 @@ def test_eval_batches_pad_and_keep_order():
     valid.append(n)
   np.testing.assert_array_equal(np.concatenate(got), images)
   assert sum(valid) == 13
+
+
+def test_extras_travel_with_their_slices():
+  images, masks = _slices(n=24)
+  tags = np.arange(24, dtype=np.float32) * 10
+  mesh = input_pipeline.create_mesh()
+  batch = next(input_pipeline.train_batches(images, masks, global_batch_size=8, mesh=mesh,
+                                            seed=0, use_tf=False, extras={"tag": tags}))
+  np.testing.assert_array_equal(np.asarray(batch["tag"]), np.array(_ids(batch)) * 10.0)
+  with pytest.raises(ValueError, match="different lengths"):
+    next(input_pipeline.numpy_batches({"image": images, "tag": tags[:5]}, 4, seed=0))

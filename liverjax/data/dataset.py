@@ -86,6 +86,12 @@ def stack_slices(volumes) -> tuple[np.ndarray, np.ndarray]:
   return images, masks
 
 
+def slice_is_t2(volumes) -> np.ndarray:
+  """f32[N]: 1.0 for the slices (in `stack_slices` order) of T2-SPIR volumes, else 0.0."""
+  return np.concatenate([np.full(v.image.shape[0], float(v.sequence == "t2"), np.float32)
+                         for v in volumes])
+
+
 def expand_path(path) -> pathlib.Path:
   return pathlib.Path(os.path.expandvars(os.path.expanduser(str(path))))
 

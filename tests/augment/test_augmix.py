@@ -195,3 +195,19 @@ def test_pipeline_with_real_domain_module(data):
   out, out_m = f(jax.random.key(0), images, masks)
   assert out.shape == images.shape
   np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
+
+
+def test_pipeline_reads_t2_slices_as_t2(data, monkeypatch):
+  images, masks = data
+  calls = _fake_domain(monkeypatch, lambda x: x)  # records the sources asked for
+  del calls
+  fake = sys.modules['liverjax.augment.domain']
+  fake.domain_transform_batch = lambda key, imgs, *, source, prob: (
+      imgs * 0.0 + (0.25 if source == 't1' else 0.75))
+  cfg = _augment_config(domain=True)
+  is_t2 = jnp.asarray((np.arange(images.shape[0]) % 2).astype(np.float32))
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='mr'))
+  out, _ = f(jax.random.key(0), images, masks, is_t2=is_t2)
+  per_slice = np.asarray(out).reshape(images.shape[0], -1)
+  np.testing.assert_allclose(per_slice[0::2], 0.25)  # T1 slices: the T1 reading
+  np.testing.assert_allclose(per_slice[1::2], 0.75)  # T2 slices: the T2 reading
