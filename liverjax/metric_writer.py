@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import jax
 import numpy as np
@@ -88,3 +89,37 @@ def truncate_after(workdir: str | pathlib.Path, step: int) -> None:
     return
   kept = [r for r in read_scalars(workdir) if r["step"] <= step]
   path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+class Progress:
+  """Per-step metrics of a training loop, fetched from the device once per log.
+
+  `append(metrics)` keeps the step's (device) metrics without a host sync;
+  `summarize(step)` fetches them all, and returns their means, the steps/s
+  since the previous summary and the ETA to `total_steps` as "h:mm:ss".
+  """
+
+  def __init__(self, start_step: int, total_steps: int):
+    self._pending = []
+    self._total = total_steps
+    self._last_step = start_step
+    self._last_time = self.start_time = time.time()
+
+  def append(self, metrics: dict) -> None:
+    self._pending.append(metrics)
+
+  def summarize(self, step: int) -> tuple[dict, float, str]:
+    fetched = jax.device_get(self._pending)
+    self._pending = []
+    means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    now = time.time()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    eta = format_seconds((self._total - step) / max(rate, 1e-9))
+    self._last_step, self._last_time = step, now
+    return means, rate, eta
+
+
+def format_seconds(s: float) -> str:
+  """Seconds as "h:mm:ss"."""
+  s = int(round(s))
+  return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -285,31 +285,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer.write_scalars(step, val, split="val")
     return val
 
-  pending = []
-  t_last, s_last = time.time(), start_step
-  t_start = t_last
+  progress = metric_writer.Progress(start_step, total_steps)
   step = start_step
   while step < total_steps:
     batch = next(batches)
     state, metrics = train_step_fn(state, batch, jax.random.fold_in(step_rng, step))
-    pending.append(metrics)
+    progress.append(metrics)
     step += 1
     is_last = step == total_steps
     if step % config.train.log_every == 0 or is_last:
       check_finite(state)
-      summed = jax.device_get(pending)
-      means = {k: float(np.mean([m[k] for m in summed])) for k in summed[0]}
-      pending = []
-      now = time.time()
-      rate = (step - s_last) / max(now - t_last, 1e-9)
-      eta = (total_steps - step) / max(rate, 1e-9)
+      means, rate, eta = progress.summarize(step)
       writer.write_scalars(step, {**means, "steps_per_sec": rate}, split="train")
       logging.info("step %d/%d  %.2f steps/s (%.0f slices/s)  ETA %s  loss %.4f "
                    "(dice_loss %.4f bce %.4f jaccard_loss %.4f) dice %.3f",
-                   step, total_steps, rate, rate * config.train.batch_size,
-                   _format_seconds(eta), means["total"], means["dice_loss"],
-                   means["bce"], means["jaccard_loss"], means["dice"])
-      t_last, s_last = now, step
+                   step, total_steps, rate, rate * config.train.batch_size, eta,
+                   means["total"], means["dice_loss"], means["bce"], means["jaccard_loss"],
+                   means["dice"])
     if step % config.train.eval_every == 0 or is_last:
       val = validate(step)
       if val:
@@ -320,12 +312,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.flush()
   if step > start_step:
     logging.info("training done: %d steps in %s", step - start_step,
-                 _format_seconds(time.time() - t_start))
+                 metric_writer.format_seconds(time.time() - progress.start_time))
   return evaluate.evaluate_experiment(config, workdir, data=data, mesh=mesh,
                                       graphdef=graphdef, abstract_state=_abstract_state(state),
                                       predict_fn=predict_fn, manager=manager)
 
-
-def _format_seconds(s: float) -> str:
-  s = int(round(s))
-  return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

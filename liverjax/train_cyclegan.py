@@ -798,11 +798,6 @@ def grid_image(grid: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- loop
 
 
-def _format_seconds(s: float) -> str:
-  s = int(round(s))
-  return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a CycleGAN between CT and MR training slices, then reports translation quality.
 
@@ -879,32 +874,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       write_sample_png(grid, workdir / "samples" / f"step_{step:06d}.png", step)
     writer.write_images(step, {"translations": grid_image(grid)})
 
-  pending = []
-  t_last, s_last = time.time(), start_step
-  t_start = t_last
+  progress = metric_writer.Progress(start_step, total_steps)
   step = start_step
   while step < total_steps:
     ct_batch, mr_batch = next(ct_batches), next(mr_batches)
     state, metrics = step_fn(state, ct_batch["image"], mr_batch["image"],
                              jax.random.fold_in(step_rng, step), np.float32(schedule(step)))
-    pending.append(metrics)
+    progress.append(metrics)
     step += 1
     is_last = step == total_steps
     if step % cg.log_every == 0 or is_last:
       check_finite(state)
-      fetched = jax.device_get(pending)
-      means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-      pending = []
-      now = time.time()
-      rate = (step - s_last) / max(now - t_last, 1e-9)
-      eta = (total_steps - step) / max(rate, 1e-9)
+      means, rate, eta = progress.summarize(step)
       writer.write_scalars(step, {**means, "steps_per_sec": rate}, split="train")
       logging.info("step %d/%d  %.2f steps/s (%.0f image pairs/s)  ETA %s  lr %.2e  G total "
                    "%.4f (g_adv %.4f f_adv %.4f cycle %.4f identity %.4f)  D_A %.4f  D_B %.4f",
-                   step, total_steps, rate, rate * cg.batch_size, _format_seconds(eta),
+                   step, total_steps, rate, rate * cg.batch_size, eta,
                    means["learning_rate"], means["total_g"], means["g_adv"], means["f_adv"],
                    means["cycle"], means["identity"], means["d_a"], means["d_b"])
-      t_last, s_last = now, step
     if step % cg.sample_every == 0 or is_last:
       write_samples(step)
     if step % cg.checkpoint_every == 0 or is_last:
@@ -912,7 +899,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.flush()
   if step > start_step:
     logging.info("CycleGAN training done: %d steps in %s", step - start_step,
-                 _format_seconds(time.time() - t_start))
+                 metric_writer.format_seconds(time.time() - progress.start_time))
 
   # Translation quality on the held-out patients, with the final state.
   translate_ab = functools.partial(apply, state.g)

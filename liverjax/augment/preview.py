@@ -24,12 +24,6 @@ from liverjax.augment import domain
 from liverjax.augment import ops
 from liverjax.data import dataset as dataset_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
-_OUT = flags.DEFINE_string("out", "augment_preview.png", "Output PNG.")
-_ROWS = flags.DEFINE_integer("rows", 3, "Number of slices (rows).")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
-
-
 def preview_panels(key, image, mask, augment_config, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
   """The panels of one row.
 
@@ -106,10 +100,17 @@ def write_preview(config, out_path, *, rows: int = 3, seed: int = 0) -> pathlib.
 
 def main(argv):
   del argv
-  path = write_preview(_CONFIG.value, _OUT.value, rows=_ROWS.value, seed=_SEED.value)
+  fl = flags.FLAGS
+  path = write_preview(fl.config, fl.out, rows=fl.rows, seed=fl.seed)
   logging.info("wrote %s", path)
   print(f"wrote {path}")
 
 
 if __name__ == "__main__":
+  # Flags are defined only for the command line, so that importing this module
+  # (the study does) does not clash with another program's --config.
+  config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+  flags.DEFINE_string("out", "augment_preview.png", "Output PNG.")
+  flags.DEFINE_integer("rows", 3, "Number of slices (rows).")
+  flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
   app.run(main)
