@@ -10,7 +10,7 @@ setuptools.setup(
     install_requires=[
         "jax",
         "flax>=0.11",
-        "optax",
+        "optax>=0.2.5",
         "orbax-checkpoint",
         "pydicom>=2.4",
         "numpy",

@@ -150,7 +150,7 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
 
   (total, (terms, new_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   updates, new_opt = tx.update(grads, state.opt_state, state.params)
   new_params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
