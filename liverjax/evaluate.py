@@ -46,18 +46,11 @@ def predict_volume(predict_fn, state, image: np.ndarray, mask: np.ndarray, *, me
   mask_batches = input_pipeline.eval_batches(masks, batch_size, mesh)
   for (img, valid), (msk, _) in zip(img_batches, mask_batches):
     p, s = predict_fn(state, img, msk)
-    p, s = _gather(p), _gather(s)
+    p, s = input_pipeline.gather(p), input_pipeline.gather(s)
     preds.append(p[:valid, ..., 0])
     sums.append({k: v[:valid] for k, v in s.items()})
   total = {k: float(np.sum(np.concatenate([s[k] for s in sums]))) for k in sums[0]}
   return np.concatenate(preds), total
-
-
-def _gather(x):
-  if jax.process_count() == 1:
-    return jax.device_get(x)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return multihost_utils.process_allgather(x, tiled=True)
 
 
 def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,

@@ -181,3 +181,11 @@ def eval_batches(images: np.ndarray, batch_size: int, mesh: Mesh) -> Iterator[tu
       chunk = np.concatenate([chunk, pad])
     local = chunk[pi * per_process:(pi + 1) * per_process]
     yield jax.make_array_from_process_local_data(sharding, local), valid
+
+
+def gather(x):
+  """The values of a global (sharded) array, or pytree of them, on this host."""
+  if jax.process_count() == 1:
+    return jax.device_get(x)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(x, tiled=True)

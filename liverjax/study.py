@@ -261,14 +261,14 @@ def render_markdown(rep: dict) -> str:
                  + " | ".join(_stat(s, k, d) for k, _, d in CHAOS_COLUMNS) + " |")
   if rep["cyclegan"]:
     lines += ["", "## CycleGAN translation quality", ""]
-    from liverjax import train_cyclegan  # pylint: disable=g-import-not-at-top
+    from liverjax import cyclegan_report  # pylint: disable=g-import-not-at-top
     for seed, cg in rep["cyclegan"].items():
       if cg.get("quality"):
         lines += [f"{seed} (step {cg['step']}): W1 = 1-D Wasserstein distance between "
                   "intensity histograms of translated and real target slices (lower is "
                   "better; 'untranslated' is the gap before translation); cycle L1 = "
                   "reconstruction error.", "",
-                  train_cyclegan.quality_table({"quality": cg["quality"]}), ""]
+                  cyclegan_report.quality_table({"quality": cg["quality"]}), ""]
   lines += ["", "## Figures", ""]
   for direction, path in rep["previews"].items():
     lines.append(f"Augmentations on the {name[direction].split(' ')[0]} training slices: "

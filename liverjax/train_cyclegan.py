@@ -45,13 +45,13 @@ from absl import logging
 from flax import nnx
 
 from liverjax import checkpointing
+from liverjax import cyclegan_report
 from liverjax import input_pipeline
 from liverjax import metric_writer
 from liverjax.data import dataset as dataset_lib
 from liverjax.models import cyclegan as cyclegan_models
 
 METRIC_KEYS = ("g_adv", "f_adv", "cycle", "identity", "total_g", "d_a", "d_b")
-SAMPLE_ROWS = ("real CT", "G(CT)", "F(G(CT))", "real MR", "F(MR)", "G(F(MR))")
 
 
 class NonFiniteError(FloatingPointError):
@@ -481,13 +481,6 @@ def check_finite(state: CycleGanState) -> None:
 # ---------------------------------------------------------------------- translation
 
 
-def _gather(x) -> np.ndarray:
-  if jax.process_count() == 1:
-    return np.asarray(jax.device_get(x))
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 def translate_array(translate: Callable, images: np.ndarray, *, mesh,
                     batch_size: int = 32) -> np.ndarray:
   """Runs `translate` (a batch function) over slices in fixed-size sharded batches.
@@ -505,7 +498,7 @@ def translate_array(translate: Callable, images: np.ndarray, *, mesh,
   out = []
   for batch, valid in input_pipeline.eval_batches(np.asarray(images, np.float32),
                                                   batch_size, mesh):
-    out.append(_gather(translate(batch))[:valid])
+    out.append(np.asarray(input_pipeline.gather(translate(batch)))[:valid])
   if not out:
     return np.zeros_like(images, np.float32)
   return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
@@ -638,163 +631,6 @@ def translate_slices(images: np.ndarray, config, *, source: str | None = None
   return out
 
 
-# ---------------------------------------------------------------------- quality
-
-
-def body_histogram(images: np.ndarray, support: np.ndarray, *, bins: int = 64,
-                   threshold: float = 0.05) -> np.ndarray:
-  """Normalised intensity histogram of body pixels.
-
-  Args:
-    images: f32[N,H,W,1] in [0,1], the intensities counted.
-    support: f32[N,H,W,1] in [0,1]; pixels with support > threshold are body.
-    bins: equal bins on [0,1].
-
-  Returns:
-    f64[bins] summing to 1 (all zeros when there is no body pixel).
-  """
-  values = np.asarray(images)[np.asarray(support) > threshold]
-  hist, _ = np.histogram(np.clip(values, 0, 1), bins=bins, range=(0.0, 1.0))
-  total = hist.sum()
-  return hist / total if total else hist.astype(np.float64)
-
-
-def wasserstein_1d(p: np.ndarray, q: np.ndarray) -> float:
-  """Earth mover's distance between two normalised histograms on equal bins of [0,1].
-
-  W1 = sum |CDF_p - CDF_q| * bin width, in intensity units (0 = identical
-  distributions, at most 1).
-  """
-  return float(np.abs(np.cumsum(p) - np.cumsum(q)).sum() / len(p))
-
-
-def histogram_intersection(p: np.ndarray, q: np.ndarray) -> float:
-  """sum min(p, q) of two normalised histograms (1 = identical, 0 = disjoint)."""
-  return float(np.minimum(p, q).sum())
-
-
-def translation_quality(translate_ab: Callable, translate_ba: Callable, real_a: np.ndarray,
-                        real_b: np.ndarray, *, mesh, batch_size: int, bins: int = 64,
-                        threshold: float = 0.05) -> dict:
-  """Translation quality of one direction A -> B (with its cycle through B -> A).
-
-  Args:
-    translate_ab, translate_ba: batch functions f32[B,H,W,1] -> f32[B,H,W,1].
-    real_a: f32[N,H,W,1] source slices; real_b: f32[M,H,W,1] real target slices.
-
-  Returns:
-    dict: wasserstein (W1 between the body-pixel histograms of translate_ab(a)
-    and of real b; body = pixels of the translated slice whose source pixel
-    is > threshold), wasserstein_untranslated (the same for untranslated a,
-    the domain gap before translation), intersection (histogram intersection
-    of translated vs real), cycle_l1 (mean |translate_ba(translate_ab(a)) - a|
-    over all pixels), slices (N), target_slices (M).
-  """
-  fake_b = translate_array(translate_ab, real_a, mesh=mesh, batch_size=batch_size)
-  rec_a = translate_array(translate_ba, fake_b, mesh=mesh, batch_size=batch_size)
-  hist = functools.partial(body_histogram, bins=bins, threshold=threshold)
-  h_fake, h_real, h_src = hist(fake_b, real_a), hist(real_b, real_b), hist(real_a, real_a)
-  return dict(wasserstein=wasserstein_1d(h_fake, h_real),
-              wasserstein_untranslated=wasserstein_1d(h_src, h_real),
-              intersection=histogram_intersection(h_fake, h_real),
-              cycle_l1=float(np.mean(np.abs(rec_a - real_a))),
-              slices=int(len(real_a)), target_slices=int(len(real_b)))
-
-
-def quality_table(results: dict) -> str:
-  """A Markdown table of `cyclegan_metrics.json`'s "quality" entry."""
-  lines = ["| split | direction | slices | W1 translated vs real target | "
-           "W1 untranslated (domain gap) | histogram intersection | cycle L1 |",
-           "|---|---|---|---|---|---|---|"]
-  for split, directions in results["quality"].items():
-    for name, q in directions.items():
-      lines.append(f"| {split} | {name.replace('_', ' ')} | {q['slices']} | "
-                   f"{q['wasserstein']:.4f} | {q['wasserstein_untranslated']:.4f} | "
-                   f"{q['intersection']:.3f} | {q['cycle_l1']:.4f} |")
-  return "\n".join(lines)
-
-
-def write_report(results: dict, workdir) -> None:
-  """Writes `workdir/cyclegan_metrics.json` and `workdir/cyclegan.md`."""
-  workdir = pathlib.Path(workdir)
-  (workdir / "cyclegan_metrics.json").write_text(json.dumps(results, indent=1))
-  lines = [
-      "# CycleGAN CT <-> MR translation", "",
-      f"Checkpoint: `{results['checkpoint']}` (step {results['step']}); data: "
-      f"`{results['data_root']}`; MR sequences: {', '.join(results['mr_sequences'])}.", "",
-      "CT -> MR is G (CT slices restyled as MR, compared with real MR slices); MR -> CT is F.",
-      f"W1: 1-D Wasserstein (earth mover's) distance between {results['bins']}-bin intensity "
-      "histograms on [0,1] of body pixels (pixels whose source intensity is > "
-      f"{results['body_threshold']}), in intensity units: 0 is identical, lower is better. "
-      "The untranslated column is the same distance for the source slices as they are "
-      "(the domain gap the translation should close). Histogram intersection: 1 is "
-      "identical. Cycle L1: mean |F(G(ct)) - ct| (CT -> MR row) and |G(F(mr)) - mr| "
-      "(MR -> CT row) over all pixels.", "",
-      quality_table(results), ""]
-  (workdir / "cyclegan.md").write_text("\n".join(lines))
-
-
-# ---------------------------------------------------------------------- samples
-
-
-def _pick_sample_slices(volumes, n: int) -> np.ndarray:
-  """n slices spread over the volumes, each the slice with the most liver: f32[n,H,W,1]."""
-  if not volumes or n <= 0:
-    return np.zeros((0, 1, 1, 1), np.float32)
-  picks = []
-  for i in range(n):
-    v = volumes[i % len(volumes)]
-    area = v.mask.reshape(v.mask.shape[0], -1).sum(1)
-    order = np.argsort(-area, kind="stable")
-    picks.append(v.image[order[(i // len(volumes)) % len(order)]])
-  return np.stack(picks)[..., None].astype(np.float32)
-
-
-def sample_grid(translate_ab: Callable, translate_ba: Callable, ct: np.ndarray,
-                mr: np.ndarray, *, mesh, batch_size: int) -> np.ndarray:
-  """The sample rows: real CT, G(CT), F(G(CT)), real MR, F(MR), G(F(MR)).
-
-  Args:
-    ct, mr: f32[n,H,W,1] in [0,1] (the same n).
-
-  Returns:
-    f32[6,n,H,W] in [0,1], rows in the order of `SAMPLE_ROWS`.
-  """
-  run = functools.partial(translate_array, mesh=mesh, batch_size=batch_size)
-  g_ct = run(translate_ab, ct)
-  f_mr = run(translate_ba, mr)
-  rows = [ct, g_ct, run(translate_ba, g_ct), mr, f_mr, run(translate_ab, f_mr)]
-  return np.stack([r[..., 0] for r in rows])
-
-
-def write_sample_png(grid: np.ndarray, path, step: int) -> None:
-  """Draws `sample_grid`'s f32[6,n,H,W] as a labelled PNG at `path`."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  rows, cols = grid.shape[:2]
-  fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols + 0.6, 1.8 * rows), squeeze=False)
-  for r in range(rows):
-    for c in range(cols):
-      ax = axes[r, c]
-      ax.imshow(grid[r, c], cmap="gray", vmin=0, vmax=1)
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if c == 0:
-        ax.set_ylabel(SAMPLE_ROWS[r], fontsize=8)
-  fig.suptitle(f"CycleGAN samples, step {step}", fontsize=9)
-  fig.tight_layout()
-  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
-def grid_image(grid: np.ndarray) -> np.ndarray:
-  """`sample_grid`'s f32[6,n,H,W] tiled into one f32[1, 6H, nW, 1] image (TensorBoard)."""
-  rows, cols, h, w = grid.shape
-  return grid.transpose(0, 2, 1, 3).reshape(1, rows * h, cols * w, 1)
-
-
 # ---------------------------------------------------------------------- loop
 
 
@@ -861,18 +697,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def held_out(domain, seqs):
     return data.select(domain, "val", seqs) or data.select(domain, "train", seqs)
 
-  sample_ct = _pick_sample_slices(held_out("ct", ("ct",)), cg.sample_slices)
-  sample_mr = _pick_sample_slices(held_out("mr", mr_seqs), cg.sample_slices)
+  sample_ct = cyclegan_report.pick_sample_slices(held_out("ct", ("ct",)), cg.sample_slices)
+  sample_mr = cyclegan_report.pick_sample_slices(held_out("mr", mr_seqs), cg.sample_slices)
 
   def write_samples(step):
     n = min(len(sample_ct), len(sample_mr))
     if not n:
       return
-    grid = sample_grid(functools.partial(apply, state.g), functools.partial(apply, state.f),
-                       sample_ct[:n], sample_mr[:n], mesh=mesh, batch_size=eval_bs)
+    run = functools.partial(translate_array, mesh=mesh, batch_size=eval_bs)
+    grid = cyclegan_report.sample_grid(functools.partial(run, functools.partial(apply, state.g)),
+                                       functools.partial(run, functools.partial(apply, state.f)),
+                                       sample_ct[:n], sample_mr[:n])
     if jax.process_index() == 0:
-      write_sample_png(grid, workdir / "samples" / f"step_{step:06d}.png", step)
-    writer.write_images(step, {"translations": grid_image(grid)})
+      cyclegan_report.write_sample_png(grid, workdir / "samples" / f"step_{step:06d}.png", step)
+    writer.write_images(step, {"translations": cyclegan_report.grid_image(grid)})
 
   progress = metric_writer.Progress(start_step, total_steps)
   step = start_step
@@ -902,8 +740,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  metric_writer.format_seconds(time.time() - progress.start_time))
 
   # Translation quality on the held-out patients, with the final state.
-  translate_ab = functools.partial(apply, state.g)
-  translate_ba = functools.partial(apply, state.f)
+  run = functools.partial(translate_array, mesh=mesh, batch_size=eval_bs)
+  translate_ab = functools.partial(run, functools.partial(apply, state.g))
+  translate_ba = functools.partial(run, functools.partial(apply, state.f))
   quality = {}
   for split in ("val", "test"):
     ct_vols = data.select("ct", split, ("ct",))
@@ -913,8 +752,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       continue
     ct_split, _ = dataset_lib.stack_slices(ct_vols)
     mr_split, _ = dataset_lib.stack_slices(mr_vols)
-    q = functools.partial(translation_quality, mesh=mesh, batch_size=eval_bs,
-                          bins=int(cg.histogram_bins), threshold=float(cg.body_threshold))
+    q = functools.partial(cyclegan_report.translation_quality, bins=int(cg.histogram_bins),
+                          threshold=float(cg.body_threshold))
     quality[split] = {"ct_to_mr": q(translate_ab, translate_ba, ct_split, mr_split),
                       "mr_to_ct": q(translate_ba, translate_ab, mr_split, ct_split)}
     writer.write_scalars(step, {f"{d}_{k}": v for d, r in quality[split].items()
@@ -925,6 +764,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  bins=int(cg.histogram_bins), body_threshold=float(cg.body_threshold),
                  quality=quality)
   if jax.process_index() == 0:
-    write_report(results, workdir)
-  logging.info("\n%s", quality_table(results))
+    cyclegan_report.write_report(results, workdir)
+  logging.info("\n%s", cyclegan_report.quality_table(results))
   return results
