@@ -78,6 +78,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Chance of a left-right flip in AugMix's geometric step (the study lists
   # flips; they put the liver on the wrong side, so 0 keeps that cue).
   augment.flip_prob = 0.5
+  # AugMix op choice shared by the slices of a batch (magnitudes stay per slice):
+  # evaluates one op per chain step instead of all nine (see augmix.augmix_batch).
+  augment.augmix_shared_ops = False
   # The CycleGAN-based U-Net: a trained CycleGAN's workdir (or one of its
   # `.../checkpoints/<step>` folders). When set, every source-domain training
   # slice is translated once, before training, to the other domain's style by

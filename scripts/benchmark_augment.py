@@ -77,6 +77,9 @@ def _benchmarks(severity: int):
                 keyed(functools.partial(fn, severity=severity))))
   out.append((f'augmix(w=3, d=1-3, sev={severity}, geometric)', lambda key, x, m: augmix.augmix_batch(
       key, x, m, width=3, depth=(1, 3), alpha=1.0, severity=severity, geometric=True)))
+  out.append((f'augmix(w=3, d=1-3, sev={severity}, geometric, shared_ops)',
+              lambda key, x, m: augmix.augmix_batch(key, x, m, width=3, depth=(1, 3), alpha=1.0,
+                                                    severity=severity, shared_ops=True)))
   out.append((f'augmix(w=3, d=1-3, sev={severity}, photometric only)',
               lambda key, x, m: augmix.augmix_batch(key, x, m, width=3, depth=(1, 3), alpha=1.0,
                                                     severity=severity, geometric=False)))

@@ -23,7 +23,9 @@ starts from the same moved image, and the photometric ops never touch the mask. 
 Inside jit the op choice is `jax.lax.switch` on a sampled index; the variable chain length is a
 fixed `depth[1]` steps of a `lax.scan` whose step is kept only where step < the sampled depth.
 Under vmap the switch evaluates every branch and selects (XLA cannot branch per batch element), so
-one slice costs width * depth[1] * (sum of all op costs).
+one slice costs width * depth[1] * (sum of all op costs). `augmix_batch(..., shared_ops=True)`
+draws the op choices once per batch instead (magnitudes stay per slice), so only the chosen op
+runs: several times cheaper, with less op variety inside one batch.
 """
 from __future__ import annotations
 
@@ -60,16 +62,29 @@ def _depth_range(depth: int | tuple[int, int]) -> tuple[int, int]:
   return lo, hi
 
 
-def _chain(key: Array, image: Array, depth: tuple[int, int], severity: int) -> Array:
+def chain_plan(key: Array, depth: tuple[int, int], shape: tuple[int, ...] = ()
+               ) -> tuple[Array, Array]:
+  """Draws the op choices of AugMix chains: (choices int32[*shape, max_depth] indexing
+  `ops.PHOTOMETRIC_OPS`, n_steps int32[*shape] uniform in the inclusive depth range)."""
+  lo, hi = depth
+  k_depth, k_choice = jax.random.split(key)
+  n_steps = jax.random.randint(k_depth, shape, lo, hi + 1)
+  choices = jax.random.randint(k_choice, shape + (hi,), 0, len(ops.PHOTOMETRIC_OPS))
+  return choices, n_steps
+
+
+def _chain(key: Array, image: Array, depth: tuple[int, int], severity: int,
+           plan: tuple[Array, Array] | None = None) -> Array:
   """One AugMix chain: between depth[0] and depth[1] random photometric ops applied in sequence.
 
-  Takes `image` f32[H, W, 1] in [0, 1]; returns the same shape in [0, 1].
+  Takes `image` f32[H, W, 1] in [0, 1]; returns the same shape in [0, 1]. `plan` (choices
+  int32[max_depth], n_steps int32), when given, fixes which ops run; their magnitudes still
+  come from `key`.
   """
-  lo, hi = depth
+  _, hi = depth
   branches = [functools.partial(fn, severity=severity) for _, fn in ops.PHOTOMETRIC_OPS]
-  k_depth, k_choice, k_steps = jax.random.split(key, 3)
-  n_steps = jax.random.randint(k_depth, (), lo, hi + 1)
-  choices = jax.random.randint(k_choice, (hi,), 0, len(branches))
+  k_plan, k_steps = jax.random.split(key)
+  choices, n_steps = chain_plan(k_plan, depth) if plan is None else plan
   # All randomness is drawn here, outside the switch: the branches are pure functions of it.
   u, fields = jax.vmap(lambda k: ops.draw_randoms(k, image.shape))(jax.random.split(k_steps, hi))
 
@@ -84,14 +99,17 @@ def _chain(key: Array, image: Array, depth: tuple[int, int], severity: int) -> A
 
 def augmix(key: Array, image: Array, mask: Array, *, width: int = 3,
            depth: int | tuple[int, int] = (1, 3), alpha: float = 1.0, severity: int = 3,
-           geometric: bool = True, flip_prob: float = 0.5) -> tuple[Array, Array]:
+           geometric: bool = True, flip_prob: float = 0.5,
+           plan: tuple[Array, Array] | None = None) -> tuple[Array, Array]:
   """AugMix on one slice, with the segmentation adaptation described in the module docstring.
 
   Takes a PRNG key, `image` f32[H, W, 1] in [0, 1] and `mask` [H, W, 1] (0/1, any numeric dtype).
   `width` chains (static), chain length uniform in the inclusive `depth` range (static), Dirichlet /
   Beta concentration `alpha`, op magnitude `severity` 1..10 (static). With `geometric`, a random
   rotation/translation/flip (`ops.random_affine`, flip probability `flip_prob`) moves image and mask
-  first. Returns (image f32[H, W, 1] in [0, 1], mask of the input's shape and dtype).
+  first. `plan` (choices int32[width, max_depth], n_steps int32[width], from `chain_plan`) fixes
+  the chains' ops, e.g. to share them over a batch (see `augmix_batch`). Returns (image
+  f32[H, W, 1] in [0, 1], mask of the input's shape and dtype).
   """
   if not 1 <= int(severity) <= 10:
     raise ValueError(f'augmix: severity must be in 1..10, got {severity}')
@@ -103,17 +121,35 @@ def augmix(key: Array, image: Array, mask: Array, *, width: int = 3,
     image, mask = ops.random_affine(k_geo, image, mask, severity, flip_prob)
   x = image.astype(jnp.float32)
   w, m = mixing_weights(k_mix, width, alpha)
-  chains = jax.vmap(lambda k: _chain(k, x, depth, severity))(jax.random.split(k_chains, width))
+  chain_keys = jax.random.split(k_chains, width)
+  if plan is None:
+    chains = jax.vmap(lambda k: _chain(k, x, depth, severity))(chain_keys)
+  else:
+    # A Python loop, not vmap: the op index of each chain step stays a scalar, so
+    # lax.switch runs only the chosen op instead of all of them.
+    chains = jnp.stack([_chain(chain_keys[i], x, depth, severity, (plan[0][i], plan[1][i]))
+                        for i in range(width)])
   mix = jnp.tensordot(w, chains, axes=1)
   out = (1.0 - m) * x + m * mix
   return jnp.clip(out, 0.0, 1.0).astype(image.dtype), mask
 
 
-def augmix_batch(key: Array, images: Array, masks: Array, **kwargs) -> tuple[Array, Array]:
+def augmix_batch(key: Array, images: Array, masks: Array, *, shared_ops: bool = False,
+                 **kwargs) -> tuple[Array, Array]:
   """`augmix` vmapped over a batch with an independent key per slice.
 
   Takes a PRNG key, `images` f32[B, H, W, 1] in [0, 1], `masks` [B, H, W, 1]; keyword arguments as
   `augmix` (static). Returns (images f32[B, H, W, 1] in [0, 1], masks [B, H, W, 1]).
+
+  `shared_ops` (static): the slices of the batch share which op each chain step applies (drawn
+  per batch), while magnitudes, noise, mixing weights and geometry stay per slice. Under vmap a
+  per-slice op choice makes `lax.switch` evaluate every op for every slice (9 ops); sharing the
+  choice evaluates one, several times less work, at the price of less variety within a batch
+  (across batches the ops vary as before).
   """
+  k_plan, key = jax.random.split(key)
+  if shared_ops:
+    width = int(kwargs.get('width', 3))
+    kwargs['plan'] = chain_plan(k_plan, _depth_range(kwargs.get('depth', (1, 3))), (width,))
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(functools.partial(augmix, **kwargs))(keys, images, masks)

@@ -51,5 +51,6 @@ def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
     images, masks = augmix_lib.augmix_batch(
         k_augmix, images, masks, width=int(augment_config.augmix_width), depth=depth,
         alpha=float(augment_config.augmix_alpha), severity=int(augment_config.augmix_severity),
-        flip_prob=float(augment_config.get("flip_prob", 0.5)))
+        flip_prob=float(augment_config.get("flip_prob", 0.5)),
+        shared_ops=bool(augment_config.get("augmix_shared_ops", False)))
   return images, masks

@@ -15,6 +15,7 @@ import pytest
 
 import liverjax.augment
 from liverjax.augment import augmix
+from liverjax.augment import ops
 from liverjax.augment import pipeline
 
 SIZE = 64
@@ -211,3 +212,45 @@ def test_pipeline_reads_t2_slices_as_t2(data, monkeypatch):
   per_slice = np.asarray(out).reshape(images.shape[0], -1)
   np.testing.assert_allclose(per_slice[0::2], 0.25)  # T1 slices: the T1 reading
   np.testing.assert_allclose(per_slice[1::2], 0.75)  # T2 slices: the T2 reading
+
+
+def test_shared_ops_plan_fixes_the_ops_of_every_slice():
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.random((4, 32, 32, 1), dtype=np.float32))
+  masks = jnp.asarray((rng.random((4, 32, 32, 1)) > 0.5).astype(np.float32))
+  names = [n for n, _ in ops.PHOTOMETRIC_OPS]
+  width, hi = 2, 3
+  # Every step of every chain is `contrast` (monotone in the input): the mixture stays monotone.
+  plan = (jnp.full((width, hi), names.index('contrast'), jnp.int32),
+          jnp.full((width,), hi, jnp.int32))
+  f = jax.jit(jax.vmap(functools.partial(augmix.augmix, width=width, depth=(1, hi), severity=5,
+                                         geometric=False, plan=plan)))
+  out, out_m = f(jax.random.split(jax.random.key(0), 4), images, masks)
+  for x, y in zip(np.asarray(images), np.asarray(out)):
+    order = np.argsort(x.ravel(), kind='stable')
+    assert np.all(np.diff(y.ravel()[order]) >= -1e-6)
+  np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
+  # With a blur in the plan the same check fails: the test can tell ops apart.
+  blur_plan = (jnp.full((width, hi), names.index('gaussian_blur'), jnp.int32), plan[1])
+  g = jax.jit(jax.vmap(functools.partial(augmix.augmix, width=width, depth=(1, hi), severity=5,
+                                         geometric=False, plan=blur_plan)))
+  blurred, _ = g(jax.random.split(jax.random.key(0), 4), images, masks)
+  x, y = np.asarray(images)[0].ravel(), np.asarray(blurred)[0].ravel()
+  assert np.any(np.diff(y[np.argsort(x, kind='stable')]) < -1e-3)
+
+
+def test_augmix_batch_shared_ops_is_valid_and_deterministic(data):
+  images, masks = data
+  f = jax.jit(functools.partial(augmix.augmix_batch, width=3, depth=(1, 3), severity=3,
+                                shared_ops=True))
+  a, am = f(jax.random.key(3), images, masks)
+  b, _ = f(jax.random.key(3), images, masks)
+  c, _ = f(jax.random.key(4), images, masks)
+  assert a.shape == images.shape and a.dtype == images.dtype
+  assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.array_equal(np.asarray(a), np.asarray(c))
+  assert set(np.unique(np.asarray(am))) <= {0.0, 1.0}
+  plan = augmix.chain_plan(jax.random.key(0), (1, 3), (5,))
+  assert plan[0].shape == (5, 3) and plan[1].shape == (5,)
+  assert int(plan[1].min()) >= 1 and int(plan[1].max()) <= 3
