@@ -419,6 +419,24 @@ def _order(slices: list[_Slice], image_dir: pathlib.Path,
   return sorted(slices, key=key)
 
 
+def _check_instance_order(ordered: list[_Slice], image_dir: pathlib.Path,
+                          problems: list[str]) -> None:
+  """Reports a CT series whose InstanceNumbers run against the position order.
+
+  CT masks pair by position order (liver_GT_000 = the head end); in the real
+  CHAOS sample InstanceNumber (and the file index) follows the same order. A
+  series where it runs the other way pairs differently from a reader that goes
+  by file index, so it is flagged for a look (the masks still load).
+  """
+  numbers = [s.meta["instance_number"] for s in ordered]
+  if len(numbers) < 2 or any(n is None for n in numbers):
+    return
+  if all(a > b for a, b in zip(numbers, numbers[1:])):
+    problems.append(f"{image_dir}: InstanceNumber decreases from the head end to the feet "
+                    "(opposite to the CHAOS sample); liver_GT_NNN masks are paired in "
+                    "position order (000 = head end) - check that they fall on the liver")
+
+
 def _stem_number(stem: str) -> tuple[str, str] | None:
   m = re.match(r"^(.*?)(\d+)$", stem)
   return (m.group(1), m.group(2)) if m else None
@@ -556,6 +574,7 @@ def read_series(ref: SeriesRef) -> Volume:
                      f"({label}); first problem: {problems[0]}")
   ordered = _order(slices, image_dir, problems)
   if ref.sequence == "ct" or ref.modality == "CT":
+    _check_instance_order(ordered, image_dir, problems)
     mask_paths = _pair_ct(ordered, mask_dir, problems)
   elif ref.sequence == "t1_out":
     mask_paths = _pair_outphase(ordered, image_dir, mask_dir, problems)

@@ -509,3 +509,21 @@ def test_split_patients_properties():
   assert no_test["test"] == [] and len(no_test["train"]) == 16
   with pytest.raises(ValueError):
     chaos.split_patients(ids, (0.5, -0.1, 0.6))
+
+
+def test_ct_instance_numbers_against_position_are_flagged(tmp_path):
+  n = 4
+  pdir = pathlib.Path(tmp_path) / "CT" / "7"
+  for k in range(n):  # k = 0 is the head end; InstanceNumber runs feet -> head
+    write_slice(pdir / "DICOM_anon" / f"i{k:04d},0000b.dcm",
+                position=(-50.0, -50.0, 100.0 - 2.5 * k), instance=n - k, fill=100 * (k + 1))
+    write_mask(pdir / "Ground" / f"liver_GT_{k:03d}.png", ct_mask(k))
+  vol = chaos.read_series(chaos.discover(tmp_path, ("ct",))[0])
+  assert vol.image.shape[0] == n  # still loads, paired in position order
+  assert any("InstanceNumber decreases" in p for p in vol.problems)
+  # The usual order (InstanceNumber following the position order) says nothing.
+  for k in range(n):
+    write_slice(pdir / "DICOM_anon" / f"i{k:04d},0000b.dcm",
+                position=(-50.0, -50.0, 100.0 - 2.5 * k), instance=k + 1, fill=100 * (k + 1))
+  vol = chaos.read_series(chaos.discover(tmp_path, ("ct",))[0])
+  assert not any("InstanceNumber" in p for p in vol.problems)
