@@ -65,3 +65,21 @@ def test_t2spir_protocol_restricts_mr():
   assert (c.data.source, c.seed, c.augment.augmix, c.augment.cyclegan_workdir) == (
       "ct", 2, True, "/x/cg")
   assert not c.augment.domain
+
+
+def test_pooled_summary_over_seeds():
+  def vol(pid, modality, sequence, dice):
+    return dict(patient_id=pid, modality=modality, sequence=sequence, slices=10, dice=dice,
+                bce=0.1, dice_loss=0.2, jaccard_loss=0.3, total=0.6)
+  seed0 = {"volumes": [vol("1", "CT", "ct", 0.8), vol("2", "CT", "ct", 0.6),
+                       vol("5", "MR", "t2", 0.5)]}
+  seed1 = {"volumes": [vol("1", "CT", "ct", 0.9), vol("2", "CT", "ct", 0.9),
+                       vol("5", "MR", "t2", 0.3)]}
+  s = study.pooled_summary([seed0, seed1])
+  assert set(s) == {"ct", "mr", "mr/t2"}
+  ct = s["ct"]
+  assert (ct["volumes"], ct["patients"], ct["slices"], ct["seeds"]) == (2, 2, 20, 2)
+  assert abs(ct["dice"]["mean"] - 0.8) < 1e-9  # pooled over 4 (seed, volume) pairs
+  assert ct["dice"]["n"] == 4
+  assert abs(ct["dice_seed_std"] - 0.1) < 1e-9  # seed means 0.7 and 0.9
+  assert s["mr"]["dice"]["mean"] == s["mr/t2"]["dice"]["mean"] == 0.4
