@@ -64,12 +64,11 @@ def experiment_config(config, direction: str, experiment: str, seed: int, cycleg
   c = copy.deepcopy(config)
   c.experiment = "segmentation"
   c.seed = seed
-  c.data.source, target = DIRECTION_DOMAINS[direction]
+  c.data.source = DIRECTION_DOMAINS[direction][0]
   c.data.targets = ("ct", "mr")
   c.augment.domain = bool(aug.get("domain", False))
   c.augment.augmix = bool(aug.get("augmix", False))
   c.augment.cyclegan_workdir = str(cyclegan_dir) if aug.get("cyclegan") else None
-  del target
   return c
 
 
