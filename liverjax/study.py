@@ -28,7 +28,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from liverjax import metrics as metrics_lib
+from liverjax import evaluate
 from liverjax import report
 
 # `--size=X` selects the default config file `configs/study.py:X`; it has to be
@@ -173,14 +173,10 @@ def pooled_summary(run_results: list[dict]) -> dict:
     volumes = [v for vs in per_seed for v in vs]
     if not volumes:
       continue
-    s = {"volumes": len(volumes) // len(run_results),
-         "patients": len({v["patient_id"] for v in volumes}),
-         "slices": sum(v["slices"] for v in per_seed[0]),
-         "seeds": len(run_results)}
-    for key in ("dice", "bce", "dice_loss", "jaccard_loss", "total", "ravd", "assd", "mssd"):
-      values = [v[key] for v in volumes if key in v]
-      if values:
-        s[key] = metrics_lib.summarize(values)
+    s = evaluate.summarize(volumes)  # pooled over (seed, volume) pairs
+    # Counts of the test data itself (the same for every seed).
+    s.update(volumes=len(per_seed[0]), slices=sum(v["slices"] for v in per_seed[0]),
+             seeds=len(run_results))
     seed_means = [np.mean([v["dice"] for v in vs]) for vs in per_seed if vs]
     s["dice_seed_std"] = float(np.std(seed_means)) if len(seed_means) > 1 else None
     out[group] = s

@@ -9,6 +9,7 @@ never walks the object graph.
 from __future__ import annotations
 
 import functools
+import pathlib
 import time
 from typing import Any
 
@@ -231,7 +232,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns:
     The evaluation results (as written to `workdir/metrics.json`).
   """
-  import pathlib  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   data = dataset_lib.load_dataset(config.data)

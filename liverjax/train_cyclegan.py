@@ -30,7 +30,6 @@ CycleGAN-based U-Net, `config.augment.cyclegan_workdir`).
 from __future__ import annotations
 
 import functools
-import json
 import pathlib
 import time
 from typing import Any, Callable

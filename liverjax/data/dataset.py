@@ -199,8 +199,9 @@ def describe(dataset: Dataset) -> str:
   for modality, splits in dataset.splits.items():
     parts = []
     for split, ids in splits.items():
+      members = set(ids)
       n = sum(v.image.shape[0] for v in dataset.volumes
-              if v.modality == modality and v.patient_id in set(ids))
+              if v.modality == modality and v.patient_id in members)
       parts.append(f"{split}: {len(ids)} patients / {n} slices")
     lines.append(f"  {modality}: " + ", ".join(parts))
   return "\n".join(lines)
