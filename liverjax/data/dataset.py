@@ -22,6 +22,7 @@ from absl import logging
 
 from liverjax.data import chaos
 from liverjax.data import preprocess
+from liverjax.data import synthetic
 
 CACHE_VERSION = 1
 DOMAINS = ("ct", "mr")
@@ -104,7 +105,6 @@ def resolve_root(data_config) -> pathlib.Path:
   """
   if data_config.root:
     return chaos.find_root(expand_path(data_config.root))
-  from liverjax.data import synthetic  # pylint: disable=g-import-not-at-top
   s = data_config.synthetic
   out = expand_path(data_config.cache_dir) / (
       f"synthetic-ct{s.ct}-mr{s.mr}-{s.size}px-{s.slices}sl-seed{s.seed}")

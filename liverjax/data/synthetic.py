@@ -49,6 +49,7 @@ import time
 import cv2
 import numpy as np
 import pydicom
+from absl import flags
 from pydicom.dataset import FileMetaDataset
 from pydicom import uid as dcm_uid
 from scipy import ndimage
@@ -758,7 +759,6 @@ def cached_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
   fl = flags.FLAGS
   start = time.perf_counter()
   root = generate_chaos(fl.out, n_ct=fl.ct, n_mr=fl.mr, size=fl.size,
@@ -776,7 +776,6 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Output folder (Train_Sets is made in it).")
   flags.DEFINE_integer("ct", 4, "Number of CT patients.")
   flags.DEFINE_integer("mr", 4, "Number of MR patients.")
