@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liverjax.augment import filters
+
 Range = tuple[float, float]
 
 CLASSES = ("air", "fat", "soft", "fluid", "bone")
@@ -141,29 +143,18 @@ def _sampler(key):
   return draw, chance
 
 
-def _shift_stack(x, radius):
-  """Edge-padded shifted copies of f32[H, W]: [2r+1 (dy), 2r+1 (dx), H, W]."""
-  h, w = x.shape
-  p = jnp.pad(x, radius, mode="edge")
-  n = 2 * radius + 1
-  return [[p[dy:dy + h, dx:dx + w] for dx in range(n)] for dy in range(n)]
-
-
 def _blur(x, sigma, radius=_BLUR_RADIUS):
-  """Separable Gaussian blur of f32[H, W] with a traced sigma (edge padding)."""
-  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  k = jnp.exp(-0.5 * (taps / jnp.maximum(sigma, 1e-3)) ** 2)
-  k = k / k.sum()
-  h, w = x.shape
-  p = jnp.pad(x, ((0, 0), (radius, radius)), mode="edge")
-  x = sum(k[i] * p[:, i:i + w] for i in range(2 * radius + 1))
-  p = jnp.pad(x, ((radius, radius), (0, 0)), mode="edge")
-  return sum(k[i] * p[i:i + h, :] for i in range(2 * radius + 1))
+  """Separable Gaussian blur of f32[H, W] with a traced sigma (all 2r+1 taps, edge padding)."""
+  return filters.gaussian_blur(x, sigma, radius, radius=radius, mode="edge")
+
+
+_SOBEL_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
 def _sobel(x):
   """Sobel gradient magnitude of f32[H, W] (edge padding: 0 on flat images)."""
-  s = _shift_stack(x, 1)
+  v = filters.shifted_views(x, 1, _SOBEL_OFFSETS, "edge")
+  s = [v[0:3], v[3:6], v[6:9]]  # s[dy + 1][dx + 1]
   gx = (s[0][2] + 2 * s[1][2] + s[2][2]) - (s[0][0] + 2 * s[1][0] + s[2][0])
   gy = (s[2][0] + 2 * s[2][1] + s[2][2]) - (s[0][0] + 2 * s[0][1] + s[0][2])
   return jnp.sqrt(gx * gx + gy * gy) / 8.0
