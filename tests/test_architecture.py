@@ -142,3 +142,15 @@ def test_the_checker_sees_a_cycle_and_a_function_level_import(tmp_path):
   for node in _module_level_statements(tree.body):
     edges |= _imported(node, modules)
   assert edges == {"liverjax.b", "liverjax.c"}
+
+
+def test_orbax_only_in_checkpointing():
+  users = []
+  for name, path in _modules().items():
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+      mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+              [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      if any(m.split(".")[0] == "orbax" for m in mods):
+        users.append(name)
+  assert set(users) == {"liverjax.checkpointing"}, users

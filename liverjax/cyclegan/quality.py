@@ -56,7 +56,7 @@ def translation_quality(translate_ab: Callable, translate_ba: Callable, real_a: 
 
   Args:
     translate_ab, translate_ba: f32[N,H,W,1] -> f32[N,H,W,1] numpy translators
-      (e.g. `train_cyclegan.translate_array` bound to a generator).
+      (e.g. `translate.translate_array` bound to a generator).
     real_a: f32[N,H,W,1] source slices; real_b: f32[M,H,W,1] real target slices.
 
   Returns:

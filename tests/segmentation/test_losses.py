@@ -1,4 +1,4 @@
-"""Tests for liverjax/losses.py against an independent float64 NumPy reference."""
+"""Tests for liverjax/segmentation/losses.py against an independent float64 NumPy reference."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests for liverjax/metrics.py: hand-computed cases and the CHAOS organisers' published values."""
+"""Tests for liverjax/segmentation/metrics.py: hand-computed cases and the CHAOS organisers' published values."""
 import math
 
 import numpy as np
