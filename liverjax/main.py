@@ -51,12 +51,13 @@ def main(argv):
                jax.process_index(), jax.process_count(), jax.device_count(),
                jax.devices()[0].platform, workdir)
   logging.info("config:\n%s", config)
-  try:
-    experiment.run(config, workdir, _MODE.value)
-  except ValueError as e:
-    if "config.experiment=" in str(e) or "mode=" in str(e):
-      raise app.UsageError(str(e)) from e
-    raise
+  if config.experiment not in experiment.EXPERIMENTS:
+    raise app.UsageError(f"config.experiment={config.experiment!r}: expected one of "
+                         f"{experiment.EXPERIMENTS}")
+  if config.experiment == "cyclegan" and _MODE.value != "train":
+    raise app.UsageError("--mode=evaluate is for U-Net experiments; a CycleGAN run reports "
+                         "its translation quality when it trains")
+  experiment.run(config, workdir, _MODE.value)
 
 
 if __name__ == "__main__":
