@@ -36,7 +36,7 @@ from flax import nnx
 
 from liverjax import runtime
 from liverjax import training
-from liverjax.cyclegan.losses import discriminator_loss, generator_losses
+from liverjax.cyclegan import losses
 from liverjax.models import cyclegan as cyclegan_models
 
 
@@ -305,7 +305,7 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
     f = apply(gen_graph, gen_params["f"])
     d_a = apply(disc_graph, state.d_a)
     d_b = apply(disc_graph, state.d_b)
-    total, terms, fakes = generator_losses(
+    total, terms, fakes = losses.generator_losses(
         g, f, d_a, d_b, batch_ct, batch_mr, lambda_cycle=lambda_cycle,
         lambda_identity=lambda_identity)
     return total, (terms, fakes)
@@ -324,8 +324,8 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
     sample_b = jax.lax.with_sharding_constraint(sample_b, batch_sharding)
 
   def disc_loss_fn(disc_params):
-    d_a = discriminator_loss(apply(disc_graph, disc_params["d_a"]), batch_ct, sample_a)
-    d_b = discriminator_loss(apply(disc_graph, disc_params["d_b"]), batch_mr, sample_b)
+    d_a = losses.discriminator_loss(apply(disc_graph, disc_params["d_a"]), batch_ct, sample_a)
+    d_b = losses.discriminator_loss(apply(disc_graph, disc_params["d_b"]), batch_mr, sample_b)
     return d_a + d_b, (d_a, d_b)
 
   disc_params = {"d_a": state.d_a, "d_b": state.d_b}

@@ -1,5 +1,5 @@
 """Shared by the CycleGAN tests: one tiny CycleGAN (4 channels, 1 residual block, 2-layer
-PatchGAN, 32 px, pool of 4) compiled once per session module (the compiled step and init are
+PatchGAN, 32 px, pool of 4) compiled once for this test package (the compiled step and init are
 cached per setting, so the end-to-end test reuses them), and a checkpoint of it."""
 import jax
 import numpy as np

@@ -3,13 +3,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liverjax import runtime
 from liverjax.configs import default
 from liverjax.cyclegan import losses
 from liverjax.cyclegan import state as cg_state
-from liverjax import runtime
-from tests.cyclegan.conftest import device_batches, fresh_state, tiny_cyclegan_config, toy_batches  # noqa: F401
-
-POOL = 4
+from tests.cyclegan.conftest import POOL, device_batches, fresh_state
 
 
 def test_state_shapes_and_one_step(setup):

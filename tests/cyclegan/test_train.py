@@ -4,7 +4,7 @@ import json
 from liverjax import checkpointing
 from liverjax import experiment
 from liverjax import metric_writer
-from tests.cyclegan.conftest import device_batches, fresh_state, tiny_cyclegan_config, toy_batches  # noqa: F401
+from tests.cyclegan.conftest import tiny_cyclegan_config
 
 
 def test_train_and_evaluate_end_to_end_and_resume(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from liverjax import runtime
 from liverjax.cyclegan import state as cg_state
 from liverjax.cyclegan import translate
-from tests.cyclegan.conftest import device_batches, fresh_state, tiny_cyclegan_config, toy_batches  # noqa: F401
+from tests.cyclegan.conftest import tiny_cyclegan_config, toy_batches
 
 
 def test_checkpoint_round_trip(setup, trained):
