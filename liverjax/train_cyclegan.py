@@ -651,7 +651,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cg = config.cyclegan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  data = dataset_lib.load_dataset(config.data)
+  data = dataset_lib.load_dataset(config.data, trained_domains=("ct", "mr"))
   logging.info("%s", dataset_lib.describe(data))
   mr_seqs = dataset_lib.domain_sequences("mr", config.data)
   ct_train = data.select("ct", "train", ("ct",))

@@ -63,6 +63,8 @@ import numpy as np
 import pydicom
 from pydicom import uid as pydicom_uid
 
+from liverjax.data import orientation
+
 
 class ChaosError(ValueError):
   """Bad input; the message names the file and the problem."""
@@ -616,7 +618,7 @@ def read_series(ref: SeriesRef) -> Volume:
   if note:
     problems.append(f"{image_dir}: {note}")
   px = kept[0].meta["pixel_spacing"] or (1.0, 1.0)
-  return Volume(
+  volume = Volume(
       patient_id=ref.patient_id, modality=ref.modality, sequence=ref.sequence,
       image=np.stack(images).astype(np.float32, copy=False),
       mask=np.stack(masks).astype(np.uint8, copy=False),
@@ -624,6 +626,8 @@ def read_series(ref: SeriesRef) -> Volume:
       window=kept[0].meta["window"],
       image_files=[str(s.path) for s in kept], mask_files=mask_files,
       problems=problems)
+  # One orientation for every reader (rows A->P, columns R->L, slices head->feet).
+  return orientation.reorient_volume(volume, kept[0].meta["orientation"])
 
 
 def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volume], list[str]]:
