@@ -2,6 +2,8 @@
 
   python -m liverjax.study --workdir=study [--size=smoke|full] [--seeds=3] [--protocol=t2spir]
                            [--config.data.root=/data/CHAOS_Train_Sets] [--config.x.y=...]
+  python -m liverjax.study --workdir=study_real --protocol=real
+                           [--config.data.ct.root=...] [--config.data.mr.root=...]
 
 For every seed: train the CycleGAN (when an experiment needs it), then for each
 direction (CT -> MR, MR -> CT) and each experiment of `config.study.experiments`
@@ -30,6 +32,7 @@ from ml_collections import config_flags
 
 from liverjax import evaluate
 from liverjax import report
+from liverjax.data import dataset as dataset_lib
 
 # `--size=X` selects the default config file `configs/study.py:X`; it has to be
 # known when the config flag is defined, before absl parses the command line.
@@ -41,9 +44,11 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Where the runs and t
 _SIZE = flags.DEFINE_enum("size", None, ["smoke", "full"],
                           "Shorthand for --config=configs/study.py:<size>.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per experiment (overrides config.study.seeds).")
-_PROTOCOL = flags.DEFINE_enum("protocol", None, ["all", "t2spir"],
+_PROTOCOL = flags.DEFINE_enum("protocol", None, ["all", "t2spir", "real"],
                               "MR sequences: all (T1 in/out + T2) or T2-SPIR only, as in "
-                              "SIFA / GIN-IPA / SLAug (overrides config.study.protocol).")
+                              "SIFA / GIN-IPA / SLAug; real: T2-SPIR only on the real scans "
+                              "(configs/real: data.ct.root / data.mr.root default to "
+                              "../shared/data) (overrides config.study.protocol).")
 
 DIRECTION_DOMAINS = {"ct_to_mr": ("ct", "mr"), "mr_to_ct": ("mr", "ct")}
 GROUPS = ("ct", "mr", "mr/t1_in", "mr/t1_out", "mr/t2")
@@ -73,11 +78,15 @@ def experiment_config(config, direction: str, experiment: str, seed: int, cycleg
 
 
 def apply_protocol(config, protocol: str):
-  """MR sequences of the protocol: "all" keeps config.data.mr_sequences, "t2spir" uses T2 only."""
+  """MR sequences of the protocol: "all" keeps config.data.mr_sequences, "t2spir" uses T2 only;
+  "real" uses T2 only and the real scans (`configs.real.set_real_sources`) where no root is set."""
   if protocol == "t2spir":
     config.data.mr_sequences = ("t2",)
+  elif protocol == "real":
+    from configs import real  # pylint: disable=g-import-not-at-top
+    real.set_real_sources(config)
   elif protocol != "all":
-    raise ValueError(f"protocol {protocol!r}: expected 'all' or 't2spir'")
+    raise ValueError(f"protocol {protocol!r}: expected 'all', 't2spir' or 'real'")
   return config
 
 
@@ -205,7 +214,7 @@ def build_report(config, runs, cyclegan_runs, workdir: pathlib.Path, previews) -
   return dict(size=config.study.size, protocol=config.study.protocol,
               mr_sequences=list(config.data.mr_sequences), seeds=config.study.seeds,
               image_size=config.data.image_size, steps=config.train.steps,
-              data_root=config.data.root or "synthetic CHAOS (embedded default)",
+              data_root=dataset_lib.describe_sources(config.data),
               rows=rows, cyclegan=cyclegan, previews=previews)
 
 
