@@ -112,12 +112,15 @@ def canonical_organ(name: str) -> str | None:
   return base if base in ORGANS else None
 
 
-def _modality_and_sequence(channel: str, hint: str, where) -> tuple[str, str]:
-  """("CT", "ct") or ("MR", <sequence>) from a channel name ("CT", "MR", "T2", "T1_in"...)."""
+def _modality_and_sequence(channel: str, hint: str, where,
+                           fallback: str | None = None) -> tuple[str, str]:
+  """("CT", "ct") or ("MR", <sequence>) from a channel name ("CT", "MR", "T2", "T1_in"...);
+  a name that says neither ("zscore", "noNorm") takes the `fallback` modality when given."""
   c = str(channel).strip().lower()
-  if c in ("ct", "cect", "ncct") or c.startswith("ct"):
+  if c in ("ct", "cect", "ncct") or c.startswith("ct") or (
+      fallback == "CT" and not re.search(r"mr|t1|t2|spir|flair|dwi|adc", c)):
     return "CT", "ct"
-  if not re.search(r"mr|t1|t2|spir|flair|dwi|adc", c):
+  if not re.search(r"mr|t1|t2|spir|flair|dwi|adc", c) and fallback != "MR":
     raise ChaosError(f"{where}: channel 0 is {channel!r}; expected CT or an MR name "
                      "(MR, MRI, T1, T2, T2SPIR, ...)")
   text = f"{c} {hint.lower()}"
@@ -181,13 +184,15 @@ def _msd_cases(root: pathlib.Path, meta: dict, where) -> list[Case]:
   return cases
 
 
-def read_dataset_json(root, liver_label=None) -> DatasetInfo:
+def read_dataset_json(root, liver_label=None, modality: str | None = None) -> DatasetInfo:
   """Reads the `dataset.json` of an MSD / nnU-Net dataset folder.
 
   Args:
     root: the dataset folder.
     liver_label: the liver's label value; None: `labels["liver"]` (any name
       whose canonical organ is the liver).
+    modality: "CT" | "MR", used when channel 0's name names no modality
+      (nnU-Net normalisation names such as "zscore"); None: such a name is an error.
 
   Returns:
     DatasetInfo with the cases listed (files not opened).
@@ -211,7 +216,7 @@ def read_dataset_json(root, liver_label=None) -> DatasetInfo:
     raise ChaosError(f"{path}: no 'channel_names' (e.g. {{\"0\": \"CT\"}})")
   channel = channels.get("0", channels.get(0, next(iter(channels.values()))))
   modality, sequence = _modality_and_sequence(
-      channel, f"{meta.get('name', '')} {meta.get('description', '')}", path)
+      channel, f"{meta.get('name', '')} {meta.get('description', '')}", path, modality)
   labels = _int_labels(meta.get("labels"), path)
   liver = _liver_label(labels, liver_label, path)
   return DatasetInfo(root=root, modality=modality, sequence=sequence, labels=labels,
@@ -273,7 +278,7 @@ def dataset_info(root, modality: str | None = None, liver_label=None,
     raise ChaosError(f"{root}: no such folder (expected a NIfTI dataset folder)")
   want = str(modality).upper() if modality is not None else None
   if (root / "dataset.json").is_file():
-    info = read_dataset_json(root, liver_label)
+    info = read_dataset_json(root, liver_label, want)
     if want is not None and info.modality != want:
       raise ChaosError(f"{root / 'dataset.json'}: channel 0 is {info.modality}, but the "
                        f"folder was given as a {want} source")

@@ -106,6 +106,14 @@ def test_mr_sequence_from_channel_name(tmp_path, channel, sequence):
   assert (v.modality, v.sequence) == ("MR", sequence)
 
 
+def test_unnamed_channel_takes_the_source_modality(tmp_path):
+  root = write_msd(tmp_path / "ds", cases=("z",), channel="zscore")
+  assert nifti.dataset_info(root, modality="CT").modality == "CT"
+  with pytest.raises(chaos.ChaosError, match="channel 0 is 'zscore'") as err:
+    nifti.dataset_info(root)
+  _one_line_naming(err, root / "dataset.json")
+
+
 def test_any_affine_reaches_the_same_display_array(tmp_path):
   """The same anatomy stored RAS, LPS (x and y flipped) or with i/j swapped reads identically."""
   label = tiny_label()
