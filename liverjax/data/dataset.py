@@ -14,16 +14,17 @@ import hashlib
 import json
 import os
 import pathlib
-import pickle
 import time
 
 import numpy as np
 from absl import logging
 
+from liverjax.data import cache
 from liverjax.data import chaos
+from liverjax.data import filelock
 from liverjax.data import preprocess
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: .npz + JSON (was a pickle)
 DOMAINS = ("ct", "mr")
 
 
@@ -118,15 +119,14 @@ def resolve_root(data_config) -> pathlib.Path:
   return chaos.find_root(root)
 
 
-def _fingerprint(root: pathlib.Path, data_config, sequences) -> str:
-  """A key that changes when the files or the preprocessing settings change."""
+def _cache_key(root: pathlib.Path, data_config, sequences) -> str:
+  """A key that changes when the files (symlinked folders followed), the
+  preprocessing settings or the data-shaping code change."""
   h = hashlib.sha256()
-  for path in sorted(root.rglob("*")):
-    if path.is_file():
-      st = path.stat()
-      h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+  cache.digest_tree(h, root)
   settings = dict(
-      version=CACHE_VERSION, root=str(root.absolute()), sequences=list(sequences),
+      version=CACHE_VERSION, code=cache.code_digest(), root=str(root.absolute()),
+      sequences=list(sequences),
       image_size=data_config.image_size, normalization=data_config.normalization,
       ct_window=list(data_config.ct_window),
       ct_window_from_dicom=data_config.ct_window_from_dicom,
@@ -164,19 +164,9 @@ def load_dataset(data_config) -> Dataset:
   root = resolve_root(data_config)
   sequences = tuple(dict.fromkeys(
       ("ct",) + tuple(domain_sequences("mr", data_config))))
-  cache = expand_path(data_config.cache_dir) / "prepared" / (
-      _fingerprint(root, data_config, sequences) + ".pkl")
-  if cache.exists():
-    with open(cache, "rb") as f:
-      prepared, problems = pickle.load(f)
-    logging.info("loaded %d prepared volumes from the cache %s", len(prepared), cache)
-  else:
-    prepared, problems = _read_and_prepare(root, data_config, sequences)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-      pickle.dump((prepared, problems), f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, cache)
+  key = _cache_key(root, data_config, sequences)
+  prepared, problems = _cached(expand_path(data_config.cache_dir) / "prepared", key,
+                               lambda: _read_and_prepare(root, data_config, sequences))
   for p in problems:
     logging.warning("skipped: %s", p)
   splits = {}
@@ -187,6 +177,21 @@ def load_dataset(data_config) -> Dataset:
       splits[modality] = chaos.split_patients(
           ids, fractions=tuple(data_config.split), seed=data_config.split_seed)
   return Dataset(root=str(root), volumes=prepared, splits=splits, problems=problems)
+
+
+def _cached(folder: pathlib.Path, key: str, build):
+  """(volumes, problems) from the cache file `folder/<key>.npz`, or `build()`'s,
+  then written there; under the lock `folder/<key>.lock`, so a second process
+  waits for the first's build and reads it instead of building it again."""
+  path = folder / f"{key}.npz"
+  with filelock.locked(folder / f"{key}.lock"):
+    hit = cache.read(path, key, preprocess.PreparedVolume)
+    if hit is not None:
+      logging.info("loaded %d prepared volumes from the cache %s", len(hit[0]), path)
+      return hit
+    prepared, problems = build()
+    cache.write(path, key, prepared, problems)
+  return prepared, problems
 
 
 def _patient_sort_key(pid: str):
