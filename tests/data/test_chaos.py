@@ -381,8 +381,8 @@ def test_outphase_without_positions_uses_image_number_plus_one(tmp_path):
   build_mr_patient(tmp_path, 1, n=3)
   out_dir = tmp_path / "MR/1/T1DUAL/DICOM_anon/OutPhase"
   for k, f in enumerate(sorted(out_dir.iterdir())):
-    write_slice(f, "MR_small.dcm", instance=k + 1, fill=5,
-                drop=("ImagePositionPatient",))
+    write_slice(f, "MR_small.dcm", instance=k + 1, fill=5 + k,
+                drop=("ImagePositionPatient", "SliceLocation"))
   v = chaos.read_series(_ref(tmp_path, "MR", 1, "t1_out"))
   assert [(pathlib.Path(i).stem, pathlib.Path(m).stem) for i, m in
           zip(v.image_files, v.mask_files)] == [

@@ -47,14 +47,16 @@ def test_broken_dataset_lists_each_problem_with_its_path(tmp_path):
   assert str(root / "CT/1/Ground/liver_GT_001.png") + ": mask size (10, 10) differs" in text
   assert str(root / "CT/1/DICOM_anon/junk.dcm") + ": not a DICOM file" in text
   assert str(root / "CT/2/DICOM_anon") + ": empty folder" in text
+  # junk.dcm could be a lost slice: the CT pairing is proven by the positions (a note).
   assert report.problem_counts() == {"missing mask": 1, "extra mask": 1, "size mismatch": 1,
-                                     "unreadable file": 1, "series skipped": 1}
+                                     "unreadable file": 1, "series skipped": 1, "pairing": 1}
   counts = report.counts()
   assert counts[("CT", "ct")] == dict(patients=1, series_skipped=1, slices=3, liver_slices=3)
   assert counts[("MR", "t2")]["slices"] == 2
   result = _run_cli(tmp_path)
-  assert result.returncode == 0, result.stderr  # usable: problems listed, status 0
-  assert "5 problem(s)" in result.stdout and "junk.dcm: not a DICOM file" in result.stdout
+  assert result.returncode == 1, result.stderr  # usable, but files were dropped
+  assert "6 problem(s)" in result.stdout and "junk.dcm: not a DICOM file" in result.stdout
+  assert "CT/2 ct: SKIPPED" in result.stdout and "CT/1 ct: kept, 3 slices" in result.stdout
 
 
 def test_unusable_dataset_exits_non_zero(tmp_path):
@@ -65,7 +67,7 @@ def test_unusable_dataset_exits_non_zero(tmp_path):
   assert not report.usable
   assert any("CT/1/Ground" in p for p in report.problems)
   result = _run_cli(root)
-  assert result.returncode != 0
+  assert result.returncode == 2
   assert "DATASET UNUSABLE" in result.stdout
   missing = verify.check_dataset(tmp_path / "nowhere")
   assert not missing.usable and "nowhere: no such folder" in missing.problems[0]
