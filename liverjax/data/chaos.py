@@ -65,7 +65,12 @@ from pydicom import uid as pydicom_uid
 
 
 class ChaosError(ValueError):
-  """Bad input; the message names the file and the problem."""
+  """Bad input; the message names the file and the problem.
+
+  Raised by `read_series`, `problems` also lists what was found in the series
+  before it was refused (each naming its file).
+  """
+  problems: list[str] = []
 
 
 SEQUENCES = ("ct", "t1_in", "t1_out", "t2")
@@ -543,7 +548,7 @@ def _merge_duplicates(ordered: list[_Slice], values: list[float], kind: str,
       out.append(keep)
     else:
       names = ", ".join(s.path.name for s in members)
-      msg = (f"{image_dir}: slices {names} share the {kind} {_fmt(values[g[0]], kind)} but "
+      msg = (f"{members[0].path.parent}: slices {names} share the {kind} {_fmt(values[g[0]], kind)} but "
              "differ in their pixels; which one is the patient's is unknown, all dropped")
       out.append(_Slice(members[0].path, members[0].meta, None, msg))
   return out, out_values
@@ -778,8 +783,18 @@ def read_series(ref: SeriesRef) -> Volume:
   Raises:
     ChaosError: naming the folder, when the image folder is missing or empty,
       the mask folder is missing, no slice is readable/usable, or the CT masks
-      cannot be paired (count mismatch).
+      cannot be proven to pair (see the module docstring), or every mask is
+      empty; its `problems` lists what was found before.
   """
+  problems: list[str] = []
+  try:
+    return _read_series(ref, problems)
+  except ChaosError as e:
+    e.problems = list(problems)
+    raise
+
+
+def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
   image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
   label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
   if not image_dir.is_dir():
@@ -789,7 +804,6 @@ def read_series(ref: SeriesRef) -> Volume:
   files = _list_files(image_dir)
   if not files:
     raise ChaosError(f"{image_dir}: empty folder, no DICOM files ({label})")
-  problems: list[str] = []
   slices, lost = _read_files(files, problems)
   if not slices:
     raise ChaosError(f"{image_dir}: no readable DICOM slice among {len(files)} files "
@@ -893,8 +907,9 @@ def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volum
       msg = str(e) if isinstance(e, ChaosError) else (
           f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
       msg = f"series skipped: {msg}"
-      logging.warning("%s", msg)
-      problems.append(msg)
+      for p in getattr(e, "problems", []) + [msg]:
+        logging.warning("%s", p)
+        problems.append(p)
       continue
     for p in vol.problems:
       logging.warning("%s", p)
