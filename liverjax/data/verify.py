@@ -136,10 +136,10 @@ def check_dataset(root, sequences=chaos.SEQUENCES) -> DatasetReport:
       msg = str(e) if isinstance(e, chaos.ChaosError) else (
           f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
       msg = f"series skipped: {msg}"
-      found = list(getattr(e, "problems", [])) + [msg]
+      before = list(getattr(e, "problems", [])) + [msg]
       series.append(SeriesReport(ref.patient_id, ref.modality, ref.sequence,
-                                 str(ref.image_dir), 0, 0, found, msg))
-      problems.extend(found)
+                                 str(ref.image_dir), 0, 0, before, msg))
+      problems.extend(before)
       continue
     liver = preprocess.binarize_mask(vol.mask, vol.modality)
     series.append(SeriesReport(
