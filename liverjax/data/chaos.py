@@ -12,40 +12,84 @@ Layout (`root` is the folder holding `CT/` and/or `MR/`; `find_root` also accept
 
 Our sequence names: "ct" (CT), "t1_in", "t1_out", "t2" (MR).
 
+One series per folder: the headers of every file are read first. Files with no
+readable DICOM header (zero-byte, truncated, not DICOM) are reported and
+skipped. The folder's majority SeriesInstanceUID is kept; files of another
+series are reported and skipped (a tie between two series refuses the folder);
+a file without a SeriesInstanceUID among files that have one is reported and
+skipped.
+
 Slice order (never the file name while anything better exists): the slice
 position along the slice normal, `z = ImagePositionPatient . (row x col)` with
 the normal from ImageOrientationPatient, in DECREASING z (slice 0 is the head
-end of an axial series). Without ImagePositionPatient on every slice: increasing
-SliceLocation (in the CHAOS CT sample SliceLocation grows as z falls, so both
-keys give the same order); then increasing InstanceNumber; file name only as a
-last resort (reported as a problem). Ties are broken by InstanceNumber.
+end of an axial series). The key is the best one that ANY slice has: position,
+else increasing SliceLocation (in the CHAOS CT sample SliceLocation grows as z
+falls, so both keys give the same order), else increasing InstanceNumber; a
+slice without that key has no known place in the volume and is reported and
+skipped: one damaged file never sends a whole series to name order. File name
+order only when no slice has any key (reported). Slices at the same place
+(within 0.1 mm) are duplicates: with identical pixels one is kept (the shortest
+name) and the copies are reported and dropped; with different pixels nobody
+can tell which is the patient's, so that place is kept as an unusable slice
+(dropped with its mask, the other slices keep their ranks) and reported.
 
-Mask pairing rules:
-  * CT: `liver_GT_NNN.png` pairs with the slice of index NNN in the order above
-    (NNN = 000 is the head end, the slice of largest z). Verified on the real
-    CHAOS CT sample (../shared/data/chaos_ct_sample): z decreases as the file
-    index goes up, liver_GT_000 pairs with i0000 (z = 1690.5 mm, InstanceNumber
-    1), and the mean HU inside the mask is ~soft tissue only with this pairing
-    (see tests/data/test_chaos.py). The numbers must lie in 0..n_slices-1
-    (missing masks: those slices are dropped and reported); otherwise, with as
-    many masks as slices, they pair in sorted NNN order; any other count is an
-    error for the series.
-  * MR T2SPIR and T1 InPhase: the Ground PNG with the slice file's stem
+CT mask pairing. `liver_GT_NNN.png` pairs with the slice of RANK NNN, the rank
+being the slice's index in the position order of the series as it was
+acquired (NNN = 000 is the head end, the slice of largest z). Verified on the
+real CHAOS CT sample (../shared/data/chaos_ct_sample): z decreases as the file
+index goes up, liver_GT_000 pairs with i0000 (z = 1690.5 mm, InstanceNumber 1),
+and the mean HU inside the mask is ~soft tissue only with this pairing (see
+tests/data/test_chaos.py). What is provable:
+  * The series is complete - no file of the folder lost (unreadable, or
+    without a position / series UID; a README.txt does not count, see
+    `_SLICE_SUFFIXES`), no gap in the slice positions when they lie on a regular
+    grid, and every mask number below the slice count: rank = index in the
+    order. Slices whose mask is missing are dropped and reported.
+  * Otherwise a slice may be missing, and the index no longer is the rank. The
+    ranks are proven by any of:
+      - the positions: they lie on a regular grid (every gap a whole number of
+        slice steps, within 10%) whose span, gaps included, is exactly the mask
+        numbers' 0..max: every missing slice lies inside the volume, and its
+        grid step says where;
+      - InstanceNumber - 1 (CHAOS numbers slices from 1 at the head end): when
+        every slice has one, they increase along the order, are >= 0 and,
+        on a grid, step exactly with it;
+      - the CHAOS file index (`i0040,0000b.dcm` -> 40), under the same checks.
+    (With no position, SliceLocation or InstanceNumber at all, only the file
+    index can.) When none applies, or two of them disagree, the patient is refused
+    (ChaosError with the reason) rather than trained on shifted masks. When
+    one applies, the pairing is reported with the evidence used.
+  Masks whose number is no kept slice's rank (an extra `liver_GT_NNN.png`
+  beyond the slices, the mask of a lost slice) are reported and ignored.
+Mask pairing for MR:
+  * T2SPIR and T1 InPhase: the Ground PNG with the slice file's stem
     (IMG-0004-00002.dcm <-> IMG-0004-00002.png).
-  * MR T1 OutPhase: the mask of its InPhase partner, the InPhase slice at the
+  * T1 OutPhase: the mask of its InPhase partner, the InPhase slice at the
     same ImagePositionPatient (within 0.1 mm). When positions are unavailable
     (or no InPhase slice sits there) the partner is the file whose image number
     is one higher (IMG-0004-00001.dcm -> IMG-0004-00002.png); when both rules
     apply and disagree, the position wins and the disagreement is reported.
 
+Mask encodings. A CT mask must hold only 0 and 255 (`CT_MASK_VALUES`; a 1-bit
+PNG is read as 0/255 and is fine); an MR mask only values in the CHAOS bands
+(`MR_MASK_BANDS`: 0, liver 55-70, kidneys 110-135 and 175-200, spleen 240-255).
+A mask with other values (an 8-bit PNG holding 0/1 or 0/100, which would
+binarise to an empty liver) is reported and its slice dropped: guessing the
+encoding could train on wrong labels, and dropping is never silent. A series
+whose kept masks all hold no liver is reported and skipped (every CHAOS series
+shows the liver; training on it would teach "no liver").
+
 Masks are returned as raw gray values (CT 0/255; MR 0/63/126/189/252); 1-bit
 PNGs are expanded to 0/255.
 
 Bad input raises `ChaosError` naming the file and the problem. `read_series`
-drops unusable slices (unreadable pixels, missing / unreadable / mis-sized
-mask, a size that differs from the rest of the series) and lists them in
-`Volume.problems`; files that are not DICOM at all are listed too. It raises
-only when the series has no usable slice or its masks cannot be paired.
+drops unusable slices (unreadable pixels, missing / unreadable / mis-sized /
+mis-encoded mask, a size that differs from the rest of the series, the cases
+above) and lists them in `Volume.problems` (the unused files in
+`Volume.dropped_files`); files that are not DICOM at all are listed too. It
+raises only when the series has no usable slice, its CT masks cannot be proven
+to pair, or all its masks are empty; the error's `problems` keeps what was
+found before.
 `load_volumes` reports (absl logging + return value) and skips bad series.
 """
 from __future__ import annotations
