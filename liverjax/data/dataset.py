@@ -190,7 +190,11 @@ def _cached(folder: pathlib.Path, key: str, build):
       logging.info("loaded %d prepared volumes from the cache %s", len(hit[0]), path)
       return hit
     prepared, problems = build()
-    cache.write(path, key, prepared, problems)
+    try:
+      cache.write(path, key, prepared, problems)
+    except OSError as e:  # a full or read-only disk: run on, uncached
+      logging.warning("%s: could not write the dataset cache (%s); continuing without it",
+                      path, e)
   return prepared, problems
 
 
