@@ -665,13 +665,13 @@ def _ct_ranks(ordered: list[_Slice], values: list[float], kind: str,
   See the module docstring ("CT mask pairing").
   """
   n = len(ordered)
-  grid = _grid(values) if kind in ("position", "SliceLocation") else None
+  grid = _grid(values) if kind != "file name" else None
   holes = grid[-1] + 1 - n if grid is not None else 0
   reasons = []
   if lost:
     reasons.append(f"{len(lost)} file(s) of the series lost (no header or no {kind})")
   if holes:
-    reasons.append(f"{holes} gap(s) between the slice positions")
+    reasons.append(f"{holes} gap(s) between the slice {kind}s")
   if top >= n:
     reasons.append(f"masks numbered up to {top} for {n} slices")
   if kind == "file name":
@@ -680,8 +680,8 @@ def _ct_ranks(ordered: list[_Slice], values: list[float], kind: str,
     return list(range(n))
   limit = max(top, n - 1 + len(lost) + holes)
   candidates = {}
-  if grid is not None and grid[-1] == top and kind != "file name":
-    candidates["the slice positions (every missing slice inside the volume)"] = grid
+  if grid is not None and grid[-1] == top:
+    candidates[f"the slice {kind}s (every missing slice inside the volume)"] = grid
   numbers = [s.meta["instance_number"] for s in ordered]
   if all(v is not None for v in numbers):
     ranks = [v - 1 for v in numbers]
