@@ -316,7 +316,7 @@ def saliency_fuse(global_img: Array, local_img: Array, saliency: Array, *, grid:
 
   The saliency (|d loss / d global_img| of the model, computed by the train step; the sign is
   ignored) is smoothed as SLAug does: averaged down to a `grid` x `grid` map (area resize), resized
-  back bilinearly to H x W, then min-max normalised per slice to [0, 1] (a flat map gives s = 0: the local image). Where the
+  back bilinearly to H x W, then min-max normalised per slice to [0, 1] (a flat map, range under 0.1% of its maximum, gives s = 0: the local image). Where the
   model is sensitive, the globally augmented image is kept; elsewhere the locally augmented one.
   The saliency is treated as a constant (stop_gradient).
 
@@ -332,7 +332,11 @@ def saliency_fuse(global_img: Array, local_img: Array, saliency: Array, *, grid:
   b, h, w, _ = global_img.shape
   s = jnp.abs(jnp.asarray(saliency, jnp.float32)).reshape(b, h, w, 1)
   coarse = jax.image.resize(s, (b, grid, grid, 1), method='linear', antialias=True)
-  s = _minmax(jax.image.resize(coarse, (b, h, w, 1), method='linear'))
+  s = jax.image.resize(coarse, (b, h, w, 1), method='linear')
+  lo = jnp.min(s, axis=(1, 2, 3), keepdims=True)
+  hi = jnp.max(s, axis=(1, 2, 3), keepdims=True)
+  # A range under 0.1% of the maximum is rounding noise of a flat map: s = 0 there.
+  s = jnp.clip((s - lo) / jnp.maximum(hi - lo, jnp.maximum(1e-3 * hi, _EPS)), 0.0, 1.0)
   s = jax.lax.stop_gradient(s)
   out = s * global_img + (1.0 - s) * jnp.asarray(local_img, jnp.float32)
   return jnp.clip(out, 0.0, 1.0).astype(global_img.dtype)
