@@ -60,10 +60,9 @@ def _minmax(x: Array) -> Array:
 # ------------------------------------------------------------------------------------------ GIN
 
 
-def _gin_net(key: Array, image: Array, layers: int, channels: int,
+def _gin_net(key: Array, x: Array, layers: int, channels: int,
              kernel_choices: Sequence[int], slope: float) -> Array:
-  """One random conv net applied to one slice f32[H, W, 1] -> f32[H, W, 1] (unbounded)."""
-  x = image[None].astype(jnp.float32)  # [1, H, W, 1]
+  """One random conv net applied to slices f32[N, H, W, 1] -> f32[N, H, W, 1] (unbounded)."""
   kmax = max(kernel_choices)
   sizes = jnp.asarray(kernel_choices, jnp.int32)
   offs = jnp.abs(jnp.arange(kmax) - kmax // 2)
@@ -80,15 +79,15 @@ def _gin_net(key: Array, image: Array, layers: int, channels: int,
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + b
     if i < layers - 1:
       x = jax.nn.leaky_relu(x, slope)
-  return x[0]
+  return x
 
 
 def gin(key: Array, images: Array, *, layers: int = 4, channels: int = 2,
         kernel_choices: Sequence[int] = (1, 3), alpha_range: tuple[float, float] = (0.0, 1.0),
-        slope: float = 0.01) -> Array:
-  """Global intensity non-linear augmentation, one random net per slice.
+        slope: float = 0.01, per_slice: bool = True) -> Array:
+  """Global intensity non-linear augmentation, one random net per slice (or per batch).
 
-  Per slice: a net of `layers` conv layers (1 -> `channels` -> ... -> 1; each layer's kernel size
+  Per slice (the paper; `per_slice=False`: one net shared by the batch, cheaper on CPU): a net of `layers` conv layers (1 -> `channels` -> ... -> 1; each layer's kernel size
   drawn from `kernel_choices`, weights and biases N(0, 1), leaky ReLU of negative slope `slope`
   after all but the last) gives g; mixed = alpha g + (1 - alpha) x with alpha ~ U(alpha_range);
   mixed is rescaled to the Frobenius norm of x (as the paper), then mapped linearly onto [0, 1] by
@@ -99,7 +98,7 @@ def gin(key: Array, images: Array, *, layers: int = 4, channels: int = 2,
   Args:
     key: PRNG key.
     images: f32[B, H, W, 1] in [0, 1].
-    layers, channels, kernel_choices, alpha_range, slope: static settings (above).
+    layers, channels, kernel_choices, alpha_range, slope, per_slice: static settings (above).
 
   Returns:
     f32[B, H, W, 1] in [0, 1], same dtype as `images`; the masks of the batch stay valid.
@@ -109,8 +108,13 @@ def gin(key: Array, images: Array, *, layers: int = 4, channels: int = 2,
     raise ValueError(f'dg.py gin: layers must be >= 1, got {layers}')
   k_net, k_alpha = jax.random.split(key)
   x = images.astype(jnp.float32)
-  nets = jax.vmap(lambda k, im: _gin_net(k, im, layers, channels, tuple(kernel_choices), slope))
-  g = nets(jax.random.split(k_net, x.shape[0]), x)
+  if any(k < 1 or k % 2 == 0 for k in kernel_choices):
+    raise ValueError(f'dg.py gin: kernel sizes must be odd and >= 1, got {kernel_choices}')
+  net = lambda k, im: _gin_net(k, im, layers, channels, tuple(kernel_choices), slope)
+  if per_slice:
+    g = jax.vmap(net)(jax.random.split(k_net, x.shape[0]), x[:, None])[:, 0]
+  else:
+    g = net(k_net, x)
   alpha = jax.random.uniform(k_alpha, (x.shape[0], 1, 1, 1), minval=alpha_range[0],
                              maxval=alpha_range[1])
   mixed = alpha * g + (1.0 - alpha) * x

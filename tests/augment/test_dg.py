@@ -30,6 +30,7 @@ def _phantom() -> tuple[jax.Array, jax.Array]:
 
 _OPS = {
     'gin': jax.jit(dg.gin),
+    'gin_per_batch': jax.jit(functools.partial(dg.gin, per_slice=False)),
     'ipa_view2': jax.jit(lambda k, x, lab: dg.gin_ipa(k, x)[1]),
     'location_scale_global': jax.jit(dg.location_scale),
     'location_scale_local': jax.jit(functools.partial(dg.location_scale, num_labels=3)),
