@@ -75,7 +75,10 @@ def _gin_net(key: Array, x: Array, layers: int, channels: int,
     keep = (offs[:, None] <= size // 2) & (offs[None, :] <= size // 2)
     w = jax.random.normal(k_w, (kmax, kmax, c_in, c_out)) * keep[:, :, None, None]
     b = jax.random.normal(k_b, (c_out,))
-    x = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+    # Edge padding: zero padding would draw a frame (the bias and weights act on a black border).
+    r = kmax // 2
+    xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode='edge')
+    x = jax.lax.conv_general_dilated(xp, w, (1, 1), 'VALID',
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + b
     if i < layers - 1:
       x = jax.nn.leaky_relu(x, slope)
@@ -87,8 +90,8 @@ def gin(key: Array, images: Array, *, layers: int = 4, channels: int = 2,
         slope: float = 0.01, per_slice: bool = True) -> Array:
   """Global intensity non-linear augmentation, one random net per slice (or per batch).
 
-  Per slice (the paper; `per_slice=False`: one net shared by the batch, cheaper on CPU): a net of `layers` conv layers (1 -> `channels` -> ... -> 1; each layer's kernel size
-  drawn from `kernel_choices`, weights and biases N(0, 1), leaky ReLU of negative slope `slope`
+  Per slice (the paper; `per_slice=False`: one net shared by the batch): a net of `layers` conv layers (1 -> `channels` -> ... -> 1; each layer's kernel size
+  drawn from `kernel_choices`, weights and biases N(0, 1), edge-padded, leaky ReLU of negative slope `slope`
   after all but the last) gives g; mixed = alpha g + (1 - alpha) x with alpha ~ U(alpha_range);
   mixed is rescaled to the Frobenius norm of x (as the paper), then mapped linearly onto [0, 1] by
   its min and max (which makes the norm rescaling immaterial for the output; kept for fidelity to

@@ -162,3 +162,9 @@ def test_bad_shapes_raise():
     dg.gin(jax.random.key(0), jnp.zeros((4, 8, 8)))
   with pytest.raises(ValueError, match='labels shape'):
     dg.location_scale(jax.random.key(0), jnp.zeros((2, 8, 8, 1)), labels=jnp.zeros((2, 4, 4), int))
+
+
+def test_gin_keeps_a_flat_slice_flat():
+  """Edge padding: no frame is drawn at the slice border (zero padding would draw one)."""
+  out = np.asarray(jax.jit(dg.gin)(jax.random.key(0), jnp.full((4, 16, 16, 1), 0.4)))
+  assert np.ptp(out, axis=(1, 2, 3)).max() < 1e-6
