@@ -17,17 +17,18 @@ import hashlib
 import json
 import os
 import pathlib
-import pickle
 import time
 
 import numpy as np
 from absl import logging
 
+from liverjax.data import cache
 from liverjax.data import chaos
+from liverjax.data import filelock
 from liverjax.data import nifti
 from liverjax.data import preprocess
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: .npz + JSON (was a pickle)
 DOMAINS = ("ct", "mr")
 
 
@@ -232,17 +233,14 @@ def _unique_ids(per_source: list[tuple[Source, list]]) -> list:
   return out
 
 
-def _fingerprint(sources: list[Source], data_config, sequences) -> str:
-  """A key that changes when the files or the preprocessing settings change."""
+def _cache_key(sources: list[Source], data_config, sequences) -> str:
+  """A key that changes when the files of any source (symlinked folders followed),
+  the preprocessing settings or the data-shaping code change."""
   h = hashlib.sha256()
   for source in sources:
-    root = source.path
-    for path in sorted(root.rglob("*")):
-      if path.is_file():
-        st = path.stat()
-        h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    cache.digest_tree(h, source.path)
   settings = dict(
-      version=CACHE_VERSION, sequences=list(sequences),
+      version=CACHE_VERSION, code=cache.code_digest(), sequences=list(sequences),
       sources=[[str(s.path.absolute()), s.kind, s.modality, s.liver_label, s.sequence]
                for s in sources],
       image_size=data_config.image_size, normalization=data_config.normalization,
@@ -293,19 +291,9 @@ def load_dataset(data_config, trained_domains=None) -> Dataset:
   sources = resolve_sources(data_config)
   sequences = tuple(dict.fromkeys(
       ("ct",) + tuple(domain_sequences("mr", data_config))))
-  cache = expand_path(data_config.cache_dir) / "prepared" / (
-      _fingerprint(sources, data_config, sequences) + ".pkl")
-  if cache.exists():
-    with open(cache, "rb") as f:
-      prepared, problems = pickle.load(f)
-    logging.info("loaded %d prepared volumes from the cache %s", len(prepared), cache)
-  else:
-    prepared, problems = _read_and_prepare(sources, data_config, sequences)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-      pickle.dump((prepared, problems), f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, cache)
+  key = _cache_key(sources, data_config, sequences)
+  prepared, problems = _cached(expand_path(data_config.cache_dir) / "prepared", key,
+                               lambda: _read_and_prepare(sources, data_config, sequences))
   for p in problems:
     logging.warning("skipped: %s", p)
   splits = split_dataset(prepared, data_config, trained_domains)
@@ -352,6 +340,25 @@ def split_dataset(volumes, data_config, trained_domains=None) -> dict:
       splits[modality] = chaos.split_patients(
           ids, fractions=tuple(data_config.split), seed=data_config.split_seed)
   return splits
+
+
+def _cached(folder: pathlib.Path, key: str, build):
+  """(volumes, problems) from the cache file `folder/<key>.npz`, or `build()`'s,
+  then written there; under the lock `folder/<key>.lock`, so a second process
+  waits for the first's build and reads it instead of building it again."""
+  path = folder / f"{key}.npz"
+  with filelock.locked(folder / f"{key}.lock"):
+    hit = cache.read(path, key, preprocess.PreparedVolume)
+    if hit is not None:
+      logging.info("loaded %d prepared volumes from the cache %s", len(hit[0]), path)
+      return hit
+    prepared, problems = build()
+    try:
+      cache.write(path, key, prepared, problems)
+    except OSError as e:  # a full or read-only disk: run on, uncached
+      logging.warning("%s: could not write the dataset cache (%s); continuing without it",
+                      path, e)
+  return prepared, problems
 
 
 def _patient_sort_key(pid: str):
