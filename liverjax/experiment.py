@@ -53,7 +53,7 @@ def run_cyclegan(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   Returns:
     The results dict written to `workdir/cyclegan_metrics.json`.
   """
-  data = dataset_lib.load_dataset(config.data)
+  data = dataset_lib.load_dataset(config.data, trained_domains=("ct", "mr"))
   logging.info("%s", dataset_lib.describe(data))
   results = cyclegan_train.train_and_evaluate(config, workdir, data=data)
   if jax.process_index() == 0:

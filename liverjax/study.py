@@ -2,6 +2,8 @@
 
   python -m liverjax.study --workdir=study [--size=smoke|full] [--seeds=3] [--protocol=t2spir]
                            [--config.data.root=/data/CHAOS_Train_Sets] [--config.x.y=...]
+  python -m liverjax.study --workdir=study_real --protocol=real
+                           [--config.data.ct.root=...] [--config.data.mr.root=...]
 
 For every seed: train the CycleGAN (when an experiment needs it), then for each
 direction (CT -> MR, MR -> CT) and each experiment of `config.study.experiments`
@@ -31,6 +33,7 @@ from liverjax import configs
 from liverjax import experiment
 from liverjax import runtime
 from liverjax.augment import preview
+from liverjax.configs import real as real_configs
 from liverjax.configs import unet as unet_configs
 from liverjax.reporting import study as study_report
 
@@ -44,9 +47,11 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Where the runs and t
 _SIZE = flags.DEFINE_enum("size", None, ["smoke", "full"],
                           "Shorthand for --config=configs/study.py:<size>.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per experiment (overrides config.study.seeds).")
-_PROTOCOL = flags.DEFINE_enum("protocol", None, ["all", "t2spir"],
+_PROTOCOL = flags.DEFINE_enum("protocol", None, ["all", "t2spir", "real"],
                               "MR sequences: all (T1 in/out + T2) or T2-SPIR only, as in "
-                              "SIFA / GIN-IPA / SLAug (overrides config.study.protocol).")
+                              "SIFA / GIN-IPA / SLAug; real: T2-SPIR only on the real scans "
+                              "(configs/real: data.ct.root / data.mr.root default to "
+                              "../shared/data) (overrides config.study.protocol).")
 
 DONE = "study_done.json"
 
@@ -60,11 +65,14 @@ def experiment_config(config, direction: str, experiment_name: str, seed: int, c
 
 
 def apply_protocol(config, protocol: str):
-  """MR sequences of the protocol: "all" keeps config.data.mr_sequences, "t2spir" uses T2 only."""
+  """MR sequences of the protocol: "all" keeps config.data.mr_sequences, "t2spir" uses T2 only;
+  "real" uses T2 only and the real scans (`configs.real.set_real_sources`) where no root is set."""
   if protocol == "t2spir":
     config.data.mr_sequences = ("t2",)
+  elif protocol == "real":
+    real_configs.set_real_sources(config)
   elif protocol != "all":
-    raise ValueError(f"protocol {protocol!r}: expected 'all' or 't2spir'")
+    raise ValueError(f"protocol {protocol!r}: expected 'all', 't2spir' or 'real'")
   return config
 
 

@@ -22,6 +22,23 @@ def get_config() -> ml_collections.ConfigDict:
   # A CHAOS folder (`CHAOS_Train_Sets`, `Train_Sets`, or a folder holding CT/
   # and MR/). None: generate the synthetic CHAOS dataset into `cache_dir`.
   data.root = ml_collections.FieldReference(None, field_type=str)
+  # Sources per modality (liverjax.data.dataset.resolve_sources), read in
+  # addition to `root`: each `root` is a path or a tuple of paths, every one a
+  # CHAOS folder or a NIfTI dataset folder (MSD / nnU-Net: dataset.json +
+  # imagesTr/ + labelsTr/; or plain images/ + labels/), auto-detected; only
+  # that modality is read from it. Relative paths are relative to the working
+  # directory. `liver_label`: the NIfTI liver label value (None: dataset.json
+  # `labels["liver"]`; 1 for a plain folder). `mr.sequence`: the MR sequence of
+  # NIfTI MR data ("t1_in" | "t1_out" | "t2"; None: from dataset.json, "t2"
+  # for a generic "MR" channel). With root, ct.root and mr.root all None, the
+  # synthetic CHAOS dataset is used.
+  data.ct = ml_collections.ConfigDict(dict(
+      root=ml_collections.FieldReference(None, field_type=object),
+      liver_label=ml_collections.FieldReference(None, field_type=int)))
+  data.mr = ml_collections.ConfigDict(dict(
+      root=ml_collections.FieldReference(None, field_type=object),
+      liver_label=ml_collections.FieldReference(None, field_type=int),
+      sequence=ml_collections.FieldReference(None, field_type=str)))
   data.cache_dir = "~/.cache/liverjax"
   # The synthetic CHAOS generator, used when `root` is None.
   data.synthetic = ml_collections.ConfigDict(
@@ -43,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Patient-level split fractions (train, val, test), per modality.
   data.split = (0.6, 0.2, 0.2)
   data.split_seed = 0
+  # A target modality that is never trained on (a target other than `source`;
+  # the CycleGAN trains on both) puts all its patients in the test split;
+  # `split` then applies to the trained modality only. False: `split` for all.
+  data.target_test_only = True
   data.use_tf = True  # tf.data when TensorFlow is importable, else numpy
   data.shuffle_buffer = 2048
 

@@ -46,7 +46,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if data is None:
-    data = dataset_lib.load_dataset(config.data)
+    data = dataset_lib.load_dataset(config.data, trained_domains=("ct", "mr"))
   mr_seqs = dataset_lib.domain_sequences("mr", config.data)
   ct_train = data.select("ct", "train", ("ct",))
   mr_train = data.select("mr", "train", mr_seqs)
