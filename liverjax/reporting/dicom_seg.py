@@ -7,6 +7,7 @@ DICOM-SEG output is asked for there.
 """
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Sequence
 
@@ -16,6 +17,8 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 ALGORITHM_NAME = "liverjax U-Net"
+# highdicom logs every module it copies at INFO.
+logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 
 def write_dicom_seg(path: str | pathlib.Path, mask: np.ndarray,
