@@ -139,9 +139,12 @@ def test_nifti_mask_is_mapped_back_to_the_input_voxel_order(model, tmp_path):
   # Source array axes (i, j, k) = display (W, Z, H), with W and Z reversed.
   r = orientation.Reorientation(axes=(1, 2, 0), flip=(True, False, True))
   source = np.ascontiguousarray(orientation.from_display(display, r))
-  affine = np.array([[0, 0, 0.9, -20], [0, -0.8, 0, 30], [-2.5, 0, 0, 10], [0, 0, 0, 1]],
-                    np.float64)
-  # Check the affine really says r: the direction of each source axis in display terms.
+  affine = np.eye(4)
+  affine[:3, 3] = (-20.0, 30.0, 10.0)
+  for t, (s, flip) in enumerate(zip(r.axes, r.flip)):  # source axis s shows display axis t
+    lps = orientation.DISPLAY[t] * (-1.0 if flip else 1.0)
+    affine[:3, s] = np.diag([-1.0, -1.0, 1.0]) @ lps * (2.5, 0.8, 0.9)[t]
+  # The affine says r: reading the file brings it to the display orientation with r.
   assert orientation.to_display(orientation.nifti_directions(affine)) == r
   path = tmp_path / "case_0000.nii.gz"
   nib.save(nib.Nifti1Image(source, affine), str(path))

@@ -17,6 +17,10 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 ALGORITHM_NAME = "liverjax U-Net"
+# Type 2 Patient / Study attributes highdicom copies from the sources: present (empty
+# where the source lacks them, as anonymised data often does).
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+          "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 # highdicom logs every module it copies at INFO.
 logging.getLogger("highdicom").setLevel(logging.WARNING)
 
@@ -45,6 +49,10 @@ def write_dicom_seg(path: str | pathlib.Path, mask: np.ndarray,
   """
   path = pathlib.Path(path)
   sources = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in source_files]
+  for ds in sources:
+    for keyword in _TYPE2:
+      if keyword not in ds:
+        setattr(ds, keyword, "")
   mask = np.asarray(mask) != 0
   if mask.ndim != 3 or mask.shape[0] != len(sources) or mask.shape[1:] != (
       int(sources[0].Rows), int(sources[0].Columns)):
