@@ -22,7 +22,7 @@ LAYERS = (
     ("liverjax.segmentation", "liverjax.cyclegan", "liverjax.postprocess"),
     ("liverjax.reporting",),
     ("liverjax.experiment",),
-    ("liverjax.main", "liverjax.study"),
+    ("liverjax.main", "liverjax.study", "liverjax.predict"),
 )
 
 
