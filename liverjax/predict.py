@@ -367,14 +367,18 @@ def find_scans(path: str | pathlib.Path) -> list[ScanRef]:
                      "in this folder")
 
 
-def _nifti_modality(path: pathlib.Path, image: np.ndarray, modality: str | None) -> str:
-  """The modality of a NIfTI image: `modality`, its dataset.json's, else a guess."""
+def _nifti_modality(path: pathlib.Path, image: np.ndarray,
+                    modality: str | None) -> tuple[str, str | None]:
+  """(modality, note) of a NIfTI image: `modality`, its dataset.json's, else a guess
+  (CT when it has values below -50, as HU do; the note says so)."""
   if modality:
-    return modality.upper()
+    return modality.upper(), None
   for root in (path.parent, path.parent.parent):
     if (root / "dataset.json").is_file():
-      return nifti.read_dataset_json(root).modality
-  return "CT" if float(np.min(image)) < -50.0 else "MR"
+      return nifti.read_dataset_json(root).modality, None
+  guess = "CT" if float(np.min(image)) < -50.0 else "MR"
+  return guess, (f"{path}: no --modality and no dataset.json; read as {guess} from its "
+                 "intensities")
 
 
 def _read_nifti(ref: ScanRef, modality: str | None) -> Scan:
@@ -389,15 +393,10 @@ def _read_nifti(ref: ScanRef, modality: str | None) -> Scan:
     raise PredictError(f"{ref.path}: a {len(shape)}D image of shape {shape}; expected a "
                        "3D volume")
   array = np.asarray(img.get_fdata(dtype=np.float32))
-  mod = _nifti_modality(ref.path, array, modality)
-  problems = [] if modality or mod != "MR" or _has_dataset_json(ref.path) else [
-      f"{ref.path}: no modality given and no dataset.json; read as {mod} (--modality)"]
+  mod, note = _nifti_modality(ref.path, array, modality)
+  problems = [note] if note else []
   return _scan(ref, array, np.asarray(img.affine, np.float64), mod, img.header,
                problems=problems)
-
-
-def _has_dataset_json(path: pathlib.Path) -> bool:
-  return any((r / "dataset.json").is_file() for r in (path.parent, path.parent.parent))
 
 
 def _read_dicom(ref: ScanRef) -> Scan:
