@@ -382,16 +382,7 @@ def _nifti_modality(path: pathlib.Path, image: np.ndarray,
 
 
 def _read_nifti(ref: ScanRef, modality: str | None) -> Scan:
-  try:
-    img = nib.load(str(ref.path))
-  except Exception as e:  # pylint: disable=broad-except
-    raise PredictError(f"{ref.path}: unreadable NIfTI ({type(e).__name__}: {e})") from e
-  shape = img.shape
-  if len(shape) == 4 and shape[3] == 1:
-    img = img.slicer[..., 0]
-  if len(img.shape) != 3:
-    raise PredictError(f"{ref.path}: a {len(shape)}D image of shape {shape}; expected a "
-                       "3D volume")
+  img = nifti.load_image(ref.path)
   array = np.asarray(img.get_fdata(dtype=np.float32))
   mod, note = _nifti_modality(ref.path, array, modality)
   problems = [note] if note else []

@@ -840,13 +840,18 @@ def read_series(ref: SeriesRef) -> Volume:
     raise
 
 
-def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
-  image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
-  label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
-  if not image_dir.is_dir():
-    raise ChaosError(f"{image_dir}: image folder missing ({label})")
-  if not mask_dir.is_dir():
-    raise ChaosError(f"{mask_dir}: mask folder missing ({label})")
+def _ordered_slices(image_dir: pathlib.Path, label: str, problems: list[str]):
+  """The slices of one series folder in position order (module docstring).
+
+  Returns:
+    (files, ordered slices, their order values, the key kind, lost files): every
+    file of the folder, the slices of its majority series with duplicates merged,
+    and the files that may be lost slices of the series.
+
+  Raises:
+    ChaosError: naming the folder: empty, no readable DICOM slice, two series of
+      the same size.
+  """
   files = _list_files(image_dir)
   if not files:
     raise ChaosError(f"{image_dir}: empty folder, no DICOM files ({label})")
@@ -857,9 +862,20 @@ def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
   slices, lost_series = _one_series(slices, image_dir, problems)
   ordered, values, kind, lost_order = _order(slices, image_dir, problems)
   ordered, values = _merge_duplicates(ordered, values, kind, problems)
+  return files, ordered, values, kind, lost + lost_series + lost_order
+
+
+def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
+  image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
+  label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
+  if not image_dir.is_dir():
+    raise ChaosError(f"{image_dir}: image folder missing ({label})")
+  if not mask_dir.is_dir():
+    raise ChaosError(f"{mask_dir}: mask folder missing ({label})")
+  files, ordered, values, kind, lost = _ordered_slices(image_dir, label, problems)
   if ref.sequence == "ct" or ref.modality == "CT":
     _check_instance_order(ordered, image_dir, problems)
-    mask_paths = _pair_ct(ordered, values, kind, lost + lost_series + lost_order,
+    mask_paths = _pair_ct(ordered, values, kind, lost,
                           image_dir, mask_dir, problems)
   elif ref.sequence == "t1_out":
     mask_paths = _pair_outphase(ordered, image_dir, mask_dir, problems)
@@ -961,16 +977,7 @@ def read_image_series(image_dir, patient_id: str | None = None,
   problems: list[str] = []
   if not image_dir.is_dir():
     raise ChaosError(f"{image_dir}: no such folder (expected a DICOM series folder)")
-  files = _list_files(image_dir)
-  if not files:
-    raise ChaosError(f"{image_dir}: empty folder, no DICOM files")
-  slices, _ = _read_files(files, problems)
-  if not slices:
-    raise ChaosError(f"{image_dir}: no DICOM file among its {len(files)} files "
-                     f"(first: {files[0].name})")
-  slices, _ = _one_series(slices, image_dir, problems)
-  ordered, values, kind, _ = _order(slices, image_dir, problems)
-  ordered, _ = _merge_duplicates(ordered, values, kind, problems)
+  files, ordered, _, _, _ = _ordered_slices(image_dir, "DICOM series to predict", problems)
   shapes = collections.Counter(s.pixels.shape for s in ordered if s.pixels is not None)
   if not shapes:
     raise ChaosError(f"{image_dir}: no slice with readable pixels; first problem: "

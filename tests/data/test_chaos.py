@@ -700,7 +700,7 @@ def test_read_image_series_orders_by_position_without_masks(tmp_path):
 
 def test_read_image_series_refuses_a_folder_without_dicom(tmp_path):
   (tmp_path / "notes.txt").write_text("hello")
-  with pytest.raises(chaos.ChaosError, match="no DICOM file") as e:
+  with pytest.raises(chaos.ChaosError, match="no readable DICOM slice") as e:
     chaos.read_image_series(tmp_path)
   assert str(tmp_path) in str(e.value)
   (tmp_path / "sub").mkdir()
