@@ -13,6 +13,10 @@ the same machine load; no host synchronisation inside a round (one `block_until_
 liverjax / MONAI, the liverjax step's FLOPs (XLA `cost_analysis`) and achieved FLOP/s, and on
 an accelerator the MFU against the device's peak. Without torch or MONAI it times liverjax
 alone and says so.
+
+Run it on a quiet machine: when other jobs hold the cores, torch's OpenMP threads spin and
+MONAI slows far more than XLA (on a shared 2-core CPU its step took ~0.5 s with `--threads=1`
+and 1.5-2.4 s with 2), which flatters the ratio.
 """
 import argparse
 import os
