@@ -13,6 +13,7 @@ setuptools.setup(
         "optax>=0.2.5",
         "orbax-checkpoint",
         "pydicom>=2.4",
+        "nibabel",  # NIfTI datasets (MSD / nnU-Net layout), liverjax/data/nifti.py
         "numpy",
         "scipy",
         "opencv-python-headless",
@@ -22,7 +23,6 @@ setuptools.setup(
         # The input pipeline. The core (reader, preprocessing, models, training)
         # imports and runs without TensorFlow: it falls back to a numpy iterator.
         "tensorflow-cpu",
-        "tensorflow-datasets",
         "tensorboard",  # TensorBoard scalars/images (tf.summary needs it)
     ],
     extras_require={

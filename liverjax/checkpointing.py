@@ -2,13 +2,14 @@
 
 Layout: `workdir/checkpoints/<step>/{state,config}`. Retention: the latest
 `keep` checkpoints plus the best one by validation Dice (`metrics["val_dice"]`).
-The state is any pytree of arrays (the train state of `liverjax.train` or of
-`liverjax.train_cyclegan`); the config is stored as JSON beside it so that a
+The state is any pytree of arrays (the train state of
+`liverjax.segmentation.state` or of `liverjax.cyclegan.state`); the config is stored as JSON beside it so that a
 checkpoint says how it was made.
 """
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from typing import Any
 
@@ -20,7 +21,8 @@ BEST_METRIC = "val_dice"
 
 
 def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
-                   best_metric: str | None = BEST_METRIC) -> ocp.CheckpointManager:
+                   best_metric: str | None = BEST_METRIC,
+                   read_only: bool = False) -> ocp.CheckpointManager:
   """Returns a CheckpointManager for `workdir/checkpoints`.
 
   Args:
@@ -28,8 +30,12 @@ def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
     keep: how many of the latest checkpoints to keep.
     best_metric: checkpoints also kept when they are the best (highest) by
       this entry of the saved metrics; None keeps only the latest.
+    read_only: open existing checkpoints for restoring (evaluation): nothing
+      is saved or deleted, `keep` does not apply.
   """
   directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  if read_only:
+    return open_read_only(directory, best_metric=best_metric)
   policies = [pp.LatestN(n=keep)]
   if best_metric is not None:
     policies.append(pp.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
@@ -109,9 +115,34 @@ def restore_path(path: str | pathlib.Path, abstract_state: Any) -> tuple[Any, in
   except ValueError as e:
     raise ValueError(f"{path}: expected a checkpoint step folder "
                      "(.../checkpoints/<step>)") from e
-  manager = ocp.CheckpointManager(path.parent, item_names=("state", "config"),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
-  return restore(manager, abstract_state, step)
+  return restore(open_read_only(path.parent), abstract_state, step)
+
+
+def open_read_only(directory: str | pathlib.Path,
+                   best_metric: str | None = BEST_METRIC) -> ocp.CheckpointManager:
+  """A read-only CheckpointManager over a `checkpoints/` folder (restore, never save)."""
+  options = ocp.CheckpointManagerOptions(
+      read_only=True, best_fn=(lambda m: m[best_metric]) if best_metric else None,
+      best_mode="max")
+  return ocp.CheckpointManager(pathlib.Path(directory).absolute(),
+                               item_names=("state", "config"), options=options)
+
+
+def checkpoint_location(path: str | pathlib.Path) -> tuple[pathlib.Path, int | None]:
+  """(checkpoints folder, step or None for the latest) of `path`.
+
+  `path` is an experiment workdir (holding `checkpoints/`), a `checkpoints/`
+  folder, or one `checkpoints/<step>` folder. Raises FileNotFoundError otherwise.
+  """
+  path = pathlib.Path(os.path.expandvars(os.path.expanduser(str(path)))).absolute()
+  if (path / "checkpoints").is_dir():
+    return path / "checkpoints", None
+  if path.name.isdigit() and path.is_dir():
+    return path.parent, int(path.name)
+  if path.is_dir():
+    return path, None
+  raise FileNotFoundError(f"checkpoint not found: {path} (expected a workdir, its "
+                          "checkpoints/ folder, or a checkpoints/<step> folder)")
 
 
 def _as_abstract(x):

@@ -14,11 +14,12 @@ import time
 import jax
 import numpy as np
 
+from liverjax import runtime
+
 
 def _tensorflow_with_tensorboard():
   """TensorFlow when both it and TensorBoard import (tf.summary needs both), else None."""
-  from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
-  tf = input_pipeline.tensorflow_or_none()
+  tf = runtime.tensorflow_or_none()
   if tf is None:
     return None
   try:

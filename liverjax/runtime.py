@@ -1,7 +1,18 @@
-"""Process set-up shared by the command-line entry points (main, study)."""
+"""Process set-up, the device mesh, shardings and PRNG keys: what every layer shares.
+
+Leaf module: imports nothing from liverjax. The entry points (main, study) call
+`setup_process` first; trainers and pipelines take the mesh of `create_mesh`
+and lay arrays out with `batch_sharding` / `replicated_sharding`.
+"""
+from __future__ import annotations
+
+import functools
 import os
 
+import jax
 from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 class _QuietLibraries:
@@ -12,13 +23,63 @@ class _QuietLibraries:
         part in record.pathname for part in ("/orbax/", "/jax/_src/"))
 
 
+@functools.cache
+def tensorflow_or_none():
+  """Returns the `tensorflow` module with GPUs hidden from it, or None (TF is optional)."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # devices already initialised
+    pass
+  return tf
+
+
 def setup_process(distributed: bool = False) -> None:
   """Hides accelerators from TensorFlow (input pipeline only), starts
   `jax.distributed` when asked or when JAX_COORDINATOR_ADDRESS is set, and
   quiets library INFO logs. Call once, first thing in `main`."""
-  from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
-  input_pipeline.tensorflow_or_none()
-  import jax  # pylint: disable=g-import-not-at-top
+  tensorflow_or_none()
   if distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize()
   logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
+def create_mesh() -> Mesh:
+  """A 1-D mesh of all devices (all processes) along the axis `data`.
+
+  The axis is `Auto`: shardings are given at the jit boundary (batch over
+  `data`, state replicated) and XLA propagates them through the model.
+  """
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batch dimension split over `data`, the rest replicated."""
+  return NamedSharding(mesh, P("data"))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  """Every device holds the whole array (train states, scalars)."""
+  return NamedSharding(mesh, P())
+
+
+def prng_key(config, seed: int | None = None) -> jax.Array:
+  """A typed PRNG key of `config.rng_impl` from `seed` (default `config.seed`).
+
+  The default implementation is "rbg" (XLA's RngBitGenerator): threefry, JAX's
+  default, compiles its unrolled hash into every program that draws random
+  numbers, which costs ~1 s of XLA compile per parameter initialiser and per
+  augmentation op on a small CPU. Both are deterministic for a given seed.
+  """
+  return jax.random.key(config.seed if seed is None else seed, impl=config.rng_impl)
+
+
+def gather(x):
+  """The values of a global (sharded) array, or pytree of them, on this host."""
+  if jax.process_count() == 1:
+    return jax.device_get(x)
+  return multihost_utils.process_allgather(x, tiled=True)

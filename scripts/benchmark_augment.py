@@ -1,10 +1,11 @@
-"""Throughput of the on-device augmentation ops, AugMix and (where present) the domain transform.
+"""Throughput of the on-device augmentation ops, AugMix, the domain transform and the DG ops.
 
 Each function is jit-compiled and vmapped over a batch of synthetic [size, size, 1] slices, warmed
 up (compiled) once, then timed over --iters calls with block_until_ready. Prints slices/s on the
 default JAX device.
 
   python scripts/benchmark_augment.py --size 128 --batch 32
+  python scripts/benchmark_augment.py --size 64 --batch 16 --only gin,location_scale,saliency
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liverjax.augment import augmix
+from liverjax.augment import dg
 from liverjax.augment import ops
 
 
@@ -83,6 +85,23 @@ def _benchmarks(severity: int):
   out.append((f'augmix(w=3, d=1-3, sev={severity}, photometric only)',
               lambda key, x, m: augmix.augmix_batch(key, x, m, width=3, depth=(1, 3), alpha=1.0,
                                                     severity=severity, geometric=False)))
+  # Domain generalisation (augment/dg.py). Organ labels for the local location-scale: the mask
+  # blob as organ 1 and the right half of the slice as organ 2 (3 label values with background).
+  def organs(m):
+    right = jnp.arange(m.shape[2]) >= m.shape[2] // 2
+    return jnp.where(m[..., 0] > 0.5, 1, jnp.where(right[None, None, :], 2, 0)).astype(jnp.int32)
+
+  out += [
+      ('gin(4 layers, 2 ch, k 1/3)', lambda key, x, m: dg.gin(key, x)),
+      ('gin(one net per batch)', lambda key, x, m: dg.gin(key, x, per_slice=False)),
+      ('gin_ipa (two views)', lambda key, x, m: dg.gin_ipa(key, x)),
+      ('location_scale(global)', lambda key, x, m: dg.location_scale(key, x)),
+      ('location_scale(local, 3 labels)', lambda key, x, m: dg.location_scale(
+          key, x, labels=organs(m), num_labels=3)),
+      ('location_scale global+local+saliency_fuse', lambda key, x, m: dg.saliency_fuse(
+          dg.location_scale(key, x), dg.location_scale(key, x, labels=organs(m), num_labels=3),
+          jax.random.normal(key, x.shape))),
+  ]
   try:
     from liverjax.augment import domain  # pylint: disable=import-outside-toplevel
     if hasattr(domain, 'domain_transform_batch'):

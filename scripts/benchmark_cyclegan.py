@@ -2,7 +2,7 @@
 
   python scripts/benchmark_cyclegan.py --size=128 --batch=8 --features=32 --dtype=bfloat16
 
-Builds G, F, D_A, D_B and the compiled, sharded `train_cyclegan.cyclegan_step` for random
+Builds G, F, D_A, D_B and the compiled, sharded `cg_state.cyclegan_step` for random
 CT/MR batches already on the devices, warms up (compilation), then times `--steps` steps
 (ending on `block_until_ready`). One step updates G+F and D_A+D_B on B CT and B MR slices.
 Prints steps/s, image pairs/s (B per step) and images/s (2B per step).
@@ -18,10 +18,10 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from configs import default  # noqa: E402
-from liverjax import input_pipeline  # noqa: E402
-from liverjax import train  # noqa: E402
-from liverjax import train_cyclegan  # noqa: E402
+from liverjax.configs import default  # noqa: E402
+from liverjax import runtime  # noqa: E402
+from liverjax.cyclegan import state as cg_state  # noqa: E402
+from liverjax.data import pipeline  # noqa: E402
 
 _SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels (divisible by 4).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Global batch (CT and MR each), divisible by devices.")
@@ -43,26 +43,26 @@ def main(argv):
   cg.generator_features, cg.generator_blocks = _FEATURES.value, _BLOCKS.value
   cg.discriminator_features, cg.discriminator_layers = _DISC_FEATURES.value, _DISC_LAYERS.value
   cg.dtype, cg.pool_size, cg.batch_size = _DTYPE.value, _POOL.value, _BATCH.value
-  mesh = input_pipeline.create_mesh()
-  input_pipeline.local_batch_size(_BATCH.value, mesh)  # checks divisibility
-  graphs, state, txs = train_cyclegan.create_cyclegan_state(config, mesh,
-                                                             train.prng_key(config, 0))
-  step_fn = train_cyclegan.make_cyclegan_step(config, graphs, txs, mesh)
+  mesh = runtime.create_mesh()
+  pipeline.local_batch_size(_BATCH.value, mesh)  # checks divisibility
+  graphs, state, txs = cg_state.create_cyclegan_state(config, mesh,
+                                                             runtime.prng_key(config, 0))
+  step_fn = cg_state.make_cyclegan_step(config, graphs, txs, mesh)
   rng = np.random.default_rng(0)
   shape = (_BATCH.value, _SIZE.value, _SIZE.value, 1)
-  sharding = input_pipeline.batch_sharding(mesh)
+  sharding = runtime.batch_sharding(mesh)
   ct = jax.device_put(rng.uniform(size=shape).astype(np.float32), sharding)
   mr = jax.device_put(rng.uniform(size=shape).astype(np.float32), sharding)
   lr = np.float32(cg.learning_rate)
 
   start = time.perf_counter()
   for i in range(max(_WARMUP.value, 1)):
-    state, metrics = step_fn(state, ct, mr, train.prng_key(config, i), lr)
+    state, metrics = step_fn(state, ct, mr, runtime.prng_key(config, i), lr)
   jax.block_until_ready((state, metrics))
   warmup = time.perf_counter() - start
   start = time.perf_counter()
   for i in range(_STEPS.value):
-    state, metrics = step_fn(state, ct, mr, train.prng_key(config, 1000 + i), lr)
+    state, metrics = step_fn(state, ct, mr, runtime.prng_key(config, 1000 + i), lr)
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - start
   rate = _STEPS.value / seconds

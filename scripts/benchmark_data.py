@@ -17,8 +17,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-from configs import default  # noqa: E402
-from liverjax import input_pipeline  # noqa: E402
+from liverjax.configs import default  # noqa: E402
+from liverjax import runtime  # noqa: E402
+from liverjax.data import pipeline  # noqa: E402
 from liverjax.data import dataset as dataset_lib  # noqa: E402
 
 
@@ -52,10 +53,10 @@ def main():
     dataset_lib.load_dataset(config.data)
     print(f"cached reload: {time.perf_counter() - t:.2f} s")
     images, masks = dataset_lib.stack_slices(data.volumes)
-    mesh = input_pipeline.create_mesh()
-    backends = [False] + ([True] if input_pipeline.tensorflow_or_none() else [])
+    mesh = runtime.create_mesh()
+    backends = [False] + ([True] if runtime.tensorflow_or_none() else [])
     for use_tf in backends:
-      it = input_pipeline.train_batches(images, masks, global_batch_size=args.batch, mesh=mesh,
+      it = pipeline.train_batches(images, masks, global_batch_size=args.batch, mesh=mesh,
                                         seed=0, use_tf=use_tf)
       jax.block_until_ready(next(it))
       t = time.perf_counter()

@@ -17,9 +17,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import default  # noqa: E402
-from liverjax import input_pipeline  # noqa: E402
-from liverjax import train  # noqa: E402
+from liverjax.configs import default  # noqa: E402
+from liverjax import runtime  # noqa: E402
+from liverjax.segmentation import state as train  # noqa: E402
 
 
 def parse_args():
@@ -44,25 +44,25 @@ def main():
   config.train.batch_size = args.batch
   config.augment.augmix = args.augment in ("augmix", "both")
   config.augment.domain = args.augment in ("domain", "both")
-  mesh = input_pipeline.create_mesh()
+  mesh = runtime.create_mesh()
   rng = np.random.default_rng(0)
   images = rng.random((args.batch, args.size, args.size, 1), dtype=np.float32)
   masks = (images > 0.6).astype(np.float32)
-  sharding = input_pipeline.batch_sharding(mesh)
+  sharding = runtime.batch_sharding(mesh)
   batch = {"image": jax.device_put(images, sharding), "mask": jax.device_put(masks, sharding)}
 
-  graphdef, state, tx = train.create_train_state(config, mesh, train.prng_key(config, 0))
+  graphdef, state, tx = train.create_train_state(config, mesh, runtime.prng_key(config, 0))
   step_fn = train.make_train_step(config, graphdef, tx, mesh)
   t = time.perf_counter()
-  state, metrics = step_fn(state, batch, train.prng_key(config, 0))
+  state, metrics = step_fn(state, batch, runtime.prng_key(config, 0))
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t
   for i in range(args.warmup):
-    state, metrics = step_fn(state, batch, train.prng_key(config, i))
+    state, metrics = step_fn(state, batch, runtime.prng_key(config, i))
   jax.block_until_ready(metrics)
   t = time.perf_counter()
   for i in range(args.steps):
-    state, metrics = step_fn(state, batch, train.prng_key(config, i))
+    state, metrics = step_fn(state, batch, runtime.prng_key(config, i))
   jax.block_until_ready(metrics)
   train_s = (time.perf_counter() - t) / args.steps
 

@@ -33,7 +33,7 @@ def ct_sample_root():
 def make_tiny_config(tmp_path, **overrides):
   """The default config shrunk for tests: synthetic 3 CT + 3 MR patients at 32 px,
   a depth-2 U-Net with 4 base channels, batch 8, a handful of steps."""
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from liverjax.configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.data.cache_dir = str(tmp_path / "cache")
   config.data.synthetic.ct = 3

@@ -1,10 +1,11 @@
 """Checkpoints: retention (latest N + best), save -> restore -> identical predictions."""
 import jax
 import numpy as np
+import pytest
 
 from liverjax import checkpointing
-from liverjax import input_pipeline
-from liverjax import train
+from liverjax import runtime
+from liverjax.segmentation import state as train
 
 
 def test_keeps_latest_and_best(tmp_path):
@@ -15,24 +16,37 @@ def test_keeps_latest_and_best(tmp_path):
   assert manager.all_steps() == [2, 4, 5]
   assert checkpointing.best_step(manager) == 2
   assert checkpointing.restore_config(manager, 4) == {"note": 4}
+  # Evaluation opens the same checkpoints read-only: same best, nothing deleted.
+  reader = checkpointing.create_manager(tmp_path, keep=1, read_only=True)
+  assert checkpointing.best_step(reader) == 2
+  assert reader.all_steps() == [2, 4, 5]
+
+
+def test_checkpoint_location(tmp_path):
+  (tmp_path / "checkpoints" / "7").mkdir(parents=True)
+  assert checkpointing.checkpoint_location(tmp_path) == (tmp_path / "checkpoints", None)
+  assert checkpointing.checkpoint_location(tmp_path / "checkpoints" / "7") == (
+      tmp_path / "checkpoints", 7)
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    checkpointing.checkpoint_location(tmp_path / "nowhere")
 
 
 def test_save_restore_gives_identical_predictions(tiny_config, tmp_path):
-  mesh = input_pipeline.create_mesh()
-  graphdef, state, tx = train.create_train_state(tiny_config, mesh, train.prng_key(tiny_config, 0))
+  mesh = runtime.create_mesh()
+  graphdef, state, tx = train.create_train_state(tiny_config, mesh, runtime.prng_key(tiny_config, 0))
   step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)
   rng = np.random.default_rng(0)
   batch = {"image": rng.random((8, 32, 32, 1), dtype=np.float32),
            "mask": (rng.random((8, 32, 32, 1)) > 0.7).astype(np.float32)}
-  batch = {k: jax.device_put(v, input_pipeline.batch_sharding(mesh)) for k, v in batch.items()}
+  batch = {k: jax.device_put(v, runtime.batch_sharding(mesh)) for k, v in batch.items()}
   for i in range(2):  # moves params, batch stats and Adam moments off their init
-    state, _ = step_fn(state, batch, train.prng_key(tiny_config, i))
+    state, _ = step_fn(state, batch, runtime.prng_key(tiny_config, i))
   predict = train.make_predict_fn(graphdef, mesh)
   before_pred, before_sums = jax.device_get(predict(state, batch["image"], batch["mask"]))
 
   manager = checkpointing.create_manager(tmp_path, keep=1)
   checkpointing.save(manager, 2, state, tiny_config.to_dict(), metrics={"val_dice": 0.5})
-  _, fresh, _ = train.create_train_state(tiny_config, mesh, train.prng_key(tiny_config, 1))
+  _, fresh, _ = train.create_train_state(tiny_config, mesh, runtime.prng_key(tiny_config, 1))
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                           fresh)
   restored, step = checkpointing.restore(manager, abstract)

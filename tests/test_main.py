@@ -36,11 +36,27 @@ def test_main_trains_evaluates_and_reevaluates(tmp_path):
   for name in ("metrics.md", "predictions.png", "curves.png", "metrics.jsonl"):
     assert (workdir / name).exists(), name
   (workdir / "metrics.json").unlink()
+  # From another folder, the config named as installed (no configs/ folder there).
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  flags[0] = "--config=mri_to_ct"
+  env["PYTHONPATH"] = str(REPO)  # this checkout's liverjax, wherever it is installed from
   run = subprocess.run([sys.executable, "-m", "liverjax.main", *flags, "--mode=evaluate"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                       cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600,
                        check=False)
   assert run.returncode == 0, run.stderr[-3000:]
+  assert not (elsewhere / "workdir").exists()
   assert json.loads((workdir / "metrics.json").read_text())["step"] == 4
+
+
+def test_entry_points_run_outside_the_repository(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  for module in ("liverjax.study", "liverjax.main"):
+    run = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    # absl prints the usage and exits with status 1 on --help.
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "--config" in run.stdout and "--workdir" in run.stdout
 
 
 def test_main_rejects_a_bad_data_root(tmp_path):

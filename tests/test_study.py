@@ -1,8 +1,9 @@
 """The study: a tiny smoke study writes every table row and figure, and resumes."""
 import json
 
-from configs import study as study_configs
 from liverjax import study
+from liverjax.configs import study as study_configs
+from liverjax.reporting import study as study_report
 
 
 def _tiny_study_config(tmp_path):
@@ -62,7 +63,7 @@ def test_t2spir_protocol_restricts_mr():
   config = study.apply_protocol(study_configs.get_config("smoke"), "t2spir")
   assert tuple(config.data.mr_sequences) == ("t2",)
   c = study.experiment_config(config, "ct_to_mr", "cyclegan+augmix", 2, "/x/cg")
-  assert (c.data.source, c.seed, c.augment.augmix, c.augment.cyclegan_workdir) == (
+  assert (c.data.source, c.seed, c.augment.augmix, c.translate.cyclegan_workdir) == (
       "ct", 2, True, "/x/cg")
   assert not c.augment.domain
 
@@ -75,7 +76,7 @@ def test_pooled_summary_over_seeds():
                        vol("5", "MR", "t2", 0.5)]}
   seed1 = {"volumes": [vol("1", "CT", "ct", 0.9), vol("2", "CT", "ct", 0.9),
                        vol("5", "MR", "t2", 0.3)]}
-  s = study.pooled_summary([seed0, seed1])
+  s = study_report.pooled_summary([seed0, seed1])
   assert set(s) == {"ct", "mr", "mr/t2"}
   ct = s["ct"]
   assert (ct["volumes"], ct["patients"], ct["slices"], ct["seeds"]) == (2, 2, 20, 2)

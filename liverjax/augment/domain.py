@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liverjax.augment import filters
+
 Range = tuple[float, float]
 
 CLASSES = ("air", "fat", "soft", "fluid", "bone")
@@ -141,29 +143,18 @@ def _sampler(key):
   return draw, chance
 
 
-def _shift_stack(x, radius):
-  """Edge-padded shifted copies of f32[H, W]: [2r+1 (dy), 2r+1 (dx), H, W]."""
-  h, w = x.shape
-  p = jnp.pad(x, radius, mode="edge")
-  n = 2 * radius + 1
-  return [[p[dy:dy + h, dx:dx + w] for dx in range(n)] for dy in range(n)]
-
-
 def _blur(x, sigma, radius=_BLUR_RADIUS):
-  """Separable Gaussian blur of f32[H, W] with a traced sigma (edge padding)."""
-  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  k = jnp.exp(-0.5 * (taps / jnp.maximum(sigma, 1e-3)) ** 2)
-  k = k / k.sum()
-  h, w = x.shape
-  p = jnp.pad(x, ((0, 0), (radius, radius)), mode="edge")
-  x = sum(k[i] * p[:, i:i + w] for i in range(2 * radius + 1))
-  p = jnp.pad(x, ((radius, radius), (0, 0)), mode="edge")
-  return sum(k[i] * p[i:i + h, :] for i in range(2 * radius + 1))
+  """Separable Gaussian blur of f32[H, W] with a traced sigma (all 2r+1 taps, edge padding)."""
+  return filters.gaussian_blur(x, sigma, radius, radius=radius, mode="edge")
+
+
+_SOBEL_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
 def _sobel(x):
   """Sobel gradient magnitude of f32[H, W] (edge padding: 0 on flat images)."""
-  s = _shift_stack(x, 1)
+  v = filters.shifted_views(x, 1, _SOBEL_OFFSETS, "edge")
+  s = [v[0:3], v[3:6], v[6:9]]  # s[dy + 1][dx + 1]
   gx = (s[0][2] + 2 * s[1][2] + s[2][2]) - (s[0][0] + 2 * s[1][0] + s[2][0])
   gy = (s[2][0] + 2 * s[2][1] + s[2][2]) - (s[0][0] + 2 * s[0][1] + s[0][2])
   return jnp.sqrt(gx * gx + gy * gy) / 8.0
@@ -500,54 +491,3 @@ def domain_transform_batch(key, images, *, source: str, prob: float = 0.8,
     return jnp.where(jax.random.bernoulli(k_apply, prob), out, img)
 
   return jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
-
-
-# ------------------------------------------------------------------ demo
-
-
-# Phantom values per modality: air, fat, muscle, liver, fluid, bone.
-_PHANTOM_VALUES = {
-    "ct": dict(air=0.0, fat=0.15, muscle=0.52, liver=0.6, fluid=0.42, bone=0.95),
-    "t1": dict(air=0.02, fat=0.9, muscle=0.48, liver=0.58, fluid=0.18, bone=0.05),
-    "t2": dict(air=0.02, fat=0.2, muscle=0.33, liver=0.3, fluid=0.95, bone=0.06),
-}
-
-
-def demo_phantom(size: int = 64, modality: str = "ct"):
-  """A synthetic abdominal slice with the five tissue classes.
-
-  Args:
-    size: the side in pixels.
-    modality: "ct", "mr"/"t1" (T1 in-phase values) or "t2".
-
-  Returns:
-    (image f32[size, size, 1] in [0, 1], labels int32[size, size]) where labels
-    index `CLASSES`: 0 air (outside and a bowel-gas disk), 1 fat (subcutaneous
-    ring and a visceral disk), 2 soft tissue (muscle background and a liver
-    disk), 3 fluid (a gallbladder/cyst disk), 4 bone (a vertebra disk). Values
-    carry a little deterministic texture noise.
-  """
-  mod = {"mr": "t1"}.get(modality.lower(), modality.lower())
-  if mod not in _PHANTOM_VALUES:
-    raise ValueError(f"domain.py: modality must be 'ct', 'mr', 't1' or 't2', got {modality!r}")
-  v = _PHANTOM_VALUES[mod]
-  yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
-
-  def ellipse(cx, cy, ax, ay):
-    return ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0
-
-  image = np.full((size, size), v["air"], np.float32)
-  labels = np.zeros((size, size), np.int32)
-  for mask, name, label in (
-      (ellipse(0.5, 0.5, 0.45, 0.37), "fat", FAT),
-      (ellipse(0.5, 0.5, 0.39, 0.31), "muscle", SOFT),
-      (ellipse(0.34, 0.45, 0.17, 0.17), "liver", SOFT),
-      (ellipse(0.66, 0.36, 0.1, 0.1), "fat", FAT),
-      (ellipse(0.42, 0.7, 0.08, 0.08), "fluid", FLUID),
-      (ellipse(0.6, 0.68, 0.075, 0.075), "bone", BONE),
-      (ellipse(0.72, 0.55, 0.06, 0.06), "air", AIR)):
-    image[mask] = v[name]
-    labels[mask] = label
-  rng = np.random.default_rng(0)
-  image = np.clip(image + rng.normal(0.0, 0.01, image.shape) * (labels > 0), 0.0, 1.0)
-  return image.astype(np.float32)[..., None], labels

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from liverjax.augment import filters
+
 Array = jax.Array
 
 _LEVELS = 256  # grey levels of the 8-bit quantisation used by the histogram ops
@@ -33,20 +35,6 @@ _LEVELS = 256  # grey levels of the 8-bit quantisation used by the histogram ops
 def _finish(out: Array, image: Array) -> Array:
   """Clips to [0, 1] and restores the input's dtype."""
   return jnp.clip(out, 0.0, 1.0).astype(image.dtype)
-
-
-def _shifted_stack(plane: Array, radius: int, offsets: Sequence[tuple[int, int]], mode: str) -> Array:
-  """Stacks shifted views of a padded f32[H, W] plane: out[k, y, x] = plane[y + dy_k, x + dx_k].
-
-  `mode` is a `jnp.pad` mode: 'reflect' is OpenCV's BORDER_REFLECT_101, 'edge' is BORDER_REPLICATE.
-  Returns f32[len(offsets), H, W].
-  """
-  h, w = plane.shape
-  padded = jnp.pad(plane, radius, mode=mode)
-  return jnp.stack([
-      padded[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
-      for dy, dx in offsets
-  ])
 
 
 def _quantise(image: Array) -> Array:
@@ -68,31 +56,6 @@ def salt_and_pepper(key: Array, image: Array, amount: Array | float) -> Array:
   return _finish(out, image)
 
 
-def gaussian_kernel_radius(sigma: Array | float, max_radius: int) -> Array:
-  """The kernel radius OpenCV derives from sigma for 8-bit images: ksize = round(6 sigma + 1) | 1.
-
-  Returns an int32 scalar in [0, max_radius] (the static cap truncates wide kernels).
-  """
-  n = jnp.round(jnp.asarray(sigma, jnp.float32) * 6 + 1).astype(jnp.int32)
-  n = n | 1
-  return jnp.clip(n // 2, 0, max_radius)
-
-
-def gaussian_kernel(sigma: Array | float, max_radius: int, radius: Array | int | None = None) -> Array:
-  """A normalised 1-D Gaussian kernel f32[2 * max_radius + 1] for a (possibly traced) sigma.
-
-  Taps beyond `radius` (default `gaussian_kernel_radius(sigma, max_radius)`) are zero, so the
-  kernel equals cv2.getGaussianKernel(2 * radius + 1, sigma) centred in the fixed-size array.
-  """
-  sigma = jnp.maximum(jnp.asarray(sigma, jnp.float32), 1e-3)
-  if radius is None:
-    radius = gaussian_kernel_radius(sigma, max_radius)
-  x = jnp.arange(-max_radius, max_radius + 1, dtype=jnp.float32)
-  k = jnp.exp(-0.5 * (x / sigma) ** 2)
-  k = jnp.where(jnp.abs(x) <= radius, k, 0.0)
-  return k / jnp.sum(k)
-
-
 def gaussian_blur(image: Array, sigma: Array | float, max_radius: int = 8,
                   radius: Array | int | None = None) -> Array:
   """Separable Gaussian blur with OpenCV semantics (BORDER_REFLECT_101).
@@ -101,14 +64,8 @@ def gaussian_blur(image: Array, sigma: Array | float, max_radius: int = 8,
   (round(6 sigma + 1) | 1 taps) unless `radius` is given, and is capped at the static `max_radius`.
   Takes `image` f32[H, W, 1] in [0, 1]; returns the same shape/dtype in [0, 1].
   """
-  k = gaussian_kernel(sigma, max_radius, radius)
-  r = max_radius
-  h, w = image.shape[:2]
-  x = image[..., 0].astype(jnp.float32)
-  p = jnp.pad(x, ((0, 0), (r, r)), mode='reflect')
-  x = sum(k[i] * p[:, i:i + w] for i in range(2 * r + 1))
-  p = jnp.pad(x, ((r, r), (0, 0)), mode='reflect')
-  x = sum(k[i] * p[i:i + h, :] for i in range(2 * r + 1))
+  x = filters.gaussian_blur(image[..., 0].astype(jnp.float32), sigma, max_radius,
+                            radius=radius, mode='reflect')
   return _finish(x[..., None], image)
 
 
@@ -154,8 +111,7 @@ def median_blur(image: Array, ksize: int = 3) -> Array:
     raise ValueError(f'median_blur: ksize must be 3 or 5, got {ksize}')
   r = ksize // 2
   offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-  stack = _shifted_stack(image[..., 0].astype(jnp.float32), r, offsets, 'edge')
-  vals = list(stack)
+  vals = filters.shifted_views(image[..., 0].astype(jnp.float32), r, offsets, 'edge')
   for a, b in _median_network(len(vals)):
     vals[a], vals[b] = jnp.minimum(vals[a], vals[b]), jnp.maximum(vals[a], vals[b])
   return _finish(vals[len(vals) // 2][..., None], image)
@@ -368,16 +324,6 @@ def affine(image: Array, mask: Array, angle: Array | float = 0.0,
   return _finish(img[..., None], image), msk[..., None].astype(mask.dtype)
 
 
-def rotate(image: Array, mask: Array, angle: Array | float) -> tuple[Array, Array]:
-  """`affine` with rotation only (degrees, counter-clockwise on screen). Returns (image, mask)."""
-  return affine(image, mask, angle=angle)
-
-
-def translate(image: Array, mask: Array, translate_xy: Array | Sequence[float]) -> tuple[Array, Array]:
-  """`affine` with translation only ((dx, dy) pixels). Returns (image, mask)."""
-  return affine(image, mask, translate_xy=translate_xy)
-
-
 def flip(image: Array, mask: Array, do_flip: Array | bool = True) -> tuple[Array, Array]:
   """Left-right mirror of image and mask where `do_flip` (may be traced); exact, no resampling.
 
@@ -428,11 +374,6 @@ def level_from_uniform(u: Array, severity: int) -> Array:
 def _signed(u_level: Array, u_sign: Array, severity: int) -> Array:
   """level_from_uniform with a random sign (u_sign < 0.5 is negative): f32 scalar in [-1, 1]."""
   return jnp.where(u_sign < 0.5, -1.0, 1.0) * level_from_uniform(u_level, severity)
-
-
-def sample_level(key: Array, severity: int) -> Array:
-  """AugMix's level drawn from `key`: uniform in [0.1, severity] / 10 (f32 scalar in (0, 1])."""
-  return level_from_uniform(jax.random.uniform(key, ()), severity)
 
 
 # Parametrised forms: (u f32[N_UNIFORMS], field f32[H, W, 1], image, severity) -> image.

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from liverjax.augment import augmix as augmix_lib
+from liverjax.augment import domain
 
 Array = jax.Array
 
@@ -36,8 +37,6 @@ def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
   """
   k_domain, k_augmix = jax.random.split(key)
   if augment_config.domain:
-    # Imported here so this module works before / without the domain transform module.
-    from liverjax.augment import domain  # pylint: disable=import-outside-toplevel
     prob = augment_config.domain_prob
     if source == 'mr' and is_t2 is not None:
       as_t1 = domain.domain_transform_batch(k_domain, images, source='t1', prob=prob)

@@ -11,6 +11,7 @@ two AugMix results. The liver mask is outlined in green on every panel.
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import jax
 import numpy as np
@@ -19,6 +20,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from liverjax import configs
 from liverjax.augment import augmix as augmix_lib
 from liverjax.augment import domain
 from liverjax.augment import ops
@@ -109,8 +111,10 @@ def main(argv):
 if __name__ == "__main__":
   # Flags are defined only for the command line, so that importing this module
   # (the study does) does not clash with another program's --config.
-  config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+  config_flags.DEFINE_config_file("config", str(configs.DIRECTORY / "default.py"),
+                                  "Experiment config.")
   flags.DEFINE_string("out", "augment_preview.png", "Output PNG.")
   flags.DEFINE_integer("rows", 3, "Number of slices (rows).")
   flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
+  sys.argv = configs.resolve_argv(sys.argv)
   app.run(main)

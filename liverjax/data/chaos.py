@@ -12,40 +12,84 @@ Layout (`root` is the folder holding `CT/` and/or `MR/`; `find_root` also accept
 
 Our sequence names: "ct" (CT), "t1_in", "t1_out", "t2" (MR).
 
+One series per folder: the headers of every file are read first. Files with no
+readable DICOM header (zero-byte, truncated, not DICOM) are reported and
+skipped. The folder's majority SeriesInstanceUID is kept; files of another
+series are reported and skipped (a tie between two series refuses the folder);
+a file without a SeriesInstanceUID among files that have one is reported and
+skipped.
+
 Slice order (never the file name while anything better exists): the slice
 position along the slice normal, `z = ImagePositionPatient . (row x col)` with
 the normal from ImageOrientationPatient, in DECREASING z (slice 0 is the head
-end of an axial series). Without ImagePositionPatient on every slice: increasing
-SliceLocation (in the CHAOS CT sample SliceLocation grows as z falls, so both
-keys give the same order); then increasing InstanceNumber; file name only as a
-last resort (reported as a problem). Ties are broken by InstanceNumber.
+end of an axial series). The key is the best one that ANY slice has: position,
+else increasing SliceLocation (in the CHAOS CT sample SliceLocation grows as z
+falls, so both keys give the same order), else increasing InstanceNumber; a
+slice without that key has no known place in the volume and is reported and
+skipped: one damaged file never sends a whole series to name order. File name
+order only when no slice has any key (reported). Slices at the same place
+(within 0.1 mm) are duplicates: with identical pixels one is kept (the shortest
+name) and the copies are reported and dropped; with different pixels nobody
+can tell which is the patient's, so that place is kept as an unusable slice
+(dropped with its mask, the other slices keep their ranks) and reported.
 
-Mask pairing rules:
-  * CT: `liver_GT_NNN.png` pairs with the slice of index NNN in the order above
-    (NNN = 000 is the head end, the slice of largest z). Verified on the real
-    CHAOS CT sample (../shared/data/chaos_ct_sample): z decreases as the file
-    index goes up, liver_GT_000 pairs with i0000 (z = 1690.5 mm, InstanceNumber
-    1), and the mean HU inside the mask is ~soft tissue only with this pairing
-    (see tests/data/test_chaos.py). The numbers must lie in 0..n_slices-1
-    (missing masks: those slices are dropped and reported); otherwise, with as
-    many masks as slices, they pair in sorted NNN order; any other count is an
-    error for the series.
-  * MR T2SPIR and T1 InPhase: the Ground PNG with the slice file's stem
+CT mask pairing. `liver_GT_NNN.png` pairs with the slice of RANK NNN, the rank
+being the slice's index in the position order of the series as it was
+acquired (NNN = 000 is the head end, the slice of largest z). Verified on the
+real CHAOS CT sample (../shared/data/chaos_ct_sample): z decreases as the file
+index goes up, liver_GT_000 pairs with i0000 (z = 1690.5 mm, InstanceNumber 1),
+and the mean HU inside the mask is ~soft tissue only with this pairing (see
+tests/data/test_chaos.py). What is provable:
+  * The series is complete - no file of the folder lost (unreadable, or
+    without a position / series UID; a README.txt does not count, see
+    `_SLICE_SUFFIXES`), no gap in the slice positions when they lie on a regular
+    grid, and every mask number below the slice count: rank = index in the
+    order. Slices whose mask is missing are dropped and reported.
+  * Otherwise a slice may be missing, and the index no longer is the rank. The
+    ranks are proven by any of:
+      - the positions: they lie on a regular grid (every gap a whole number of
+        slice steps, within 10%) whose span, gaps included, is exactly the mask
+        numbers' 0..max: every missing slice lies inside the volume, and its
+        grid step says where;
+      - InstanceNumber - 1 (CHAOS numbers slices from 1 at the head end): when
+        every slice has one, they increase along the order, are >= 0 and,
+        on a grid, step exactly with it;
+      - the CHAOS file index (`i0040,0000b.dcm` -> 40), under the same checks.
+    (With no position, SliceLocation or InstanceNumber at all, only the file
+    index can.) When none applies, or two of them disagree, the patient is refused
+    (ChaosError with the reason) rather than trained on shifted masks. When
+    one applies, the pairing is reported with the evidence used.
+  Masks whose number is no kept slice's rank (an extra `liver_GT_NNN.png`
+  beyond the slices, the mask of a lost slice) are reported and ignored.
+Mask pairing for MR:
+  * T2SPIR and T1 InPhase: the Ground PNG with the slice file's stem
     (IMG-0004-00002.dcm <-> IMG-0004-00002.png).
-  * MR T1 OutPhase: the mask of its InPhase partner, the InPhase slice at the
+  * T1 OutPhase: the mask of its InPhase partner, the InPhase slice at the
     same ImagePositionPatient (within 0.1 mm). When positions are unavailable
     (or no InPhase slice sits there) the partner is the file whose image number
     is one higher (IMG-0004-00001.dcm -> IMG-0004-00002.png); when both rules
     apply and disagree, the position wins and the disagreement is reported.
 
+Mask encodings. A CT mask must hold only 0 and 255 (`CT_MASK_VALUES`; a 1-bit
+PNG is read as 0/255 and is fine); an MR mask only values in the CHAOS bands
+(`MR_MASK_BANDS`: 0, liver 55-70, kidneys 110-135 and 175-200, spleen 240-255).
+A mask with other values (an 8-bit PNG holding 0/1 or 0/100, which would
+binarise to an empty liver) is reported and its slice dropped: guessing the
+encoding could train on wrong labels, and dropping is never silent. A series
+whose kept masks all hold no liver is reported and skipped (every CHAOS series
+shows the liver; training on it would teach "no liver").
+
 Masks are returned as raw gray values (CT 0/255; MR 0/63/126/189/252); 1-bit
 PNGs are expanded to 0/255.
 
 Bad input raises `ChaosError` naming the file and the problem. `read_series`
-drops unusable slices (unreadable pixels, missing / unreadable / mis-sized
-mask, a size that differs from the rest of the series) and lists them in
-`Volume.problems`; files that are not DICOM at all are listed too. It raises
-only when the series has no usable slice or its masks cannot be paired.
+drops unusable slices (unreadable pixels, missing / unreadable / mis-sized /
+mis-encoded mask, a size that differs from the rest of the series, the cases
+above) and lists them in `Volume.problems` (the unused files in
+`Volume.dropped_files`); files that are not DICOM at all are listed too. It
+raises only when the series has no usable slice, its CT masks cannot be proven
+to pair, or all its masks are empty; the error's `problems` keeps what was
+found before.
 `load_volumes` reports (absl logging + return value) and skips bad series.
 """
 from __future__ import annotations
@@ -63,9 +107,16 @@ import numpy as np
 import pydicom
 from pydicom import uid as pydicom_uid
 
+from liverjax.data import orientation
+
 
 class ChaosError(ValueError):
-  """Bad input; the message names the file and the problem."""
+  """Bad input; the message names the file and the problem.
+
+  Raised by `read_series`, `problems` also lists what was found in the series
+  before it was refused (each naming its file).
+  """
+  problems: list[str] = []
 
 
 SEQUENCES = ("ct", "t1_in", "t1_out", "t2")
@@ -78,7 +129,15 @@ _SEQUENCE_DIRS = {
     "t2": ("MR", ("T2SPIR", "DICOM_anon"), ("T2SPIR", "Ground")),
 }
 _CT_MASK_RE = re.compile(r"^liver_GT_(\d+)\.png$", re.IGNORECASE)
+_CT_NAME_RE = re.compile(r"^i(\d+),", re.IGNORECASE)  # CHAOS CT: i0040,0000b.dcm
 _POSITION_TOL_MM = 0.1
+_GRID_TOL = 0.1  # a gap is a whole number of slice steps within this fraction of a step
+# Names of files that may be a lost slice when unreadable (a README.txt is not).
+_SLICE_SUFFIXES = frozenset({"", ".dcm", ".dicom", ".ima"})
+# The CHAOS mask encodings: CT liver 255; MR liver 63, kidneys 126 / 189, spleen 252.
+CT_MASK_VALUES = (0, 255)
+MR_MASK_BANDS = ((0, 0), (55, 70), (110, 135), (175, 200), (240, 255))
+_LIVER_BAND = {"CT": (128, 255), "MR": (55, 70)}
 
 
 @dataclasses.dataclass
@@ -104,6 +163,8 @@ class Volume:
   image_files: list[str]
   mask_files: list[str]
   problems: list[str]  # slices dropped / files skipped while reading
+  # Files of the image and mask folders that were not used (each has a problem).
+  dropped_files: list[str] = dataclasses.field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -250,6 +311,7 @@ def _metadata(ds, path: pathlib.Path) -> dict[str, Any]:
   return {
       "path": str(path),
       "modality": str(ds.get("Modality", "")) or None,
+      "series_uid": str(ds.get("SeriesInstanceUID", "")) or None,
       "position": position,  # ImagePositionPatient (x, y, z) mm
       "orientation": orientation,  # ImageOrientationPatient (6 cosines)
       "z": z,  # position along the slice normal, mm
@@ -305,7 +367,8 @@ def read_dicom_slice(path) -> tuple[np.ndarray, dict]:
 
   Returns:
     (pixels, meta): pixels float32 [H,W] with RescaleSlope/Intercept applied
-    when present (CT: HU); meta a dict with keys path, modality, position
+    when present (CT: HU); meta a dict with keys path, modality, series_uid
+    (SeriesInstanceUID or None), position
     (ImagePositionPatient or None), orientation, z (position along the slice
     normal, mm, or None), slice_location, instance_number, pixel_spacing
     ((y, x) mm or None), slice_thickness, spacing_between_slices, window
@@ -389,34 +452,158 @@ def _list_files(folder: pathlib.Path) -> list[pathlib.Path]:
   return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
 
 
-def _order(slices: list[_Slice], image_dir: pathlib.Path,
-           problems: list[str]) -> list[_Slice]:
-  """Sorts slices by position (see the module docstring)."""
+def _could_be_slice(path: pathlib.Path) -> bool:
+  return path.suffix.lower() in _SLICE_SUFFIXES
 
-  def inst(s):
-    n = s.meta["instance_number"]
-    return n if n is not None else 0
 
-  if all(s.meta["z"] is not None for s in slices):
-    key = lambda s: (-s.meta["z"], inst(s), s.path.name)
-    values = [s.meta["z"] for s in slices]
-  elif all(s.meta["slice_location"] is not None for s in slices):
-    key = lambda s: (s.meta["slice_location"], inst(s), s.path.name)
-    values = [s.meta["slice_location"] for s in slices]
-  elif all(s.meta["instance_number"] is not None for s in slices):
-    key = lambda s: (s.meta["instance_number"], s.path.name)
-    values = None
+def _read_files(files: list[pathlib.Path], problems: list[str]
+                ) -> tuple[list[_Slice], list[pathlib.Path]]:
+  """Reads every file; returns (slices with a readable header, lost files).
+
+  A file with no readable DICOM header is reported and skipped; when its name
+  could be a slice's (`_SLICE_SUFFIXES`) it is a lost slice of the series.
+  """
+  slices, lost = [], []
+  for f in files:
+    try:
+      ds = _read_dataset(f)
+    except ChaosError as e:
+      problems.append(f"{e}; skipped")
+      if _could_be_slice(f):
+        lost.append(f)
+      continue
+    meta = _metadata(ds, f)
+    try:
+      pixels, error = _pixels(ds, f, meta), None
+    except ChaosError as e:
+      pixels, error = None, str(e)
+    slices.append(_Slice(f, meta, pixels, error))
+  return slices, lost
+
+
+def _one_series(slices: list[_Slice], image_dir: pathlib.Path, problems: list[str]
+                ) -> tuple[list[_Slice], list[pathlib.Path]]:
+  """Keeps the folder's majority SeriesInstanceUID; returns (kept, lost files).
+
+  Files of another series are reported and skipped; a file without a
+  SeriesInstanceUID where the others have one is reported, skipped and lost
+  (it may be a damaged slice of this series). Two series of the same size
+  cannot be told apart: ChaosError.
+  """
+  uids = collections.Counter(s.meta["series_uid"] for s in slices if s.meta["series_uid"])
+  if not uids:
+    return slices, []
+  ranked = uids.most_common()
+  main, n = ranked[0]
+  if len(ranked) > 1 and ranked[1][1] == n:
+    raise ChaosError(f"{image_dir}: {n} files each of series {main} and {ranked[1][0]}; "
+                     "one series per folder expected and neither is the majority")
+  kept, lost = [], []
+  for s in slices:
+    uid = s.meta["series_uid"]
+    if uid == main:
+      kept.append(s)
+    elif uid is None:
+      why = f"; {s.error}" if s.error else ""
+      problems.append(f"{s.path}: no SeriesInstanceUID (the folder's {n} other slices are "
+                      f"series {main}){why}; skipped")
+      lost.append(s.path)
+    else:
+      problems.append(f"{s.path}: belongs to another series ({uid}) than the folder's "
+                      f"{n} slices of series {main}; skipped")
+  return kept, lost
+
+
+def _order_keys():
+  return (("position", lambda m: None if m["z"] is None else -m["z"]),
+          ("SliceLocation", lambda m: m["slice_location"]),
+          ("InstanceNumber", lambda m: m["instance_number"]))
+
+
+def _order(slices: list[_Slice], image_dir: pathlib.Path, problems: list[str]
+           ) -> tuple[list[_Slice], list[float], str, list[pathlib.Path]]:
+  """Sorts slices (module docstring); returns (ordered, order values, key kind, lost files).
+
+  The key is the best one that any slice has (position, SliceLocation,
+  InstanceNumber); slices lacking it have no known place in the volume and are
+  reported, skipped and lost: never a fallback to name order for the whole
+  series because of one damaged file. With no key at all, file name order
+  (reported).
+  """
+  for kind, get in _order_keys():
+    have = [s for s in slices if get(s.meta) is not None]
+    if have:
+      break
   else:
     problems.append(f"{image_dir}: no ImagePositionPatient / SliceLocation / "
-                    "InstanceNumber on every slice; slices ordered by file name")
-    key = lambda s: s.path.name
-    values = None
-  if values is not None:
-    counts = collections.Counter(round(v, 3) for v in values)
-    dups = sorted(v for v, c in counts.items() if c > 1)
-    if dups:
-      problems.append(f"{image_dir}: several slices at the same position {dups[:5]}")
-  return sorted(slices, key=key)
+                    "InstanceNumber on any slice; slices ordered by file name")
+
+    def name_key(s):
+      m = _CT_NAME_RE.match(s.path.name)
+      return (int(m.group(1)) if m else float("inf"), s.path.name)
+
+    ordered = sorted(slices, key=name_key)
+    return ordered, [float(i) for i in range(len(ordered))], "file name", []
+  lost = []
+  for s in slices:
+    if get(s.meta) is None:
+      why = f"; {s.error}" if s.error else ""
+      problems.append(f"{s.path}: no {kind} while the other {len(have)} slices of the "
+                      f"series have one, so its place in the volume is unknown{why}; skipped")
+      lost.append(s.path)
+  ordered = sorted(have, key=lambda s: (get(s.meta), s.path.name))
+  return ordered, [float(get(s.meta)) for s in ordered], kind, lost
+
+
+def _merge_duplicates(ordered: list[_Slice], values: list[float], kind: str,
+                      problems: list[str]) -> tuple[list[_Slice], list[float]]:
+  """One slice per position: copies dropped, conflicting slices replaced by an error.
+
+  Slices at the same position (within 0.1 mm; the same InstanceNumber when that
+  orders) with the same pixels are copies: the one with the shortest name is
+  kept, the others reported and dropped. With different pixels nobody can say
+  which is the patient's slice: all are reported and the position is kept as
+  an unusable slice (its mask is dropped with it), so the ranks of the other
+  slices do not move.
+  """
+  if kind == "file name" or not ordered:
+    return ordered, values
+  tol = 0.5 if kind == "InstanceNumber" else _POSITION_TOL_MM
+  groups = [[0]]
+  for i in range(1, len(ordered)):
+    if values[i] - values[groups[-1][0]] <= tol:
+      groups[-1].append(i)
+    else:
+      groups.append([i])
+  out, out_values = [], []
+  for g in groups:
+    members = [ordered[i] for i in g]
+    out_values.append(values[g[0]])
+    if len(members) == 1:
+      out.append(members[0])
+      continue
+    readable = sorted((s for s in members if s.error is None),
+                      key=lambda s: (len(s.path.name), s.path.name))
+    if not readable or all(np.array_equal(readable[0].pixels, s.pixels) for s in readable):
+      keep = readable[0] if readable else members[0]
+      for s in members:
+        if s is not keep:
+          same = "same pixels" if s.error is None else "its own pixels unreadable"
+          problems.append(f"{s.path}: duplicate of {keep.path.name} (same {kind} "
+                          f"{_fmt(values[g[0]], kind)}, {same}); dropped")
+      out.append(keep)
+    else:
+      names = ", ".join(s.path.name for s in members)
+      msg = (f"{members[0].path.parent}: slices {names} share the {kind} {_fmt(values[g[0]], kind)} but "
+             "differ in their pixels; which one is the patient's is unknown, all dropped")
+      out.append(_Slice(members[0].path, members[0].meta, None, msg))
+  return out, out_values
+
+
+def _fmt(value: float, kind: str) -> str:
+  if kind == "position":
+    return f"z = {-value:g} mm"
+  return f"{value:g}"
 
 
 def _check_instance_order(ordered: list[_Slice], image_dir: pathlib.Path,
@@ -442,26 +629,124 @@ def _stem_number(stem: str) -> tuple[str, str] | None:
   return (m.group(1), m.group(2)) if m else None
 
 
-def _pair_ct(ordered, mask_dir, problems) -> list[pathlib.Path | str]:
+def _grid(values: list[float]) -> list[int] | None:
+  """Slice steps of sorted order values on a regular grid, or None.
+
+  The step is the smallest gap; every gap must be a whole number of steps
+  (within `_GRID_TOL`). Returns the grid index of each value (first = 0).
+  """
+  if len(values) < 2:
+    return [0] * len(values)
+  gaps = np.diff(np.asarray(values, np.float64))
+  step = gaps.min()
+  if step <= 0:
+    return None
+  q = gaps / step
+  r = np.rint(q)
+  if np.any(np.abs(q - r) > _GRID_TOL):
+    return None
+  return [0] + [int(v) for v in np.cumsum(r)]
+
+
+def _consistent(ranks: list[int] | None, grid: list[int] | None, limit: int) -> bool:
+  """Ranks strictly increasing, within 0..limit, spaced as the grid when there is one."""
+  if ranks is None or not ranks:
+    return False
+  if ranks[0] < 0 or ranks[-1] > limit:
+    return False
+  if any(b <= a for a, b in zip(ranks, ranks[1:])):
+    return False
+  return grid is None or all(r - ranks[0] == g for r, g in zip(ranks, grid))
+
+
+def _ct_ranks(ordered: list[_Slice], values: list[float], kind: str,
+              lost: list[pathlib.Path], top: int, image_dir: pathlib.Path,
+              problems: list[str]) -> list[int] | str:
+  """The mask number (rank) of each ordered slice, or the reason none is provable.
+
+  See the module docstring ("CT mask pairing").
+  """
+  n = len(ordered)
+  grid = _grid(values) if kind != "file name" else None
+  holes = grid[-1] + 1 - n if grid is not None else 0
+  reasons = []
+  if lost:
+    reasons.append(f"{len(lost)} file(s) of the series lost (no header or no {kind})")
+  if holes:
+    reasons.append(f"{holes} gap(s) between the slice {kind}s")
+  if top >= n:
+    reasons.append(f"masks numbered up to {top} for {n} slices")
+  if kind == "file name":
+    reasons.append("no slice position, SliceLocation or InstanceNumber")
+  if not reasons:
+    return list(range(n))
+  limit = max(top, n - 1 + len(lost) + holes)
+  candidates = {}
+  if grid is not None and grid[-1] == top:
+    candidates[f"the slice {kind}s (every missing slice inside the volume)"] = grid
+  numbers = [s.meta["instance_number"] for s in ordered]
+  if all(v is not None for v in numbers):
+    ranks = [v - 1 for v in numbers]
+    if _consistent(ranks, grid, limit):
+      candidates["InstanceNumber - 1"] = ranks
+  matches = [_CT_NAME_RE.match(s.path.name) for s in ordered]
+  if all(matches):
+    ranks = [int(m.group(1)) for m in matches]
+    if _consistent(ranks, grid, limit):
+      candidates["the file index iNNNN"] = ranks
+  why = "; ".join(reasons)
+  if not candidates:
+    return (f"{why}; neither the slice positions, nor InstanceNumber, nor the file "
+            "names (iNNNN) place every slice")
+  if len({tuple(r) for r in candidates.values()}) > 1:
+    return f"{why}; {' and '.join(candidates)} place the slices differently"
+  problems.append(f"{image_dir}: {why}; slices paired with their liver_GT masks by "
+                  f"{' and '.join(candidates)}")
+  return next(iter(candidates.values()))
+
+
+def _pair_ct(ordered, values, kind, lost, image_dir, mask_dir,
+             problems) -> list[pathlib.Path | str]:
   masks = {}
   for f in _list_files(mask_dir):
     m = _CT_MASK_RE.match(f.name)
-    if m:
+    if m and int(m.group(1)) not in masks:
       masks[int(m.group(1))] = f
     else:
-      problems.append(f"{f}: unexpected file in {mask_dir.name}/ (not liver_GT_NNN.png), ignored")
+      problems.append(f"{f}: unexpected file in {mask_dir.name}/ (not liver_GT_NNN.png, "
+                      "or a second file of that number), ignored")
   n = len(ordered)
-  if masks and all(0 <= k < n for k in masks):
-    return [masks.get(i) or f"{s.path}: missing mask {mask_dir / f'liver_GT_{i:03d}.png'}"
-            for i, s in enumerate(ordered)]
-  if len(masks) == n:
-    problems.append(f"{mask_dir}: liver_GT numbers are not 0..{n - 1}; "
-                    "paired in sorted number order")
-    return [masks[k] for k in sorted(masks)]
-  raise ChaosError(
-      f"{mask_dir}: {len(masks)} liver_GT_NNN.png masks (numbers "
-      f"{min(masks) if masks else '-'}..{max(masks) if masks else '-'}) for {n} "
-      f"DICOM slices in {ordered[0].path.parent}; cannot pair them")
+  head = (f"{mask_dir}: {len(masks)} liver_GT_NNN.png masks (numbers "
+          f"{min(masks) if masks else '-'}..{max(masks) if masks else '-'}) for {n} "
+          f"DICOM slices in {image_dir}")
+  if not masks:
+    raise ChaosError(f"{head}; cannot pair them")
+  ranks = _ct_ranks(ordered, values, kind, lost, max(masks), image_dir, problems)
+  if isinstance(ranks, str):
+    raise ChaosError(f"{head}; cannot prove which mask belongs to which slice: {ranks}; "
+                     "patient refused")
+  for k in sorted(set(masks) - set(ranks)):
+    problems.append(f"{masks[k]}: mask with no image slice in {image_dir} "
+                    f"(no readable slice of rank {k}); ignored")
+  return [masks.get(r) or f"{s.path}: missing mask {mask_dir / f'liver_GT_{r:03d}.png'}"
+          for s, r in zip(ordered, ranks)]
+
+
+def _mask_encoding_problem(mask: np.ndarray, modality: str) -> str | None:
+  """Why a mask's gray values are not the CHAOS encoding of `modality`, or None."""
+  values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+  if modality == "CT":
+    if np.all(np.isin(values, CT_MASK_VALUES)):
+      return None
+    return (f"mask values {values[:6].tolist()} are not the CHAOS CT encoding {{0, 255}} "
+            "(a 0/1 or 0/100 mask in an 8-bit PNG would train on an empty liver)")
+  ok = np.zeros(values.shape, bool)
+  for lo, hi in MR_MASK_BANDS:
+    ok |= (values >= lo) & (values <= hi)
+  if ok.all():
+    return None
+  return (f"mask values {values[~ok][:6].tolist()} lie outside the CHAOS MR encoding "
+          "(0, liver 55-70, kidneys 110-135 / 175-200, spleen 240-255)")
 
 
 def _mask_index(mask_dir: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -544,8 +829,18 @@ def read_series(ref: SeriesRef) -> Volume:
   Raises:
     ChaosError: naming the folder, when the image folder is missing or empty,
       the mask folder is missing, no slice is readable/usable, or the CT masks
-      cannot be paired (count mismatch).
+      cannot be proven to pair (see the module docstring), or every mask is
+      empty; its `problems` lists what was found before.
   """
+  problems: list[str] = []
+  try:
+    return _read_series(ref, problems)
+  except ChaosError as e:
+    e.problems = list(problems)
+    raise
+
+
+def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
   image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
   label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
   if not image_dir.is_dir():
@@ -555,27 +850,17 @@ def read_series(ref: SeriesRef) -> Volume:
   files = _list_files(image_dir)
   if not files:
     raise ChaosError(f"{image_dir}: empty folder, no DICOM files ({label})")
-  problems: list[str] = []
-  slices: list[_Slice] = []
-  for f in files:
-    try:
-      ds = _read_dataset(f)
-    except ChaosError as e:
-      problems.append(f"{e}; skipped")
-      continue
-    meta = _metadata(ds, f)
-    try:
-      pixels, error = _pixels(ds, f, meta), None
-    except ChaosError as e:
-      pixels, error = None, str(e)
-    slices.append(_Slice(f, meta, pixels, error))
+  slices, lost = _read_files(files, problems)
   if not slices:
     raise ChaosError(f"{image_dir}: no readable DICOM slice among {len(files)} files "
                      f"({label}); first problem: {problems[0]}")
-  ordered = _order(slices, image_dir, problems)
+  slices, lost_series = _one_series(slices, image_dir, problems)
+  ordered, values, kind, lost_order = _order(slices, image_dir, problems)
+  ordered, values = _merge_duplicates(ordered, values, kind, problems)
   if ref.sequence == "ct" or ref.modality == "CT":
     _check_instance_order(ordered, image_dir, problems)
-    mask_paths = _pair_ct(ordered, mask_dir, problems)
+    mask_paths = _pair_ct(ordered, values, kind, lost + lost_series + lost_order,
+                          image_dir, mask_dir, problems)
   elif ref.sequence == "t1_out":
     mask_paths = _pair_outphase(ordered, image_dir, mask_dir, problems)
   else:
@@ -605,6 +890,10 @@ def read_series(ref: SeriesRef) -> Volume:
       problems.append(f"{m}: mask size {mask.shape} differs from image size "
                       f"{s.pixels.shape} of {s.path.name}; slice dropped")
       continue
+    bad = _mask_encoding_problem(mask, ref.modality)
+    if bad:
+      problems.append(f"{m}: {bad}; slice {s.path.name} dropped")
+      continue
     kept.append(s)
     images.append(s.pixels)
     masks.append(mask)
@@ -612,18 +901,35 @@ def read_series(ref: SeriesRef) -> Volume:
   if not kept:
     raise ChaosError(f"{image_dir}: no usable slice ({label}); problems: "
                      + " | ".join(problems[:3]))
+  lo, hi = _LIVER_BAND[ref.modality]
+  if not any(((m >= lo) & (m <= hi)).any() for m in masks):
+    raise ChaosError(f"{mask_dir}: the masks of all {len(kept)} usable slices of {image_dir} "
+                     f"are empty (no liver value {lo}..{hi}); a CHAOS series always shows the "
+                     f"liver ({label}); series skipped")
   z_spacing, note = _z_spacing(kept)
   if note:
     problems.append(f"{image_dir}: {note}")
   px = kept[0].meta["pixel_spacing"] or (1.0, 1.0)
-  return Volume(
+  volume = Volume(
       patient_id=ref.patient_id, modality=ref.modality, sequence=ref.sequence,
       image=np.stack(images).astype(np.float32, copy=False),
       mask=np.stack(masks).astype(np.uint8, copy=False),
       spacing=(z_spacing, float(px[0]), float(px[1])),
       window=kept[0].meta["window"],
       image_files=[str(s.path) for s in kept], mask_files=mask_files,
-      problems=problems)
+      problems=problems,
+      dropped_files=_unused(files, mask_dir if ref.sequence != "t1_out" else None, kept,
+                            mask_files))
+  # One orientation for every reader (rows A->P, columns R->L, slices head->feet).
+  return orientation.reorient_volume(volume, kept[0].meta["orientation"])
+
+
+def _unused(files, mask_dir, kept, mask_files) -> list[str]:
+  """The image files and mask-folder files (none when mask_dir is None: OutPhase
+  shares the InPhase masks) that are not in the volume, as sorted paths."""
+  used = {str(s.path) for s in kept} | set(mask_files)
+  masks = _list_files(mask_dir) if mask_dir is not None else []
+  return sorted(str(f) for f in list(files) + masks if str(f) not in used)
 
 
 def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volume], list[str]]:
@@ -649,8 +955,9 @@ def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volum
       msg = str(e) if isinstance(e, ChaosError) else (
           f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
       msg = f"series skipped: {msg}"
-      logging.warning("%s", msg)
-      problems.append(msg)
+      for p in getattr(e, "problems", []) + [msg]:
+        logging.warning("%s", p)
+        problems.append(p)
       continue
     for p in vol.problems:
       logging.warning("%s", p)

@@ -117,12 +117,16 @@ def binarize_mask(mask_gray: np.ndarray, modality: str) -> np.ndarray:
     mask_gray: uint8 gray values, any shape.
     modality: "CT" (liver where > 127) or "MR" (liver where 55 <= v <= 70;
       kidneys 126/189 and spleen 252 are background). Case-insensitive.
+      A mask whose values are all 0/1 is already binary (the NIfTI reader's
+      liver mask) and is returned as it is, for either modality.
 
   Returns:
     uint8 0/1, same shape.
   """
   m = np.asarray(mask_gray)
   mod = str(modality).upper()
+  if mod in ("CT", "MR") and m.size and m.max() <= 1:
+    return m.astype(np.uint8)
   if mod == "CT":
     return (m > CT_MASK_THRESHOLD).astype(np.uint8)
   if mod == "MR":

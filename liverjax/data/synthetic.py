@@ -49,9 +49,12 @@ import time
 import cv2
 import numpy as np
 import pydicom
+from absl import flags
 from pydicom.dataset import FileMetaDataset
 from pydicom import uid as dcm_uid
 from scipy import ndimage
+
+from liverjax.data import filelock
 
 GENERATOR_VERSION = 1
 MARKER_NAME = "synthetic_chaos.json"
@@ -688,6 +691,9 @@ def _params(n_ct, n_mr, size, slices, seed) -> dict:
               n_ct=n_ct, n_mr=n_mr, size=size, slices=slices, seed=seed)
 
 
+LOCK_NAME = ".synthetic_chaos.lock"
+
+
 def generate_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
                    slices: int = 24, seed: int = 0) -> pathlib.Path:
   """Writes a synthetic CHAOS training set and returns `out_dir/Train_Sets`.
@@ -703,12 +709,26 @@ def generate_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
       index, size, slices): the same arguments give byte-identical files.
   Returns:
     The `Train_Sets` path holding `CT/<id>/...` and `MR/<id>/...`.
+
+  The set is written into a temporary folder next to the target and renamed
+  into place, under the lock file `out_dir/.synthetic_chaos.lock` (see
+  `cached_chaos`), so no reader that takes the lock sees a partial set.
   """
+  _check_args(n_ct, n_mr, size, slices)
+  out_dir = pathlib.Path(out_dir).expanduser()
+  with filelock.locked(out_dir / LOCK_NAME):
+    return _generate_locked(out_dir, n_ct, n_mr, size, slices, seed)
+
+
+def _check_args(n_ct, n_mr, size, slices) -> None:
   if size < 32 or slices < 4:
     raise ValueError(f"size {size} must be >= 32 and slices {slices} >= 4")
   if n_ct < 0 or n_mr < 0:
     raise ValueError(f"patient counts must be >= 0, got {n_ct}, {n_mr}")
-  out_dir = pathlib.Path(out_dir).expanduser()
+
+
+def _generate_locked(out_dir: pathlib.Path, n_ct, n_mr, size, slices, seed) -> pathlib.Path:
+  """generate_chaos's body; the caller holds the lock of `out_dir`."""
   root = out_dir / "Train_Sets"
   marker = out_dir / MARKER_NAME
   if root.exists() and not marker.exists():
@@ -719,46 +739,61 @@ def generate_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
   tmp = out_dir / f".Train_Sets.partial-{os.getpid()}"
   if tmp.exists():
     shutil.rmtree(tmp)
-  for modality, n, write in (("CT", n_ct, _write_ct_patient),
-                             ("MR", n_mr, _write_mr_patient)):
-    (tmp / modality).mkdir(parents=True)
-    for idx, pid in enumerate(patient_ids(modality, n)):
-      rng = np.random.default_rng([seed, 0 if modality == "CT" else 1, idx])
-      write(tmp / modality / pid, pid, seed, rng, size, slices)
+  try:
+    for modality, n, write in (("CT", n_ct, _write_ct_patient),
+                               ("MR", n_mr, _write_mr_patient)):
+      (tmp / modality).mkdir(parents=True)
+      for idx, pid in enumerate(patient_ids(modality, n)):
+        rng = np.random.default_rng([seed, 0 if modality == "CT" else 1, idx])
+        write(tmp / modality / pid, pid, seed, rng, size, slices)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
   if marker.exists():
     marker.unlink()
+  # Swap the new set in with renames; the old one is removed only afterwards.
+  old = out_dir / f".Train_Sets.old-{os.getpid()}"
   if root.exists():
-    shutil.rmtree(root)
-  os.replace(tmp, root)
+    os.rename(root, old)
+  os.rename(tmp, root)
+  if old.exists():
+    shutil.rmtree(old)
   params = _params(n_ct, n_mr, size, slices, seed)
   params["patients"] = {"CT": patient_ids("CT", n_ct),
                         "MR": patient_ids("MR", n_mr)}
-  marker.write_text(json.dumps(params, indent=1))
+  marker_tmp = out_dir / f".{MARKER_NAME}.tmp-{os.getpid()}"
+  marker_tmp.write_text(json.dumps(params, indent=1))
+  os.replace(marker_tmp, marker)
   return root
 
 
 def cached_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
                  slices: int = 24, seed: int = 0) -> pathlib.Path:
   """Like generate_chaos, but reuses `out_dir` when it already holds a complete
-  set generated with the same arguments (per its marker file)."""
+  set generated with the same arguments (per its marker file).
+
+  The check and the generation run under the lock file
+  `out_dir/.synthetic_chaos.lock`: a second process asking for the same set
+  while the first generates it waits, then finds it finished and reuses it.
+  """
+  _check_args(n_ct, n_mr, size, slices)
   out_dir = pathlib.Path(out_dir).expanduser()
-  marker = out_dir / MARKER_NAME
-  root = out_dir / "Train_Sets"
-  if marker.exists() and root.is_dir():
-    try:
-      old = json.loads(marker.read_text())
-    except (OSError, ValueError):
-      old = {}
-    old.pop("patients", None)
-    if old == _params(n_ct, n_mr, size, slices, seed):
-      return root
-  return generate_chaos(out_dir, n_ct=n_ct, n_mr=n_mr, size=size,
-                        slices=slices, seed=seed)
+  with filelock.locked(out_dir / LOCK_NAME):
+    marker = out_dir / MARKER_NAME
+    root = out_dir / "Train_Sets"
+    if marker.exists() and root.is_dir():
+      try:
+        old = json.loads(marker.read_text())
+      except (OSError, ValueError):
+        old = {}
+      old.pop("patients", None)
+      if old == _params(n_ct, n_mr, size, slices, seed):
+        return root
+    return _generate_locked(out_dir, n_ct, n_mr, size, slices, seed)
 
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
   fl = flags.FLAGS
   start = time.perf_counter()
   root = generate_chaos(fl.out, n_ct=fl.ct, n_mr=fl.mr, size=fl.size,
@@ -776,7 +811,6 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Output folder (Train_Sets is made in it).")
   flags.DEFINE_integer("ct", 4, "Number of CT patients.")
   flags.DEFINE_integer("mr", 4, "Number of MR patients.")

@@ -2,10 +2,16 @@
 
   python -m liverjax.data.verify --root=PATH [--sequences=ct,t1_in,t1_out,t2]
 
-Prints the patients / slices per modality and sequence, then every problem
-(missing or extra masks, size mismatches, unreadable files, skipped series)
-with its path. Exit status 1 when the dataset is unusable (no usable series),
-0 otherwise (even with problems: those slices are dropped when loading).
+Prints the patients / slices per modality and sequence, which series were
+kept (with how many slices) or skipped (with the reason), then every problem
+with its path: missing or extra masks, size mismatches, unreadable files,
+files of another series, slices without a position, duplicate slices, CT mask
+pairings that had to be proven (or could not be: the patient is refused),
+masks outside the CHAOS encoding or all empty, skipped series.
+
+Exit status: 0 when every file was used; 1 when anything was dropped (a file,
+a slice, a series) but the dataset is usable; 2 when it is unusable (no
+usable series).
 """
 from __future__ import annotations
 
@@ -20,6 +26,11 @@ from liverjax.data import chaos
 from liverjax.data import preprocess
 
 _CATEGORIES = (
+    ("pairing", ("paired with their liver_GT", "cannot prove")),
+    ("mask encoding", ("CHAOS CT encoding", "CHAOS MR encoding", "are empty (no liver")),
+    ("other series", ("another series", "no SeriesInstanceUID", "one series per folder")),
+    ("duplicate slice", ("duplicate of", "differ in their pixels")),
+    ("no position", ("its place in the volume is unknown",)),
     ("missing mask", ("missing mask",)),
     ("extra mask", ("mask with no image slice", "unexpected file")),
     ("size mismatch", ("differs from",)),
@@ -40,6 +51,7 @@ class SeriesReport:
   liver_slices: int  # usable slices whose mask contains liver
   problems: list[str]  # each names its file or folder
   error: str | None  # why the whole series is unusable, or None
+  dropped: list[str] = dataclasses.field(default_factory=list)  # files not used
 
 
 @dataclasses.dataclass
@@ -53,6 +65,17 @@ class DatasetReport:
   def usable(self) -> bool:
     """True when at least one series has usable slices."""
     return any(s.slices > 0 for s in self.series)
+
+  @property
+  def dropped_anything(self) -> bool:
+    """True when a series was skipped or a file of a kept series was not used."""
+    return self.root is None or any(s.error or s.dropped for s in self.series)
+
+  def exit_code(self) -> int:
+    """0: everything used; 1: something dropped, dataset usable; 2: unusable."""
+    if not self.usable:
+      return 2
+    return 1 if self.dropped_anything else 0
 
   def counts(self) -> dict[tuple[str, str], dict[str, int]]:
     """{(modality, sequence): {"patients", "series_skipped", "slices", "liver_slices"}}."""
@@ -113,16 +136,17 @@ def check_dataset(root, sequences=chaos.SEQUENCES) -> DatasetReport:
       msg = str(e) if isinstance(e, chaos.ChaosError) else (
           f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
       msg = f"series skipped: {msg}"
+      before = list(getattr(e, "problems", [])) + [msg]
       series.append(SeriesReport(ref.patient_id, ref.modality, ref.sequence,
-                                 str(ref.image_dir), 0, 0, [msg], msg))
-      problems.append(msg)
+                                 str(ref.image_dir), 0, 0, before, msg))
+      problems.extend(before)
       continue
     liver = preprocess.binarize_mask(vol.mask, vol.modality)
     series.append(SeriesReport(
         ref.patient_id, ref.modality, ref.sequence, str(ref.image_dir),
         slices=int(vol.image.shape[0]),
         liver_slices=int(liver.reshape(liver.shape[0], -1).any(axis=1).sum()),
-        problems=list(vol.problems), error=None))
+        problems=list(vol.problems), error=None, dropped=list(vol.dropped_files)))
     problems.extend(vol.problems)
   return DatasetReport(root=found, series=series, problems=problems)
 
@@ -137,13 +161,27 @@ def format_report(report: DatasetReport) -> str:
     for (mod, seq), c in counts.items():
       lines.append(f"{mod:8s} {seq:8s} {c['patients']:8d} {c['series_skipped']:8d} "
                    f"{c['slices']:8d} {c['liver_slices']:8d}")
+  if report.series:
+    lines.append("series:")
+  for s in report.series:
+    name = f"  {s.modality}/{s.patient_id} {s.sequence}:"
+    if s.error:
+      lines.append(f"{name} SKIPPED")
+    else:
+      dropped = f", {len(s.dropped)} file(s) dropped" if s.dropped else ""
+      lines.append(f"{name} kept, {s.slices} slices{dropped}")
   if report.problems:
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(report.problem_counts().items()))
     lines.append(f"{len(report.problems)} problem(s) ({summary}):")
     lines.extend(f"  {p}" for p in report.problems)
   else:
     lines.append("no problems found")
-  lines.append("dataset usable" if report.usable else "DATASET UNUSABLE: no usable series")
+  if not report.usable:
+    lines.append("DATASET UNUSABLE: no usable series")
+  elif report.dropped_anything:
+    lines.append("dataset usable, but some files were dropped (listed above)")
+  else:
+    lines.append("dataset usable, every file used")
   return "\n".join(lines)
 
 
@@ -159,7 +197,7 @@ def main(argv) -> int:
   report = check_dataset(_ROOT.value, tuple(_SEQUENCES.value))
   print(format_report(report))
   sys.stdout.flush()
-  return 0 if report.usable else 1
+  return report.exit_code()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,54 @@ import pytest
 
 from liverjax.augment import domain
 
+# Phantom values per modality: air, fat, muscle, liver, fluid, bone.
+_PHANTOM_VALUES = {
+    "ct": dict(air=0.0, fat=0.15, muscle=0.52, liver=0.6, fluid=0.42, bone=0.95),
+    "t1": dict(air=0.02, fat=0.9, muscle=0.48, liver=0.58, fluid=0.18, bone=0.05),
+    "t2": dict(air=0.02, fat=0.2, muscle=0.33, liver=0.3, fluid=0.95, bone=0.06),
+}
+
+
+def phantom(size: int = 64, modality: str = "ct"):
+  """A synthetic abdominal slice with the five tissue classes.
+
+  Args:
+    size: the side in pixels.
+    modality: "ct", "mr"/"t1" (T1 in-phase values) or "t2".
+
+  Returns:
+    (image f32[size, size, 1] in [0, 1], labels int32[size, size]) where labels
+    index `domain.CLASSES`: 0 air (outside and a bowel-gas disk), 1 fat (subcutaneous
+    ring and a visceral disk), 2 soft tissue (muscle background and a liver
+    disk), 3 fluid (a gallbladder/cyst disk), 4 bone (a vertebra disk). Values
+    carry a little deterministic texture noise.
+  """
+  mod = {"mr": "t1"}.get(modality.lower(), modality.lower())
+  if mod not in _PHANTOM_VALUES:
+    raise ValueError(f"phantom: modality must be 'ct', 'mr', 't1' or 't2', got {modality!r}")
+  v = _PHANTOM_VALUES[mod]
+  yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+
+  def ellipse(cx, cy, ax, ay):
+    return ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0
+
+  image = np.full((size, size), v["air"], np.float32)
+  labels = np.zeros((size, size), np.int32)
+  for mask, name, label in (
+      (ellipse(0.5, 0.5, 0.45, 0.37), "fat", domain.FAT),
+      (ellipse(0.5, 0.5, 0.39, 0.31), "muscle", domain.SOFT),
+      (ellipse(0.34, 0.45, 0.17, 0.17), "liver", domain.SOFT),
+      (ellipse(0.66, 0.36, 0.1, 0.1), "fat", domain.FAT),
+      (ellipse(0.42, 0.7, 0.08, 0.08), "fluid", domain.FLUID),
+      (ellipse(0.6, 0.68, 0.075, 0.075), "bone", domain.BONE),
+      (ellipse(0.72, 0.55, 0.06, 0.06), "air", domain.AIR)):
+    image[mask] = v[name]
+    labels[mask] = label
+  rng = np.random.default_rng(0)
+  image = np.clip(image + rng.normal(0.0, 0.01, image.shape) * (labels > 0), 0.0, 1.0)
+  return image.astype(np.float32)[..., None], labels
+
+
 SIZE = 64
 BATCH = 32
 AIR, FAT, SOFT, FLUID, BONE = range(5)
@@ -39,7 +87,7 @@ def _probs(image, source):
 
 def _batch_images(modality):
   """BATCH slices: phantoms, then a blank slice and a constant slice."""
-  image, _ = domain.demo_phantom(SIZE, modality)
+  image, _ = phantom(SIZE, modality)
   images = np.repeat(image[None], BATCH, axis=0)
   images[-2] = 0.0
   images[-1] = 0.5
@@ -65,14 +113,14 @@ def _region_means(out, labels):
   return np.stack([out[:, labels == c].mean(axis=1) for c in range(5)], axis=1)
 
 
-def test_demo_phantom():
+def test_phantom():
   for modality in ("ct", "mr", "t1", "t2"):
-    image, labels = domain.demo_phantom(SIZE, modality)
+    image, labels = phantom(SIZE, modality)
     assert image.shape == (SIZE, SIZE, 1) and image.dtype == np.float32
     assert labels.shape == (SIZE, SIZE) and np.issubdtype(labels.dtype, np.integer)
     assert set(np.unique(labels)) == set(range(5))
     assert image.min() >= 0.0 and image.max() <= 1.0
-  image, labels = domain.demo_phantom(SIZE, "ct")  # windowed CT values
+  image, labels = phantom(SIZE, "ct")  # windowed CT values
   assert image[..., 0][labels == FAT].mean() < image[..., 0][labels == FLUID].mean()
   assert image[..., 0][labels == FLUID].mean() < image[..., 0][labels == SOFT].mean()
   assert image[..., 0][labels == SOFT].mean() < image[..., 0][labels == BONE].mean()
@@ -120,7 +168,7 @@ def test_vmap_batch_matches_per_key_transform():
 
 def test_ct_source_picks_t1_or_t2_style():
   _, _, out = _run("ct")
-  _, labels = domain.demo_phantom(SIZE, "ct")
+  _, labels = phantom(SIZE, "ct")
   m = _region_means(out[:-2], labels)
   t1_like = (m[:, FAT] > m[:, SOFT]) & (m[:, SOFT] > m[:, FLUID])
   t2_like = (m[:, FLUID] > m[:, SOFT]) & (m[:, FLUID] > m[:, FAT])
@@ -152,7 +200,7 @@ def test_constant_slice_has_no_spatial_structure(batch_run):
     ("mr", "ct", lambda m: m[:, FAT] < m[:, SOFT]),
 ])
 def test_target_tissue_ordering(source, target, check):
-  image, labels = domain.demo_phantom(SIZE, "ct" if source == "ct" else "t1")
+  image, labels = phantom(SIZE, "ct" if source == "ct" else "t1")
   keys = jax.random.split(jax.random.key(42), BATCH)
   out = _keys_fn(source, target)(keys, jnp.asarray(image))
   assert out.shape == (BATCH,) + image.shape
@@ -160,7 +208,7 @@ def test_target_tissue_ordering(source, target, check):
 
 
 def test_tissue_probabilities_ct_phantom():
-  image, labels = domain.demo_phantom(SIZE, "ct")
+  image, labels = phantom(SIZE, "ct")
   probs = np.asarray(_probs(image, "ct"))
   assert probs.shape == (SIZE, SIZE, 5) and probs.dtype == np.float32
   assert probs.min() >= 0.0 and probs.max() <= 1.0
@@ -170,7 +218,7 @@ def test_tissue_probabilities_ct_phantom():
 
 @pytest.mark.parametrize("modality,source", [("t1", "mr"), ("t2", "t2")])
 def test_tissue_probabilities_mr_phantom(modality, source):
-  image, labels = domain.demo_phantom(SIZE, modality)
+  image, labels = phantom(SIZE, modality)
   probs = np.asarray(_probs(image, source))
   np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
   cls = probs.argmax(axis=-1)

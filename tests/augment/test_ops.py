@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from liverjax.augment import filters
 from liverjax.augment import ops
 
 SIZE = 64
@@ -128,7 +129,7 @@ def test_gaussian_blur_matches_cv2(u8_batch, batch):
   sigmas = np.asarray([0.6, 1.3, 2.5], np.float32)
   out = np.asarray(jax.jit(jax.vmap(ops.gaussian_blur))(batch, jnp.asarray(sigmas)))[..., 0]
   for i, s in enumerate(sigmas):
-    r = int(ops.gaussian_kernel_radius(s, 8))
+    r = int(filters.gaussian_kernel_radius(s, 8))
     ref = cv2.GaussianBlur(u8_batch[i].astype(np.float32) / 255, (2 * r + 1, 2 * r + 1), float(s))
     assert np.abs(out[i] - ref).max() < 1e-5, f'sigma {s}'
 

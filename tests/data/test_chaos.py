@@ -381,8 +381,8 @@ def test_outphase_without_positions_uses_image_number_plus_one(tmp_path):
   build_mr_patient(tmp_path, 1, n=3)
   out_dir = tmp_path / "MR/1/T1DUAL/DICOM_anon/OutPhase"
   for k, f in enumerate(sorted(out_dir.iterdir())):
-    write_slice(f, "MR_small.dcm", instance=k + 1, fill=5,
-                drop=("ImagePositionPatient",))
+    write_slice(f, "MR_small.dcm", instance=k + 1, fill=5 + k,
+                drop=("ImagePositionPatient", "SliceLocation"))
   v = chaos.read_series(_ref(tmp_path, "MR", 1, "t1_out"))
   assert [(pathlib.Path(i).stem, pathlib.Path(m).stem) for i, m in
           zip(v.image_files, v.mask_files)] == [
@@ -485,7 +485,9 @@ def test_series_with_no_usable_slice_raises(tmp_path):
   with pytest.raises(chaos.ChaosError, match=r"T2SPIR/DICOM_anon: no usable slice"):
     chaos.read_series(_ref(tmp_path, "MR", 1, "t2"))
   vols, problems = chaos.load_volumes(tmp_path, sequences=("t2",))
-  assert vols == [] and len(problems) == 1 and "no usable slice" in problems[0]
+  assert vols == [] and "no usable slice" in problems[-1]
+  assert len(problems) == 3  # and what was found before: the junk file, the missing mask
+  assert "IMG-0002-00001.dcm: not a DICOM file" in problems[0]
 
 
 # ----------------------------------------------------------------------------- splits
@@ -527,3 +529,152 @@ def test_ct_instance_numbers_against_position_are_flagged(tmp_path):
                 position=(-50.0, -50.0, 100.0 - 2.5 * k), instance=k + 1, fill=100 * (k + 1))
   vol = chaos.read_series(chaos.discover(tmp_path, ("ct",))[0])
   assert not any("InstanceNumber" in p for p in vol.problems)
+
+
+# ----------------------------------------------------------------------------- damaged series (issue #11)
+
+
+def _copy_sample(ct_sample_root, dest, n=12, names=None):
+  """CT/0 of `dest` with the first n slices (and masks) of the real CHAOS sample.
+
+  names: optional new file names per slice index (e.g. non-index names).
+  Returns (patient dir, {new file name: original slice index}).
+  """
+  src = ct_sample_root / "Train_Sets" / "CT" / "0"
+  pdir = pathlib.Path(dest) / "CT" / "0"
+  (pdir / "DICOM_anon").mkdir(parents=True)
+  (pdir / "Ground").mkdir(parents=True)
+  index = {}
+  for k in range(n):
+    name = names[k] if names else f"i{k:04d},0000b.dcm"
+    shutil.copy(src / "DICOM_anon" / f"i{k:04d},0000b.dcm", pdir / "DICOM_anon" / name)
+    shutil.copy(src / "Ground" / f"liver_GT_{k:03d}.png", pdir / "Ground")
+    index[name] = k
+  return pdir, index
+
+
+def _assert_own_masks(vol, index):
+  """Every kept slice is paired with the mask of its own original index."""
+  for img, msk in zip(vol.image_files, vol.mask_files):
+    k = index[pathlib.Path(img).name]
+    assert pathlib.Path(msk).name == f"liver_GT_{k:03d}.png", (img, msk)
+
+
+def test_real_sample_duplicate_file_is_dropped_not_shifting_masks(ct_sample_root, tmp_path):
+  pdir, index = _copy_sample(ct_sample_root, tmp_path)
+  dup = pdir / "DICOM_anon" / "i0005,0000b (1).dcm"
+  shutil.copy(pdir / "DICOM_anon" / "i0005,0000b.dcm", dup)
+  index[dup.name] = 5
+  vol = chaos.read_series(chaos.discover(tmp_path)[0])
+  assert vol.image.shape[0] == 12
+  _assert_own_masks(vol, index)
+  assert any(str(dup) in p and "duplicate of i0005,0000b.dcm" in p for p in vol.problems)
+  assert vol.dropped_files == [str(dup)]
+
+
+def test_real_sample_slice_of_another_series_is_skipped(ct_sample_root, tmp_path):
+  pdir, index = _copy_sample(ct_sample_root, tmp_path)
+  ds = pydicom.dcmread(pdir / "DICOM_anon" / "i0003,0000b.dcm")
+  ds.SeriesInstanceUID = "1.2.3.4.5"
+  ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) - 1.0  # mid-volume
+  foreign = pdir / "DICOM_anon" / "i0003,0001b.dcm"
+  ds.save_as(foreign)
+  vol = chaos.read_series(chaos.discover(tmp_path)[0])
+  assert vol.image.shape[0] == 12
+  _assert_own_masks(vol, index)
+  assert any(str(foreign) in p and "another series (1.2.3.4.5)" in p for p in vol.problems)
+
+
+@pytest.mark.parametrize("broken", [6, 0])  # inside the volume; the head end
+def test_real_sample_truncated_file_with_non_index_names(ct_sample_root, tmp_path, broken):
+  names = [f"slice_{(k * 7) % 12:02d}x.dcm" for k in range(12)]  # names say nothing
+  pdir, index = _copy_sample(ct_sample_root, tmp_path, names=names)
+  bad = pdir / "DICOM_anon" / names[broken]
+  bad.write_bytes(bad.read_bytes()[:200])  # a header, no position, no pixels
+  vol = chaos.read_series(chaos.discover(tmp_path)[0])
+  assert vol.image.shape[0] == 11
+  _assert_own_masks(vol, index)
+  assert any(str(bad) in p and "skipped" in p for p in vol.problems)
+  how = "slice positions" if broken == 6 else "InstanceNumber"  # an end: only the numbers tell
+  assert any(f"paired with their liver_GT masks by" in p and how in p for p in vol.problems)
+  assert not any("ordered by file name" in p for p in vol.problems)
+  assert str(pdir / "Ground" / f"liver_GT_{broken:03d}.png") in vol.dropped_files
+
+
+def test_real_sample_zero_byte_slice_and_extra_mask_keep_the_patient(ct_sample_root, tmp_path):
+  pdir, index = _copy_sample(ct_sample_root, tmp_path)
+  zero = pdir / "DICOM_anon" / "i0004,0000b.dcm"
+  zero.write_bytes(b"")
+  extra = pdir / "Ground" / "liver_GT_012.png"
+  shutil.copy(pdir / "Ground" / "liver_GT_011.png", extra)
+  vols, problems = chaos.load_volumes(tmp_path)
+  assert len(vols) == 1 and vols[0].image.shape[0] == 11
+  _assert_own_masks(vols[0], index)
+  assert any(str(zero) in p for p in problems)
+  assert any(str(extra) in p and "mask with no image slice" in p for p in problems)
+
+
+def test_real_sample_masks_in_a_wrong_encoding_are_reported(ct_sample_root, tmp_path):
+  pdir, _ = _copy_sample(ct_sample_root, tmp_path)
+  ground = pdir / "Ground"
+  m = chaos.read_mask_png(ground / "liver_GT_009.png")
+  assert m.max() == 255
+  write_mask(ground / "liver_GT_009.png", (m > 0) * 100)  # 8-bit 0/100
+  vol = chaos.read_series(chaos.discover(tmp_path)[0])
+  assert vol.image.shape[0] == 11  # that slice dropped; the 1-bit PNGs still read
+  assert any("liver_GT_009.png: mask values [0, 100] are not the CHAOS CT encoding" in p
+             for p in vol.problems)
+  for f in ground.iterdir():  # every mask an 8-bit 0/1 PNG
+    write_mask(f, chaos.read_mask_png(f) > 0)
+  vols, problems = chaos.load_volumes(tmp_path)  # liver slices dropped, the rest empty
+  assert vols == []
+  assert any("liver_GT_007.png: mask values [0, 1] are not the CHAOS CT encoding" in p
+             for p in problems)
+  assert "masks of all 7 usable slices" in problems[-1] and "series skipped" in problems[-1]
+  for f in ground.iterdir():  # every mask empty
+    write_mask(f, np.zeros((512, 512)))
+  with pytest.raises(chaos.ChaosError, match=r"Ground: the masks of all 12 usable slices.*empty"):
+    chaos.read_series(chaos.discover(tmp_path)[0])
+
+
+def test_lost_end_slice_without_evidence_refuses_the_patient(tmp_path):
+  # Names and InstanceNumbers scrambled against the positions: no evidence but the positions.
+  build_ct_patient(tmp_path, 1, n=5, file_order=[2, 0, 4, 1, 3])
+  ddir = tmp_path / "CT/1/DICOM_anon"
+  end = next(f for f in ddir.iterdir()
+             if pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2] == 90.0)
+  end.write_bytes(b"")  # the feet-end slice (k = 4) is lost
+  with pytest.raises(chaos.ChaosError, match=r"cannot prove which mask belongs.*patient refused"):
+    chaos.read_series(_ref(tmp_path, "CT", 1, "ct"))
+  # Lost inside the volume instead: the positions' gap says where; the others pair.
+  build_ct_patient(tmp_path / "b", 1, n=5)
+  ddir = tmp_path / "b/CT/1/DICOM_anon"
+  mid = next(f for f in ddir.iterdir()
+             if pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2] == 95.0)
+  write_slice(mid, drop=("ImagePositionPatient", "SliceLocation"), fill=1)
+  v = chaos.read_series(_ref(tmp_path / "b", "CT", 1, "ct"))
+  np.testing.assert_array_equal(v.image[:, 0, 0], np.array([100, 200, 400, 500]) - 1024.0)
+  for i, k in enumerate((0, 1, 3, 4)):
+    np.testing.assert_array_equal(v.mask[i], ct_mask(k))
+  assert any(str(mid) in p and "no position" in p for p in v.problems)
+
+
+def test_same_position_different_pixels_drops_that_slice_only(tmp_path):
+  build_ct_patient(tmp_path, 1, n=4)
+  other = write_slice(tmp_path / "CT/1/DICOM_anon/extra.dcm", position=(-50.0, -50.0, 97.5),
+                      fill=999)  # the position of slice k = 1
+  v = chaos.read_series(_ref(tmp_path, "CT", 1, "ct"))
+  np.testing.assert_array_equal(v.image[:, 0, 0], np.array([100, 300, 400]) - 1024.0)
+  for i, k in enumerate((0, 2, 3)):
+    np.testing.assert_array_equal(v.mask[i], ct_mask(k))
+  assert any("extra.dcm" in p and "differ in their pixels" in p for p in v.problems)
+  assert str(other) in v.dropped_files
+
+
+def test_mr_mask_values_outside_the_chaos_bands_drop_the_slice(tmp_path):
+  build_mr_patient(tmp_path, 1, n=3)
+  bad = tmp_path / "MR/1/T2SPIR/Ground/IMG-0002-00006.png"
+  write_mask(bad, (mr_mask(1) > 0) * 30)
+  v = chaos.read_series(_ref(tmp_path, "MR", 1, "t2"))
+  assert v.image.shape[0] == 2
+  assert any(str(bad) in p and "outside the CHAOS MR encoding" in p for p in v.problems)

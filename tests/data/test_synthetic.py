@@ -364,3 +364,48 @@ def test_round_trip_through_the_reader(root):
     np.testing.assert_array_equal(v.mask, mask)  # slice 0 = file 0 (head end)
     np.testing.assert_allclose(v.image, img)
     assert 40 <= v.image[v.mask > 0].mean() <= 70
+
+
+def _race_first(out, b_done, results):
+  """Generates the set, then reads it once the second process is done."""
+  from liverjax.data import chaos  # pylint: disable=g-import-not-at-top
+  root = synthetic.cached_chaos(out, n_ct=3, n_mr=3, size=32, slices=8)
+  ino = root.stat().st_ino
+  b_done.wait(120)
+  vols, _ = chaos.load_volumes(root)
+  results.put(("first", ino, len(vols), sum(v.image.shape[0] for v in vols)))
+
+
+def _race_second(out, go, b_done, results):
+  """Asks for the same set while the first process is generating it."""
+  from liverjax.data import chaos  # pylint: disable=g-import-not-at-top
+  go.wait(120)
+  root = synthetic.cached_chaos(out, n_ct=3, n_mr=3, size=32, slices=8)
+  vols, _ = chaos.load_volumes(root)
+  results.put(("second", root.stat().st_ino, len(vols), sum(v.image.shape[0] for v in vols)))
+  b_done.set()
+
+
+def test_two_processes_on_a_fresh_cache_generate_once(tmp_path):
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "syn"
+  ctx = multiprocessing.get_context("spawn")
+  go, b_done, results = ctx.Event(), ctx.Event(), ctx.Queue()
+  second = ctx.Process(target=_race_second, args=(out, go, b_done, results))
+  second.start()
+  time.sleep(2.0)  # let the second process import and wait
+  first = ctx.Process(target=_race_first, args=(out, b_done, results))
+  first.start()
+  deadline = time.time() + 60
+  while not (out.is_dir() and any(p.name.startswith(".Train_Sets.partial")
+                                  for p in out.iterdir())):
+    assert time.time() < deadline, "the first process never started generating"
+    time.sleep(0.002)
+  go.set()  # the first is mid-generation: the second asks for the same set now
+  got = dict((r[0], r[1:]) for r in (results.get(timeout=120) for _ in range(2)))
+  for p in (first, second):
+    p.join(60)
+    assert p.exitcode == 0
+  # Both read every volume of one and the same generated folder (never replaced).
+  assert got["first"] == got["second"] == ((out / "Train_Sets").stat().st_ino, 12, 96)

@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from configs import default as default_config
+from liverjax.configs import default as default_config
 from liverjax.models import unet as unet_lib
 
 

@@ -1,0 +1,42 @@
+"""The experiment configs (ml_collections files), installed with the package.
+
+`--config=configs/<file>.py` works from the repository root (`configs` links
+here); anywhere else give the installed path or just the name:
+`python -m liverjax.main --config=mri_to_ct` or `--config=unet.py:ct_to_mr,augmix`
+(`resolve` turns such a name into this folder's file).
+"""
+from __future__ import annotations
+
+import pathlib
+
+DIRECTORY = pathlib.Path(__file__).resolve().parent
+
+
+def resolve(value: str) -> str:
+  """A `--config` value with its file located: the value itself when that file
+  exists, else the file of the same name (`.py` optional) in this package.
+
+  Args:
+    value: `path/or/name[.py][:arg]`.
+
+  Returns:
+    The value with the path replaced by the installed file when only the
+    latter exists (the `:arg` suffix kept).
+  """
+  path, sep, arg = value.partition(":")
+  if not path or pathlib.Path(path).expanduser().exists():
+    return value
+  name = pathlib.Path(path).name
+  candidate = DIRECTORY / (name if name.endswith(".py") else name + ".py")
+  return f"{candidate}{sep}{arg}" if candidate.exists() else value
+
+
+def resolve_argv(argv: list[str]) -> list[str]:
+  """`argv` with every `--config=VALUE` / `--config VALUE` passed through `resolve`."""
+  out = list(argv)
+  for i, a in enumerate(out):
+    if a.startswith("--config="):
+      out[i] = "--config=" + resolve(a.split("=", 1)[1])
+    elif a == "--config" and i + 1 < len(out):
+      out[i + 1] = resolve(out[i + 1])
+  return out

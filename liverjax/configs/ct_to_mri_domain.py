@@ -1,0 +1,9 @@
+"""CT -> MR with the CT<->MRI domain transformation.
+
+The same as `configs/unet.py:ct_to_mr,domain` (the experiments are defined there).
+"""
+from liverjax.configs import unet
+
+
+def get_config():
+  return unet.get_config("ct_to_mr,domain")

@@ -1,0 +1,157 @@
+"""Default configuration: every field of every section, with its meaning.
+
+The experiments (`unet.py:<direction>[,<experiment>]`, `cyclegan.py`, `study.py`)
+start from `get_config` here and set a few fields. Any field can also be
+overridden on the command line:
+`python -m liverjax.main --config=configs/ct_to_mri.py --config.train.steps=500`.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default configuration (CT -> CT baseline on synthetic data)."""
+  config = ml_collections.ConfigDict()
+  config.experiment = "segmentation"  # "segmentation" | "cyclegan"
+  config.seed = 0
+  # PRNG implementation of every key the experiment draws ("rbg" compiles much
+  # faster than JAX's default "threefry2x32"; see liverjax.runtime.prng_key).
+  config.rng_impl = "rbg"
+
+  # ---------------------------------------------------------------- data
+  config.data = data = ml_collections.ConfigDict()
+  # A CHAOS folder (`CHAOS_Train_Sets`, `Train_Sets`, or a folder holding CT/
+  # and MR/). None: generate the synthetic CHAOS dataset into `cache_dir`.
+  data.root = ml_collections.FieldReference(None, field_type=str)
+  # Sources per modality (liverjax.data.dataset.resolve_sources), read in
+  # addition to `root`: each `root` is a path or a tuple of paths, every one a
+  # CHAOS folder or a NIfTI dataset folder (MSD / nnU-Net: dataset.json +
+  # imagesTr/ + labelsTr/; or plain images/ + labels/), auto-detected; only
+  # that modality is read from it. Relative paths are relative to the working
+  # directory. `liver_label`: the NIfTI liver label value (None: dataset.json
+  # `labels["liver"]`; 1 for a plain folder). `mr.sequence`: the MR sequence of
+  # NIfTI MR data ("t1_in" | "t1_out" | "t2"; None: from dataset.json, "t2"
+  # for a generic "MR" channel). With root, ct.root and mr.root all None, the
+  # synthetic CHAOS dataset is used.
+  data.ct = ml_collections.ConfigDict(dict(
+      root=ml_collections.FieldReference(None, field_type=object),
+      liver_label=ml_collections.FieldReference(None, field_type=int)))
+  data.mr = ml_collections.ConfigDict(dict(
+      root=ml_collections.FieldReference(None, field_type=object),
+      liver_label=ml_collections.FieldReference(None, field_type=int),
+      sequence=ml_collections.FieldReference(None, field_type=str)))
+  data.cache_dir = "~/.cache/liverjax"
+  # The synthetic CHAOS generator, used when `root` is None.
+  data.synthetic = ml_collections.ConfigDict(
+      dict(ct=10, mr=10, size=128, slices=24, seed=0))
+  data.source = "ct"  # domain trained on: "ct" | "mr"
+  data.targets = ("ct", "mr")  # domains evaluated
+  # MR sequences used as MR data, each slice a separate example.
+  data.mr_sequences = ("t1_in", "t1_out", "t2")
+  # Slices are resized to image_size x image_size. 64 keeps the default run at a
+  # few minutes on a 2-core CPU; use 256 (CHAOS MR) or 512 (CT) on an accelerator.
+  data.image_size = 64
+  # "window": the study's normalisation (CT window, MR robust percentiles, to [0,1]).
+  # "zscore": per-volume standardisation over the body, clipped to +-3 std and
+  #           mapped to [0,1].
+  data.normalization = "window"
+  data.ct_window = (40.0, 400.0)  # (center, width) in HU: abdominal window
+  data.ct_window_from_dicom = False  # use the DICOM WindowCenter/Width instead
+  data.mr_percentiles = (0.5, 99.5)  # robust min/max per MR volume
+  # Patient-level split fractions (train, val, test), per modality.
+  data.split = (0.6, 0.2, 0.2)
+  data.split_seed = 0
+  # A target modality that is never trained on (a target other than `source`;
+  # the CycleGAN trains on both) puts all its patients in the test split;
+  # `split` then applies to the trained modality only. False: `split` for all.
+  data.target_test_only = True
+  data.use_tf = True  # tf.data when TensorFlow is importable, else numpy
+  data.shuffle_buffer = 2048
+
+  # ---------------------------------------------------------------- model
+  config.model = model = ml_collections.ConfigDict()
+  model.depth = 4  # number of down-sampling stages
+  model.base_features = 16  # channels at the first stage, doubled per stage
+  model.norm = "batch"  # "batch" | "group" | "none"
+  model.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay f32)
+
+  # ---------------------------------------------------------------- train
+  config.train = train = ml_collections.ConfigDict()
+  train.batch_size = 16  # global batch, split over all devices
+  train.steps = 300
+  train.learning_rate = 1e-3  # Adam
+  train.schedule = "constant"  # "constant" | "cosine"
+  train.warmup_steps = 0
+  train.dice_weight = 1.0
+  train.bce_weight = 1.0
+  train.jaccard_weight = 1.0
+  train.log_every = 20
+  train.eval_every = 100  # validation Dice; also when checkpoints are written
+  train.keep_checkpoints = 2  # latest N kept, plus the best by validation Dice
+
+  # ---------------------------------------------------------------- augment
+  config.augment = augment = ml_collections.ConfigDict()
+  augment.domain = False  # the CT<->MRI domain transformation
+  augment.domain_prob = 0.8  # chance that a slice is domain-transformed
+  augment.augmix = False  # AugMix
+  augment.augmix_width = 3  # k chains
+  augment.augmix_depth = (1, 3)  # ops per chain, inclusive range
+  augment.augmix_alpha = 1.0  # Dirichlet / Beta concentration
+  augment.augmix_severity = 3  # 1..10, scales op magnitudes
+  # Chance of a left-right flip in AugMix's geometric step (the study lists
+  # flips; they put the liver on the wrong side, so 0 keeps that cue).
+  augment.flip_prob = 0.5
+  # AugMix op choice shared by the slices of a batch (magnitudes stay per slice):
+  # evaluates one op per chain step instead of all nine (see augmix.augmix_batch).
+  augment.augmix_shared_ops = False
+
+  # ---------------------------------------------------------------- cyclegan
+  # Unpaired CT <-> MR translation (experiment "cyclegan", liverjax/cyclegan/).
+  # A = CT, B = MR; G: CT -> MR, F: MR -> CT; D_A judges CT, D_B judges MR.
+  config.cyclegan = cg = ml_collections.ConfigDict()
+  cg.generator_features = 32  # F of the ResNet generator (F, 2F, 4F)
+  cg.generator_blocks = 6  # residual blocks (6 at 128 px, 9 at 256 px in the paper)
+  cg.discriminator_features = 64  # F of the PatchGAN (paper: 64)
+  cg.discriminator_layers = 3  # 3: the 70x70 PatchGAN
+  cg.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay f32)
+  cg.batch_size = 8  # global batch of CT slices and of MR slices, split over devices
+  cg.steps = 4000
+  cg.learning_rate = 2e-4  # Adam, for G+F and for D_A+D_B
+  cg.beta1 = 0.5
+  cg.beta2 = 0.999
+  # The learning rate is constant, then decays linearly to 0 from this fraction
+  # of `steps` on (0.5: over the second half of training, as in the paper).
+  cg.decay_start_fraction = 0.5
+  cg.lambda_cycle = 10.0  # weight of the cycle-consistency L1 (both directions)
+  cg.lambda_identity = 0.5  # identity L1 weight, relative: lambda_identity * lambda_cycle
+  cg.pool_size = 50  # history of generated images the discriminators see (0: none)
+  cg.log_every = 50
+  cg.sample_every = 500  # sample grid PNG + TensorBoard image
+  cg.sample_slices = 4  # columns of the sample grid
+  cg.checkpoint_every = 500
+  cg.keep_checkpoints = 2
+  cg.histogram_bins = 64  # bins on [0,1] of the translation-quality histograms
+  # Body pixels (the histograms' support): intensity above this in the image
+  # that was translated (the real image for the real-target histogram).
+  cg.body_threshold = 0.05
+
+  # ---------------------------------------------------------------- translate
+  # The CycleGAN-based U-Net (a data step before training, liverjax/cyclegan/translate.py):
+  # a trained CycleGAN's workdir (or one of its `.../checkpoints/<step>`
+  # folders). When set, every source-domain training slice is translated once,
+  # before training, to the other domain's style by the CycleGAN generator
+  # (CT -> MR for source "ct", MR -> CT for "mr"); the source masks are kept.
+  # None: train on the original slices.
+  config.translate = tr = ml_collections.ConfigDict()
+  tr.cyclegan_workdir = ml_collections.FieldReference(None, field_type=str)
+  # Fraction of the training slices (a fixed random subset, drawn from `seed`)
+  # kept in their original style instead of translated; 0.0 trains on
+  # translated slices only, as in the study.
+  tr.mix = 0.0
+  tr.batch_size = 32  # slices per translation call, over all devices
+
+  # ---------------------------------------------------------------- eval
+  config.eval = ev = ml_collections.ConfigDict()
+  ev.checkpoint = ml_collections.FieldReference(None, field_type=str)  # None: best in workdir
+  ev.batch_size = 32
+  ev.figure_slices = 4  # slices per domain in the prediction figure
+  return config

@@ -1,0 +1,9 @@
+"""MR -> CT with AugMix.
+
+The same as `configs/unet.py:mr_to_ct,augmix` (the experiments are defined there).
+"""
+from liverjax.configs import unet
+
+
+def get_config():
+  return unet.get_config("mr_to_ct,augmix")

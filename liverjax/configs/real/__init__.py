@@ -1,0 +1,51 @@
+"""The real protocol: real CT and real MR T2-SPIR scans from ../shared/data.
+
+CT = the 8 BTCV volumes (`real_dev/btcv_ct`, NIfTI) + the CHAOS CT patient
+(`chaos_ct_sample`, DICOM + PNG); MR = the 10 CHAOS T2-SPIR patients
+(`real_dev/chaos_t2`, NIfTI). Paths are resolved from this file's location
+(the repository's `../shared/data`), so the configs work from the repository
+root; override them with `--config.data.ct.root=...` / `--config.data.mr.root=...`
+(a path or a tuple of paths, CHAOS or NIfTI folders).
+"""
+import pathlib
+
+import ml_collections
+
+from liverjax.configs import default
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "data"
+CT_ROOTS = (str(SHARED_DATA / "real_dev" / "btcv_ct"), str(SHARED_DATA / "chaos_ct_sample"))
+MR_ROOTS = (str(SHARED_DATA / "real_dev" / "chaos_t2"),)
+
+
+def set_real_sources(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Points `config.data` at the real development set where no source is set; MR = T2-SPIR.
+
+  Returns `config` (modified in place): `data.ct.root` = CT_ROOTS unless
+  `data.root` or `data.ct.root` is set, likewise `data.mr.root` = MR_ROOTS,
+  and `data.mr_sequences` = ("t2",).
+  """
+  if not (config.data.root or config.data.ct.root):
+    config.data.ct.root = CT_ROOTS
+  if not (config.data.root or config.data.mr.root):
+    config.data.mr.root = MR_ROOTS
+  config.data.mr_sequences = ("t2",)
+  return config
+
+
+def get_real_config(source: str) -> ml_collections.ConfigDict:
+  """The default config on the real development set, trained on `source` ("ct" | "mr").
+
+  Sized for a few minutes on a 2-core CPU: 64 px slices, a depth-4 U-Net with
+  16 base channels, 400 steps of 16 slices. The source modality's patients go
+  80/20 to train / validation (the best checkpoint by validation Dice is
+  evaluated; no source test patients with 9-10 volumes), the target
+  modality's all to test.
+  """
+  config = set_real_sources(default.get_config())
+  config.data.source = source
+  config.data.targets = ("ct", "mr")
+  config.data.image_size = 64
+  config.data.split = (0.8, 0.2, 0.0)
+  config.train.update(batch_size=16, steps=400, log_every=50, eval_every=100)
+  return config

@@ -1,0 +1,139 @@
+"""Tables and figures of an experiment: metrics.json, metrics.md, PNG figures."""
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import numpy as np
+
+from liverjax import metric_writer
+
+GROUP_NAMES = {"ct": "CT", "mr": "MR (all)", "mr/t1_in": "MR T1 in-phase",
+               "mr/t1_out": "MR T1 out-phase", "mr/t2": "MR T2-SPIR"}
+COLUMNS = (("dice", "Dice", 3), ("bce", "BCE", 3), ("dice_loss", "Dice loss", 3),
+           ("jaccard_loss", "Jaccard loss", 3), ("total", "Total loss", 3),
+           ("ravd", "RAVD %", 1), ("assd", "ASSD mm", 2), ("mssd", "MSSD mm", 1))
+
+
+def format_stat(stat: dict | None, digits: int) -> str:
+  """"mean ± std" from a `metrics.summarize` dict; "n/a" when absent or empty."""
+  if not stat or stat.get("n", 0) == 0 or stat.get("mean") is None:
+    return "n/a"
+  mean, std = stat["mean"], stat.get("std", 0.0)
+  if not math.isfinite(mean):
+    return str(mean)
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summary_table(results: dict) -> str:
+  """A Markdown table: one row per domain / MR sequence, mean ± std over volumes."""
+  head = "| test data | patients | volumes | slices | " + " | ".join(
+      c[1] for c in COLUMNS) + " |"
+  lines = [head, "|" + "---|" * (4 + len(COLUMNS))]
+  for group, s in results["summary"].items():
+    cells = [GROUP_NAMES.get(group, group), str(s["patients"]), str(s["volumes"]),
+             str(s["slices"])]
+    cells += [format_stat(s.get(key), digits) for key, _, digits in COLUMNS]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def write_experiment_report(results: dict, examples: list, workdir) -> None:
+  """Writes metrics.json, metrics.md, predictions.png and curves.png into workdir."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "metrics.json").write_text(json.dumps(results, indent=1, default=_json_default))
+  figures = []
+  if examples:
+    plot_predictions(examples, workdir / "predictions.png")
+    figures.append("predictions.png")
+  if plot_curves(metric_writer.read_scalars(workdir), workdir / "curves.png"):
+    figures.append("curves.png")
+  md = [f"# {results['experiment']}", "",
+        f"Trained on **{results['source'].upper()}**, evaluated per 3D volume on the test "
+        f"patients of {', '.join(t.upper() for t in results['targets'])}. "
+        f"Normalisation: `{results['normalization']}`. Checkpoint: `{results['checkpoint']}` "
+        f"(step {results['step']}). Data: `{results['data_root']}`.", "",
+        "Mean ± std over test volumes (Dice: hard Dice score of the 3D volume; losses "
+        "from the summed soft statistics of the volume; RAVD/ASSD/MSSD: CHAOS metrics).", "",
+        summary_table(results), ""]
+  md += [f"![{f}]({f})" for f in figures]
+  (workdir / "metrics.md").write_text("\n".join(md) + "\n")
+
+
+def _json_default(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_predictions(examples: list, path) -> None:
+  """A grid: one row per example, columns image / true mask / predicted mask.
+
+  Each example: dict(image f32[S,S] in [0,1], mask {0,1}[S,S], prediction
+  {0,1}[S,S], title str). Masks are drawn over the image (true green,
+  predicted red) with the slice's Dice in the title.
+  """
+  plt = _pyplot()
+  n = len(examples)
+  fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n), squeeze=False)
+  for row, ex in zip(axes, examples):
+    img, m, p = ex["image"], ex["mask"].astype(bool), ex["prediction"].astype(bool)
+    inter = np.logical_and(m, p).sum()
+    dice = 2 * inter / max(m.sum() + p.sum(), 1)
+    row[0].imshow(img, cmap="gray", vmin=0, vmax=1)
+    row[0].set_title(ex["title"], fontsize=7)
+    for ax, mk, color, label in ((row[1], m, (0, 1, 0), "true mask"),
+                                 (row[2], p, (1, 0, 0), f"prediction (Dice {dice:.2f})")):
+      ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+      overlay = np.zeros(mk.shape + (4,))
+      overlay[mk] = color + (0.45,)
+      ax.imshow(overlay)
+      ax.set_title(label, fontsize=7)
+    for ax in row:
+      ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_curves(records: list[dict], path) -> bool:
+  """Training curves from metrics.jsonl records: total loss and each term, and
+  validation Dice. Returns False (and writes nothing) without records."""
+  train = [r for r in records if r.get("split") == "train"]
+  val = [r for r in records if r.get("split") == "val" and "val_dice" in r]
+  if not train:
+    return False
+  plt = _pyplot()
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6))
+  steps = [r["step"] for r in train]
+  for key in ("total", "dice_loss", "bce", "jaccard_loss"):
+    if key in train[0]:
+      ax0.plot(steps, [r[key] for r in train], label=key)
+  ax0.set_xlabel("step")
+  ax0.set_ylabel("training loss")
+  ax0.set_yscale("log")
+  ax0.legend(fontsize=8)
+  ax0.grid(alpha=0.3)
+  if "dice" in train[0]:
+    ax1.plot(steps, [r["dice"] for r in train], label="train Dice (batch)")
+  if val:
+    ax1.plot([r["step"] for r in val], [r["val_dice"] for r in val], "o-",
+             label="validation Dice (per volume)")
+  ax1.set_xlabel("step")
+  ax1.set_ylabel("Dice")
+  ax1.set_ylim(0, 1)
+  ax1.legend(fontsize=8)
+  ax1.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True

@@ -1,0 +1,202 @@
+"""The U-Net's train state, optimizer, the jit-compiled sharded train step and predictor.
+
+The hot path is `train_step`, a pure function of (state, batch, key) compiled
+once with `jax.jit`: the batch is split over the mesh's `data` axis, the state
+is replicated and donated. The U-Net (Flax NNX) is split once into a static
+graph definition and pytrees of parameters and batch statistics, so the step
+never walks the object graph.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from liverjax import runtime
+from liverjax import training
+from liverjax.augment import pipeline as augment_pipeline
+from liverjax.models import unet
+from liverjax.segmentation import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training step updates; a pytree of arrays.
+
+  Attributes:
+    step: int32 scalar, optimizer steps taken.
+    params: the U-Net's `nnx.Param` state (float32).
+    batch_stats: the U-Net's `nnx.BatchStat` state (empty without BatchNorm).
+    opt_state: the optax state.
+    nonfinite_step: int32 scalar, the first step whose loss or gradients were
+      not finite (that update was skipped), or -1.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  nonfinite_step: jax.Array
+
+
+def create_optimizer(train_config) -> optax.GradientTransformation:
+  """Adam at `train.learning_rate`, constant or cosine-decayed, optional warm-up."""
+  lr = train_config.learning_rate
+  if train_config.schedule == "constant":
+    schedule = optax.constant_schedule(lr)
+  elif train_config.schedule == "cosine":
+    schedule = optax.cosine_decay_schedule(lr, max(train_config.steps, 1))
+  else:
+    raise ValueError(f"train.schedule={train_config.schedule!r}: "
+                     "expected 'constant' or 'cosine'")
+  if train_config.warmup_steps:
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, train_config.warmup_steps), schedule],
+        [train_config.warmup_steps])
+  return optax.adam(schedule)
+
+
+def model_graphdef(model_config) -> nnx.GraphDef:
+  """The static graph of the U-Net described by `config.model` (no arrays made)."""
+  abstract = nnx.eval_shape(lambda: unet.create_unet(model_config, rngs=nnx.Rngs(0)))
+  graphdef, _, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat)
+  return graphdef
+
+
+def _init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
+  """key -> a fresh `TrainState` (the U-Net of `config.model`, `tx`'s state)."""
+
+  def init(key):
+    model = unet.create_unet(config.model, rngs=nnx.Rngs(key))
+    _, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params),
+                      nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  return init
+
+
+def create_train_state(config: ml_collections.ConfigDict, mesh, rng: jax.Array):
+  """Initialises the U-Net and Adam, replicated over `mesh`.
+
+  Returns:
+    (graphdef, state, tx): the static U-Net graph, a `TrainState` of global
+    replicated arrays, and the optax transformation.
+  """
+  tx = create_optimizer(config.train)
+  init = _init_fn(config, tx)
+  state = jax.jit(init, out_shardings=runtime.replicated_sharding(mesh))(rng)
+  return model_graphdef(config.model), state, tx
+
+
+def abstract_train_state(config: ml_collections.ConfigDict, mesh):
+  """(graphdef, abstract `TrainState` as ShapeDtypeStructs replicated on `mesh`, tx).
+
+  What a checkpoint restores into; nothing is computed.
+  """
+  tx = create_optimizer(config.train)
+  abstract = training.abstract_state(_init_fn(config, tx), runtime.prng_key(config, 0),
+                                     mesh=mesh)
+  return model_graphdef(config.model), abstract, tx
+
+
+def loss_weights(train_config) -> tuple[float, float, float]:
+  """(dice, bce, jaccard) weights of the training loss, from `config.train`."""
+  return (train_config.dice_weight, train_config.bce_weight, train_config.jaccard_weight)
+
+
+def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
+               tx: optax.GradientTransformation, weights, augment_fn=None):
+  """One optimizer step on a global batch. Pure; jit it with `make_train_step`.
+
+  Args:
+    state: the `TrainState`.
+    batch: {"image": f32[B,H,W,1] in [0,1], "mask": f32[B,H,W,1] in {0,1}},
+      optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain transform).
+    key: PRNG key for this step (augmentation).
+    graphdef: the U-Net graph (static).
+    tx: the optimizer (static).
+    weights: (dice, bce, jaccard) loss weights (static).
+    augment_fn: None or `fn(key, images, masks, is_t2=None) -> (images, masks)`
+      run on device before the forward pass.
+
+  Returns:
+    (new_state, metrics): metrics are scalars: the loss terms of
+    `losses.segmentation_loss`, `grad_norm`, and `finite` (1.0 when the step
+    was applied). A non-finite step leaves the state unchanged except for
+    `step` and `nonfinite_step`.
+  """
+  images, masks = batch["image"], batch["mask"]
+  if augment_fn is not None:
+    images, masks = augment_fn(key, images, masks, is_t2=batch.get("is_t2"))
+
+  def loss_fn(params):
+    # copy=True: the batch statistics come from the outer (jit) trace; the
+    # BatchNorm update inside the gradient trace must write to fresh Variables.
+    model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+    logits = model(images, train=True)
+    total, terms = losses.segmentation_loss(logits, masks, weights=weights)
+    return total, (terms, nnx.state(model, nnx.BatchStat))
+
+  (total, (terms, new_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.tree.norm(grads)
+  updates, new_opt = tx.update(grads, state.opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_state = TrainState(
+      step=state.step + 1,
+      params=keep(new_params, state.params),
+      batch_stats=keep(new_stats, state.batch_stats),
+      opt_state=keep(new_opt, state.opt_state),
+      nonfinite_step=jnp.where(finite | (state.nonfinite_step >= 0),
+                               state.nonfinite_step, state.step + 1))
+  metrics = dict(terms, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
+  return new_state, metrics
+
+
+def make_augment_fn(config):
+  """The on-device augmentation of `config.augment`, or None when it is off."""
+  if not (config.augment.domain or config.augment.augmix):
+    return None
+  return functools.partial(augment_pipeline.augment_batch, augment_config=config.augment,
+                           source=config.data.source)
+
+
+def make_train_step(config, graphdef, tx, mesh):
+  """`train_step` compiled with explicit shardings and the state donated."""
+  replicated = runtime.replicated_sharding(mesh)
+  batch_sharding = runtime.batch_sharding(mesh)
+  step = functools.partial(train_step, graphdef=graphdef, tx=tx,
+                           weights=loss_weights(config.train),
+                           augment_fn=make_augment_fn(config))
+  return jax.jit(step,
+                 in_shardings=(replicated, batch_sharding, replicated),
+                 out_shardings=(replicated, replicated),
+                 donate_argnums=(0,))
+
+
+@functools.cache
+def make_predict_fn(graphdef, mesh):
+  """jit(state, images f32[B,H,W,1], masks) -> (prediction u8[B,H,W,1], loss sums).
+
+  The prediction is `logits > 0` (probability > 0.5), the same threshold as the
+  hard Dice of `losses.loss_sums`. Cached per (graph, mesh): training's
+  validation and the final evaluation share one compiled predictor.
+  """
+  replicated = runtime.replicated_sharding(mesh)
+  batch_sharding = runtime.batch_sharding(mesh)
+
+  def predict(state, images, masks):
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    logits = model(images, train=False)
+    return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
+
+  return jax.jit(predict, in_shardings=(replicated, batch_sharding, batch_sharding),
+                 out_shardings=(batch_sharding, batch_sharding))

@@ -1,0 +1,113 @@
+"""The U-Net training run: data, resume, the loop with validation and checkpoints.
+
+The step itself (pure, jit-compiled, sharded, donated) is in
+`liverjax.segmentation.state`; the loop pieces shared with the CycleGAN are in
+`liverjax.training`. Data steps before training (the CycleGAN translation of
+the training slices) are arranged by the caller (`liverjax.experiment`) and
+passed in as `slice_transform`.
+"""
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from liverjax import checkpointing
+from liverjax import metric_writer
+from liverjax import runtime
+from liverjax import training
+from liverjax.data import dataset as dataset_lib
+from liverjax.data import pipeline
+from liverjax.segmentation import evaluate
+from liverjax.segmentation import state as state_lib
+
+NONFINITE_HINT = ("Lower train.learning_rate, check the data, or use "
+                  "model.dtype='float32'.")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+          data: dataset_lib.Dataset | None = None,
+          slice_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+  """Trains a U-Net on `config.data.source`, resuming from `workdir/checkpoints`.
+
+  Writes `metrics.jsonl` (curves), TensorBoard scalars, and checkpoints every
+  `train.eval_every` steps (and at the end) with the validation Dice that
+  selects the best one.
+
+  Args:
+    config: the experiment config (`data`, `model`, `train`, `augment`, `eval`).
+    workdir: the experiment folder.
+    data: the loaded dataset (default: `dataset.load_dataset(config.data)`).
+    slice_transform: optional data step on the stacked training slices,
+      f32[N,H,W,1] in [0,1] -> the same (masks kept), e.g. the CycleGAN
+      translation of `liverjax.cyclegan.translate`.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if data is None:
+    data = dataset_lib.load_dataset(config.data)
+  source = config.data.source
+  seqs = dataset_lib.domain_sequences(source, config.data)
+  train_volumes = data.select(source, "train", seqs)
+  val_volumes = data.select(source, "val", seqs)
+  if not train_volumes:
+    raise ValueError(f"no training volumes for source domain {source!r} in {data.root}")
+  images, masks = dataset_lib.stack_slices(train_volumes)
+  if slice_transform is not None:
+    images = slice_transform(images)
+
+  mesh = runtime.create_mesh()
+  init_rng, step_rng = jax.random.split(runtime.prng_key(config))
+  graphdef, state, tx = state_lib.create_train_state(config, mesh, init_rng)
+  manager = checkpointing.create_manager(workdir, keep=config.train.keep_checkpoints)
+  restored, start_step = training.resume(
+      manager, workdir, state_lib.abstract_train_state(config, mesh)[1])
+  if restored is not None:
+    state = restored
+  writer = metric_writer.MetricWriter(workdir)
+  train_step_fn = state_lib.make_train_step(config, graphdef, tx, mesh)
+  predict_fn = state_lib.make_predict_fn(graphdef, mesh)
+  config_dict = config.to_dict()
+
+  batches = pipeline.train_batches(
+      images, masks, global_batch_size=config.train.batch_size, mesh=mesh,
+      seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
+      shuffle_buffer=config.data.shuffle_buffer,
+      extras={"is_t2": dataset_lib.slice_is_t2(train_volumes)})
+  logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
+               "over %d devices; augmentation: domain=%s augmix=%s; translated by the "
+               "CycleGAN: %s", len(images), source, len(train_volumes), start_step,
+               config.train.steps, config.train.batch_size, mesh.size, config.augment.domain,
+               config.augment.augmix, slice_transform is not None)
+
+  def step_fn(state, step):
+    return train_step_fn(state, next(batches), jax.random.fold_in(step_rng, step))
+
+  def log_line(step, means, rate, eta):
+    logging.info("step %d/%d  %.2f steps/s (%.0f slices/s)  ETA %s  loss %.4f "
+                 "(dice_loss %.4f bce %.4f jaccard_loss %.4f) dice %.3f",
+                 step, config.train.steps, rate, rate * config.train.batch_size, eta,
+                 means["total"], means["dice_loss"], means["bce"], means["jaccard_loss"],
+                 means["dice"])
+
+  def validate_and_save(step, state):
+    val = {}
+    if val_volumes:
+      results = evaluate.evaluate_volumes(predict_fn, state, val_volumes, mesh=mesh,
+                                          batch_size=config.eval.batch_size,
+                                          surface_metrics=False)
+      val = {"val_dice": float(np.mean([r["dice"] for r in results])),
+             "val_total": float(np.mean([r["total"] for r in results]))}
+      writer.write_scalars(step, val, split="val")
+      logging.info("step %d  validation: Dice %.4f  total loss %.4f", step,
+                   val["val_dice"], val["val_total"])
+    checkpointing.save(manager, step, state, config_dict, metrics=val or {"val_dice": 0.0})
+
+  training.train_loop(state, step_fn, start_step=start_step, total_steps=config.train.steps,
+                      log_every=config.train.log_every, writer=writer, log_line=log_line,
+                      actions=[(config.train.eval_every, validate_and_save)],
+                      nonfinite_hint=NONFINITE_HINT)

@@ -1,0 +1,111 @@
+"""Tests for the source resolution and splits of liverjax/data/dataset.py (NIfTI / CHAOS roots
+per modality, target-only test split, unique patient ids)."""
+import numpy as np
+import pytest
+
+from liverjax.data import chaos
+from liverjax.data import dataset
+from tests.conftest import make_tiny_config
+from tests.data.test_nifti import write_msd
+
+
+def _config(tmp_path, **data):
+  config = make_tiny_config(tmp_path)
+  config.data.image_size = 8
+  config.data.mr_sequences = ("t2",)
+  for key, value in data.items():
+    section, _, name = key.partition("__")
+    if name:
+      config.data[section][name] = value
+    else:
+      config.data[key] = value
+  return config
+
+
+def test_sources_per_modality_nifti_and_chaos(tmp_path, ct_sample_root):
+  ct = write_msd(tmp_path / "ct_ds", cases=("c1", "c2"))
+  config = _config(tmp_path, ct__root=(str(ct), str(ct_sample_root)),
+                   mr__root=str(write_msd(tmp_path / "mr_ds", channel="MR",
+                                          labels={"background": 0, "liver": 1})))
+  sources = dataset.resolve_sources(config.data)
+  assert [(s.kind, s.modality) for s in sources] == [("nifti", "CT"), ("chaos", "CT"),
+                                                     ("nifti", "MR")]
+  assert sources[1].path.name == "Train_Sets"
+
+
+def test_no_source_is_the_synthetic_default(tmp_path):
+  config = _config(tmp_path)
+  (source,) = dataset.resolve_sources(config.data)
+  assert source.kind == "chaos" and "synthetic" in str(source.path)
+  assert dataset.describe_sources(config.data).startswith("synthetic")
+
+
+def test_a_folder_that_is_neither_names_it(tmp_path):
+  (tmp_path / "empty").mkdir()
+  config = _config(tmp_path, ct__root=str(tmp_path / "empty"))
+  with pytest.raises(chaos.ChaosError, match="neither a CHAOS folder") as err:
+    dataset.resolve_sources(config.data)
+  assert str(tmp_path / "empty") in str(err.value)
+
+
+def test_load_dataset_target_modality_is_all_test(tmp_path):
+  ct = write_msd(tmp_path / "ct_ds", cases=[f"c{i}" for i in range(5)])
+  mr = write_msd(tmp_path / "mr_ds", cases=[f"m{i}" for i in range(4)], channel="T2",
+                 labels={"background": 0, "liver": 1, "spleen": 6})
+  config = _config(tmp_path, ct__root=str(ct), mr__root=str(mr), source="ct",
+                   split=(0.6, 0.2, 0.2))
+  data = dataset.load_dataset(config.data)
+  assert data.splits["MR"] == {"train": [], "val": [], "test": ["m0", "m1", "m2", "m3"]}
+  assert [len(data.splits["CT"][k]) for k in ("train", "val", "test")] == [3, 1, 1]
+  test_mr = data.select("mr", "test", ("t2",))
+  assert len(test_mr) == 4 and all(v.image.shape[1:] == (8, 8) for v in test_mr)
+  # The MR liver is label 1 here; label 6 (the CT liver value) is this set's spleen.
+  assert all(set(np.unique(v.mask)) <= {0, 1} and v.mask.any() for v in test_mr)
+  # The CycleGAN trains on both modalities: then data.split applies to both.
+  both = dataset.load_dataset(config.data, trained_domains=("ct", "mr"))
+  assert [len(both.splits["MR"][k]) for k in ("train", "val", "test")] == [2, 1, 1]
+  config.data.target_test_only = False
+  assert len(dataset.load_dataset(config.data).splits["MR"]["train"]) == 2
+
+
+def test_split_dataset_target_only_follows_source(tmp_path):
+  config = _config(tmp_path, source="mr", targets=("ct", "mr"))
+  vols = [dataset.preprocess.PreparedVolume(pid, mod, seq, None, None, (1.0, 1.0, 1.0))
+          for pid, mod, seq in [("a", "CT", "ct"), ("b", "CT", "ct"), ("1", "MR", "t2"),
+                                ("2", "MR", "t2"), ("3", "MR", "t2")]]
+  splits = dataset.split_dataset(vols, config.data)
+  assert splits["CT"]["test"] == ["a", "b"] and splits["CT"]["train"] == []
+  assert sum(len(v) for v in splits["MR"].values()) == 3 and splits["MR"]["train"]
+  config.data.targets = ("mr",)  # CT neither trained nor evaluated: data.split applies
+  assert dataset.split_dataset(vols, config.data)["CT"]["train"]
+
+
+def test_patient_ids_unique_across_roots(tmp_path):
+  a = write_msd(tmp_path / "set_a", cases=("p1", "p2"))
+  b = write_msd(tmp_path / "set_b", cases=("p1", "p3"), seed=1)
+  config = _config(tmp_path, ct__root=(str(a), str(b)), targets=("ct",))
+  data = dataset.load_dataset(config.data)
+  ids = sorted(v.patient_id for v in data.volumes)
+  assert ids == ["p1", "p2", "p3", "set_b/p1"]
+  assert sum(len(v) for v in data.splits["CT"].values()) == 4
+
+
+def test_modality_of_a_source_is_checked(tmp_path):
+  mr = write_msd(tmp_path / "mr_ds", channel="MR", labels={"background": 0, "liver": 1})
+  config = _config(tmp_path, ct__root=str(mr))
+  with pytest.raises(chaos.ChaosError, match="given as a CT source"):
+    dataset.load_dataset(config.data)
+
+
+def test_real_protocol_points_at_the_shared_set_unless_overridden(tmp_path):
+  from liverjax.configs import real  # pylint: disable=g-import-not-at-top
+  from liverjax.configs.real import mr_to_ct  # pylint: disable=g-import-not-at-top
+  from liverjax import study  # pylint: disable=g-import-not-at-top
+  config = study.apply_protocol(_config(tmp_path), "real")
+  assert config.data.ct.root == real.CT_ROOTS and config.data.mr.root == real.MR_ROOTS
+  assert config.data.mr_sequences == ("t2",)
+  assert real.CT_ROOTS[0].endswith("shared/data/real_dev/btcv_ct")
+  custom = _config(tmp_path, ct__root="/elsewhere/ct")
+  assert study.apply_protocol(custom, "real").data.ct.root == "/elsewhere/ct"
+  c = mr_to_ct.get_config()
+  assert c.data.source == "mr" and c.data.mr.root == real.MR_ROOTS

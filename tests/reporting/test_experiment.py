@@ -1,0 +1,49 @@
+"""Report: the Markdown table and the figures."""
+import json
+
+import numpy as np
+
+from liverjax.reporting import experiment as report
+
+
+def _results():
+  stat = lambda m: {"mean": m, "std": 0.01, "n": 2, "n_nan": 0}
+  group = lambda d: {"volumes": 2, "patients": 2, "slices": 40, "dice": stat(d), "bce": stat(0.1),
+                     "dice_loss": stat(1 - d), "jaccard_loss": stat(0.3), "total": stat(0.9),
+                     "ravd": stat(5.0), "assd": stat(2.0), "mssd": stat(20.0)}
+  return {"experiment": "ct_to_mr", "source": "ct", "targets": ["ct", "mr"],
+          "normalization": "window", "checkpoint": "x/checkpoints/3", "step": 3,
+          "data_root": "/data", "summary": {"ct": group(0.9), "mr": group(0.3),
+                                            "mr/t2": group(0.2)}, "volumes": []}
+
+
+def test_summary_table_has_a_row_per_group():
+  table = report.summary_table(_results())
+  lines = table.splitlines()
+  assert len(lines) == 2 + 3
+  assert lines[2].startswith("| CT | 2 | 2 | 40 | 0.900 ± 0.010 |")
+  assert "MR T2-SPIR" in lines[4]
+  assert report.format_stat(None, 3) == "n/a"
+  assert report.format_stat({"mean": float("inf"), "std": 0, "n": 1}, 2) == "inf"
+
+
+def test_write_experiment_report_writes_tables_and_figures(tmp_path):
+  (tmp_path / "metrics.jsonl").write_text("".join(
+      json.dumps({"step": s, "split": "train", "total": 2.0 / s, "dice_loss": 0.5 / s,
+                  "bce": 0.7 / s, "jaccard_loss": 0.8 / s, "dice": 1 - 1 / s}) + "\n"
+      for s in range(1, 6)) + json.dumps({"step": 5, "split": "val", "val_dice": 0.8}) + "\n")
+  img = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+  mask = (img > 0.5).astype(np.uint8)
+  examples = [dict(image=img, mask=mask, prediction=mask, title="CT ct patient 1 slice 0")]
+  report.write_experiment_report(_results(), examples, tmp_path)
+  md = (tmp_path / "metrics.md").read_text()
+  assert "| MR (all) |" in md and "![predictions.png](predictions.png)" in md
+  assert json.loads((tmp_path / "metrics.json").read_text())["summary"]["ct"]["dice"]["mean"] == 0.9
+  for name in ("predictions.png", "curves.png"):
+    data = (tmp_path / name).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+def test_no_curves_without_records(tmp_path):
+  assert not report.plot_curves([], tmp_path / "curves.png")
+  assert not (tmp_path / "curves.png").exists()

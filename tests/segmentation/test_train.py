@@ -1,0 +1,131 @@
+"""Training: the loss goes down, sharded == unsharded, NaN stops the run, resume."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from liverjax import experiment
+from liverjax import metric_writer
+from liverjax import runtime
+from liverjax import training
+from liverjax.data import pipeline
+from liverjax.segmentation import state as train
+
+
+def _batch(n=8, size=32, seed=0):
+  """A learnable toy batch: bright disks are liver."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:size, :size]
+  images = rng.normal(0.3, 0.05, (n, size, size, 1)).astype(np.float32)
+  masks = np.zeros((n, size, size, 1), np.float32)
+  for i in range(n):
+    cy, cx, r = rng.integers(8, size - 8, 2).tolist() + [rng.integers(4, 8)]
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    images[i, disk, 0] += 0.4
+    masks[i, disk, 0] = 1.0
+  return {"image": np.clip(images, 0, 1), "mask": masks}
+
+
+def _single_device_mesh():
+  return jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+
+
+def _run_steps(config, mesh, batch, n):
+  graphdef, state, tx = train.create_train_state(config, mesh, runtime.prng_key(config, 0))
+  step_fn = train.make_train_step(config, graphdef, tx, mesh)
+  sharding = runtime.batch_sharding(mesh)
+  gbatch = {k: jax.device_put(v, sharding) for k, v in batch.items()}
+  history = []
+  for i in range(n):
+    state, metrics = step_fn(state, gbatch, runtime.prng_key(config, i))
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+def test_a_few_steps_lower_the_loss(tiny_config):
+  tiny_config.train.learning_rate = 1e-2
+  mesh = runtime.create_mesh()
+  _, history = _run_steps(tiny_config, mesh, _batch(), 30)
+  first, last = history[0]["total"], history[-1]["total"]
+  assert np.isfinite(first) and np.isfinite(last)
+  assert last < 0.7 * first, (first, last)
+  assert history[-1]["dice"] > history[0]["dice"]
+  assert all(h["finite"] == 1.0 for h in history)
+
+
+def test_sharded_equals_unsharded(tiny_config):
+  assert jax.device_count() == 8, "tests/conftest.py sets 8 CPU devices"
+  batch = _batch()
+  state8, hist8 = _run_steps(tiny_config, runtime.create_mesh(), batch, 3)
+  state1, hist1 = _run_steps(tiny_config, _single_device_mesh(), batch, 3)
+  for h8, h1 in zip(hist8, hist1):
+    np.testing.assert_allclose(h8["total"], h1["total"], rtol=1e-4, atol=1e-5)
+  leaves8 = jax.tree.leaves(jax.device_get(state8.params))
+  leaves1 = jax.tree.leaves(jax.device_get(state1.params))
+  assert len(leaves8) == len(leaves1) > 0
+  for a, b in zip(leaves8, leaves1):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+  # BatchNorm statistics are computed over the global batch in both cases.
+  for a, b in zip(jax.tree.leaves(jax.device_get(state8.batch_stats)),
+                  jax.tree.leaves(jax.device_get(state1.batch_stats))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_donates_the_state(tiny_config):
+  mesh = runtime.create_mesh()
+  graphdef, state, tx = train.create_train_state(tiny_config, mesh, runtime.prng_key(tiny_config, 0))
+  step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)
+  batch = {k: jax.device_put(v, runtime.batch_sharding(mesh)) for k, v in _batch().items()}
+  old_leaf = jax.tree.leaves(state.params)[0]
+  state, _ = step_fn(state, batch, runtime.prng_key(tiny_config, 0))
+  assert old_leaf.is_deleted()
+
+
+def test_nonfinite_loss_stops_with_the_step(tiny_config):
+  mesh = runtime.create_mesh()
+  graphdef, state, tx = train.create_train_state(tiny_config, mesh, runtime.prng_key(tiny_config, 0))
+  step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)
+  sharding = runtime.batch_sharding(mesh)
+  good = {k: jax.device_put(v, sharding) for k, v in _batch().items()}
+  bad_np = _batch()
+  bad_np["image"][0, 0, 0, 0] = np.nan
+  bad = {k: jax.device_put(v, sharding) for k, v in bad_np.items()}
+  state, _ = step_fn(state, good, runtime.prng_key(tiny_config, 0))
+  params_before = jax.device_get(state.params)
+  state, metrics = step_fn(state, bad, runtime.prng_key(tiny_config, 1))
+  assert float(metrics["finite"]) == 0.0
+  with pytest.raises(training.NonFiniteError, match="step 2"):
+    training.check_finite(state)
+  # The bad update was not applied.
+  for a, b in zip(jax.tree.leaves(params_before), jax.tree.leaves(jax.device_get(state.params))):
+    np.testing.assert_array_equal(a, b)
+  state, _ = step_fn(state, good, runtime.prng_key(tiny_config, 2))
+  with pytest.raises(training.NonFiniteError, match="step 2"):
+    training.check_finite(state)
+
+
+def test_train_and_evaluate_resumes_after_interruption(tiny_config, tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  real_batches = pipeline.train_batches
+
+  def interrupted(*args, **kwargs):
+    for i, batch in enumerate(real_batches(*args, **kwargs)):
+      if i == 4:
+        raise KeyboardInterrupt("simulated kill after 4 steps")
+      yield batch
+
+  monkeypatch.setattr(pipeline, "train_batches", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    experiment.run_segmentation(tiny_config, str(workdir))
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
+                if p.name.isdigit()) == [3]
+  monkeypatch.setattr(pipeline, "train_batches", real_batches)
+  starts = []
+  monkeypatch.setattr(pipeline, "train_batches",
+                      lambda *a, **k: (starts.append(k["start_step"]), real_batches(*a, **k))[1])
+  results = experiment.run_segmentation(tiny_config, str(workdir))
+  assert starts == [3]
+  steps = [r["step"] for r in metric_writer.read_scalars(workdir) if r["split"] == "train"]
+  assert steps == [2, 4, 6]  # no step logged twice, ends at train.steps
+  assert results["step"] in (3, 6)
+  assert (workdir / "metrics.json").exists() and (workdir / "metrics.md").exists()
