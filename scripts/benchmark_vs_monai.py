@@ -42,13 +42,9 @@ except ImportError as e:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import default  # noqa: E402
-from liverjax import input_pipeline  # noqa: E402
-
-try:  # the segmentation trainer moves to liverjax/segmentation/train.py
-  from liverjax.segmentation import train  # noqa: E402  pylint: disable=g-import-not-at-top
-except ImportError:
-  from liverjax import train  # noqa: E402  pylint: disable=g-import-not-at-top
+from liverjax import runtime  # noqa: E402
+from liverjax.configs import default  # noqa: E402
+from liverjax.segmentation import state as train  # noqa: E402
 
 # Dense peak FLOP/s by device kind (substring of `device_kind`) and dtype: vendor data sheets
 # (SXM parts; f32 is the non-tensor-core rate, since XLA runs f32 convolutions in TF32 only
@@ -98,13 +94,13 @@ def make_liverjax(size: int, args):
   config.model.depth, config.model.base_features, config.model.norm = 4, 16, "batch"
   config.model.dtype = args.dtype
   config.train.batch_size = args.batch
-  mesh = input_pipeline.create_mesh()
+  mesh = runtime.create_mesh()
   images, masks = random_slices(size, args.batch)
-  sharding = input_pipeline.batch_sharding(mesh)
+  sharding = runtime.batch_sharding(mesh)
   batch = {"image": jax.device_put(images, sharding), "mask": jax.device_put(masks, sharding)}
-  graphdef, state, tx = train.create_train_state(config, mesh, train.prng_key(config, 0))
+  graphdef, state, tx = train.create_train_state(config, mesh, runtime.prng_key(config, 0))
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  key = train.prng_key(config, 0)
+  key = runtime.prng_key(config, 0)
   compiled = train.make_train_step(config, graphdef, tx, mesh).lower(state, batch, key).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

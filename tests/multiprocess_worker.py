@@ -4,7 +4,7 @@
 
 Starts `jax.distributed` on a loopback coordinator with `--local_devices` CPU devices and gloo
 collectives, trains `STEPS` steps of a tiny U-Net on fixed global batches (each process feeds
-its `input_pipeline.process_shard` of every batch through `make_array_from_process_local_data`)
+its `pipeline.process_shard` of every batch through `make_array_from_process_local_data`)
 and writes the per-step losses as JSON (process 0 only).
 """
 import argparse
@@ -20,7 +20,7 @@ SIZE = 16
 
 def tiny_config():
   """The default config with a depth-2, 4-channel U-Net and a global batch of 16."""
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from liverjax.configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.model.depth, config.model.base_features = 2, 4
   config.train.batch_size = GLOBAL_BATCH
@@ -38,21 +38,19 @@ def global_batches(steps: int = STEPS) -> list[dict]:
 def train_losses(steps: int = STEPS) -> list[float]:
   """Trains `steps` steps on the mesh of all devices of all processes; returns the losses."""
   import jax  # pylint: disable=g-import-not-at-top
-  from liverjax import input_pipeline  # pylint: disable=g-import-not-at-top
-  try:
-    from liverjax.segmentation import train  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    from liverjax import train  # pylint: disable=g-import-not-at-top
+  from liverjax import runtime  # pylint: disable=g-import-not-at-top
+  from liverjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from liverjax.segmentation import state as train  # pylint: disable=g-import-not-at-top
   config = tiny_config()
-  mesh = input_pipeline.create_mesh()
-  graphdef, state, tx = train.create_train_state(config, mesh, train.prng_key(config, 0))
+  mesh = runtime.create_mesh()
+  graphdef, state, tx = train.create_train_state(config, mesh, runtime.prng_key(config, 0))
   step_fn = train.make_train_step(config, graphdef, tx, mesh)
-  sharding = input_pipeline.batch_sharding(mesh)
+  sharding = runtime.batch_sharding(mesh)
   losses = []
   for i, batch in enumerate(global_batches(steps)):
-    local = input_pipeline.process_shard(batch)
-    state, metrics = step_fn(state, input_pipeline.to_global(local, sharding),
-                             train.prng_key(config, i))
+    local = pipeline.process_shard(batch)
+    state, metrics = step_fn(state, pipeline.to_global(local, sharding),
+                             runtime.prng_key(config, i))
     losses.append(float(metrics["total"]))
   return losses
 
