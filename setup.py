@@ -28,5 +28,7 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],
+        # scripts/benchmark_vs_monai.py only: the PyTorch/MONAI side of the comparison.
+        "bench": ["torch", "monai"],
     },
 )
