@@ -55,7 +55,6 @@ import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
-import nibabel as nib
 import numpy as np
 from absl import app
 from absl import flags

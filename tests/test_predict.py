@@ -164,8 +164,7 @@ def _one_line(e: BaseException, path) -> None:
   assert str(path) in str(e) and "\n" not in str(e), str(e)
 
 
-def test_bad_inputs_raise_one_line_naming_the_file(trained, tmp_path):
-  workdir, _ = trained
+def test_bad_inputs_raise_one_line_naming_the_file(tmp_path):
   empty = tmp_path / "no_dicom"
   empty.mkdir()
   (empty / "notes.txt").write_text("not a DICOM file")
