@@ -11,6 +11,7 @@ Flags:
   --out          the output folder: one subfolder per scan
   --no_postprocess      keep every predicted voxel (default: the largest 3D component)
   --save_probabilities  also write the liver probability map (float32 NIfTI)
+  --chaos_format ground_truth (default) | submission: how CHAOS input's PNGs are named
   --dicom_seg    write a DICOM-SEG for DICOM input (default on; needs highdicom)
   --modality     CT | MR for NIfTI files whose dataset.json does not say it
                  (default: CT when the image has values below -50, else MR)
@@ -31,7 +32,9 @@ order. Per scan, in `<out>/<name>/`:
   seg.dcm               DICOM-SEG referencing the source SOP instances (DICOM input)
   Results/*.png         CHAOS input: one PNG per slice named as the CHAOS ground
                         truth (CT liver_GT_NNN.png with NNN the slice's rank from
-                        the head end, 0/255; MR <DICOM stem>.png, liver 63)
+                        the head end, 0/255; MR <DICOM stem>.png, liver 63), or
+                        with --chaos_format=submission as the submission sample
+                        (results001.png.. in slice order, liver 63)
   overlay.png           a few slices with the mask
 and `<out>/predictions.json` lists every scan (liver mL, slices, seconds).
 A bad input (no DICOM in a folder, a 4D NIfTI, a checkpoint without config)
@@ -459,6 +462,7 @@ def native_mask(scan: Scan, mask: np.ndarray) -> np.ndarray:
 
 def write_outputs(scan: Scan, mask: np.ndarray, folder: str | pathlib.Path, *,
                   probabilities: np.ndarray | None = None, dicom_seg_output: bool = True,
+                  chaos_format: str = "ground_truth",
                   software_version: str = "0") -> dict[str, str]:
   """Writes every output of one scan (see the module docstring).
 
@@ -468,6 +472,9 @@ def write_outputs(scan: Scan, mask: np.ndarray, folder: str | pathlib.Path, *,
     folder: the scan's output folder.
     probabilities: f32 [Z,H,W] in [0,1] (display orientation), or None.
     dicom_seg_output: write `seg.dcm` for DICOM input.
+    chaos_format: CHAOS input's PNGs: "ground_truth" (named as the CHAOS ground
+      truth, CT 0/255, MR liver 63) or "submission" (named as the submission
+      sample: results001.png.. in slice order, liver 63).
     software_version: recorded in the DICOM-SEG.
 
   Returns:
@@ -488,8 +495,13 @@ def write_outputs(scan: Scan, mask: np.ndarray, folder: str | pathlib.Path, *,
     out["dicom_seg"] = str(dicom_seg.write_dicom_seg(
         folder / "seg.dcm", by_slice, scan.dicom_files, software_version=software_version))
   if scan.chaos_names is not None:
-    writers.write_chaos_pngs(folder / "Results", by_slice, scan.chaos_names,
-                             scan.volume.modality)
+    if chaos_format == "submission":
+      names, value = writers.submission_names(len(by_slice)), writers.SUBMISSION_LIVER_VALUE
+    elif chaos_format == "ground_truth":
+      names, value = scan.chaos_names, writers.CHAOS_LIVER_VALUE[scan.volume.modality]
+    else:
+      raise ValueError(f"chaos_format={chaos_format!r}: expected ground_truth or submission")
+    writers.write_chaos_pngs(folder / "Results", by_slice, names, value)
     out["chaos_png"] = str(folder / "Results")
   out["overlay"] = str(writers.write_overlay(
       folder / "overlay.png", scan.volume.image, mask,
@@ -504,7 +516,8 @@ def liver_ml(mask: np.ndarray, spacing) -> float:
 
 def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest: bool = True,
                   save_probabilities: bool = False, dicom_seg_output: bool = True,
-                  modality: str | None = None, batch_size: int | None = None) -> list[dict]:
+                  chaos_format: str = "ground_truth", modality: str | None = None,
+                  batch_size: int | None = None) -> list[dict]:
   """Predicts every scan of `inputs` and writes its outputs under `out`.
 
   Args:
@@ -514,6 +527,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     keep_largest, batch_size: see `predict_volume`.
     save_probabilities: also write the probability map.
     dicom_seg_output: write a DICOM-SEG for DICOM input.
+    chaos_format: see `write_outputs`.
     modality: see `read_scan`.
 
   Returns:
@@ -550,7 +564,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32) if (
         save_probabilities) else None
     outputs = write_outputs(scan, mask, out / ref.name, probabilities=probabilities,
-                            dicom_seg_output=dicom_seg_output,
+                            dicom_seg_output=dicom_seg_output, chaos_format=chaos_format,
                             software_version=f"step {model.step}")
     seconds = time.time() - start
     record = dict(name=ref.name, input=str(ref.path), modality=scan.volume.modality,
@@ -585,6 +599,10 @@ def _define_flags() -> None:
                     "largest 3D connected component).")
   flags.DEFINE_bool("save_probabilities", False, "Also write probabilities.nii.gz.")
   flags.DEFINE_bool("dicom_seg", True, "Write a DICOM-SEG for DICOM input (highdicom).")
+  flags.DEFINE_enum("chaos_format", "ground_truth", ["ground_truth", "submission"],
+                    "CHAOS input's PNGs: named as the ground truth (CT liver_GT_NNN.png "
+                    "0/255, MR <stem>.png liver 63) or as the submission sample "
+                    "(results001.png.., liver 63).")
   flags.DEFINE_enum("modality", None, ["CT", "MR"], "Modality of NIfTI files without "
                     "dataset.json (default: guessed from the intensities).")
   flags.DEFINE_integer("batch_size", None, "Slices per device call (default: the "
@@ -610,6 +628,7 @@ def main(argv) -> None:
                  jax.devices()[0].platform)
     predict_paths(model, inputs, f.out, keep_largest=not f.no_postprocess,
                   save_probabilities=f.save_probabilities, dicom_seg_output=f.dicom_seg,
+                  chaos_format=f.chaos_format,
                   modality=f.modality, batch_size=f.batch_size)
   except (PredictError, chaos.ChaosError) as e:
     print(f"liverjax.predict: {e}", file=sys.stderr)

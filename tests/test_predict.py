@@ -114,6 +114,15 @@ def test_ct_sample_chaos_pngs_score_as_the_in_memory_prediction(model, ct_sample
   np.testing.assert_equal(metrics.chaos_metrics(written, reference, volume.spacing),
                           metrics.chaos_metrics(in_memory, reference, volume.spacing))
   np.testing.assert_array_equal(written, in_memory)
+  # --chaos_format=submission: the names and encoding of the shared submission sample.
+  (record,) = predict.predict_paths(model, [ref.image_dir.parent], tmp_path / "submission",
+                                    dicom_seg_output=False, chaos_format="submission")
+  results = tmp_path / "submission" / record["name"] / "Results"
+  sample = sorted(p.name for p in (ct_sample_root / "submission_sample").glob("*.png"))
+  assert sorted(p.name for p in results.iterdir()) == sample
+  gray = _png_stack(results, sample)
+  assert set(np.unique(gray)) <= {0, 63}
+  np.testing.assert_array_equal(gray > 0, in_memory > 0)
 
 
 def test_real_dev_nifti_mask_has_the_input_affine_and_shape(model, tmp_path):

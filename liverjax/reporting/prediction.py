@@ -15,6 +15,13 @@ import numpy as np
 
 # CHAOS ground-truth gray values of the liver: CT masks 0/255, MR liver 63.
 CHAOS_LIVER_VALUE = {"CT": 255, "MR": 63}
+# The submission sample (../shared/data/chaos_ct_sample/submission_sample): liver 63.
+SUBMISSION_LIVER_VALUE = 63
+
+
+def submission_names(n: int) -> list[str]:
+  """The file names of the CHAOS submission sample: results001.png .. (1-based, slice order)."""
+  return [f"results{k + 1:03d}.png" for k in range(n)]
 
 
 def write_nifti(path: str | pathlib.Path, array: np.ndarray, affine: np.ndarray,
@@ -51,15 +58,17 @@ def write_nifti(path: str | pathlib.Path, array: np.ndarray, affine: np.ndarray,
 
 
 def write_chaos_pngs(folder: str | pathlib.Path, mask: np.ndarray, names: Sequence[str],
-                     modality: str) -> list[pathlib.Path]:
-  """Writes one 8-bit PNG per slice, in the CHAOS ground-truth encoding.
+                     value: int) -> list[pathlib.Path]:
+  """Writes one 8-bit PNG per slice, 0 outside the liver and `value` inside.
 
   Args:
     folder: where the PNGs go (created).
     mask: [N,H,W] (non-zero = liver), slice n in the source DICOM's pixel
       orientation (rows and columns as stored).
-    names: the N file names (CT `liver_GT_NNN.png`, MR `<DICOM stem>.png`).
-    modality: "CT" (liver 255) or "MR" (liver 63).
+    names: the N file names (ground truth: CT `liver_GT_NNN.png`, MR
+      `<DICOM stem>.png`; or `submission_names`).
+    value: the liver's gray value (`CHAOS_LIVER_VALUE[modality]`: CT 255, MR
+      63; or `SUBMISSION_LIVER_VALUE`).
 
   Returns:
     The N paths written; `liverjax.data.chaos.read_mask_png` reads them back
@@ -69,7 +78,6 @@ def write_chaos_pngs(folder: str | pathlib.Path, mask: np.ndarray, names: Sequen
   mask = np.asarray(mask)
   if mask.ndim != 3 or mask.shape[0] != len(names):
     raise ValueError(f"{folder}: {len(names)} names for a mask of shape {mask.shape}")
-  value = CHAOS_LIVER_VALUE[modality.upper()]
   folder.mkdir(parents=True, exist_ok=True)
   out = []
   for m, name in zip(mask, names):

@@ -33,11 +33,13 @@ def test_chaos_pngs_read_back_as_the_ground_truth_encoding(tmp_path):
   mask = np.zeros((3, 8, 6), np.uint8)
   mask[1, 2:5, 1:4] = 1
   names = [f"liver_GT_{k:03d}.png" for k in range(3)]
-  paths = prediction.write_chaos_pngs(tmp_path / "ct", mask, names, "CT")
+  paths = prediction.write_chaos_pngs(tmp_path / "ct", mask, names,
+                                      prediction.CHAOS_LIVER_VALUE["CT"])
   assert [p.name for p in paths] == names
   ct = np.stack([chaos.read_mask_png(p) for p in paths])
   np.testing.assert_array_equal(ct, mask * 255)
-  paths = prediction.write_chaos_pngs(tmp_path / "mr", mask, ["a.png", "b.png", "c.png"], "MR")
+  paths = prediction.write_chaos_pngs(tmp_path / "mr", mask, ["a.png", "b.png", "c.png"],
+                                      prediction.CHAOS_LIVER_VALUE["MR"])
   np.testing.assert_array_equal(np.stack([chaos.read_mask_png(p) for p in paths]), mask * 63)
 
 
