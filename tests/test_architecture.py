@@ -19,7 +19,7 @@ LAYERS = (
     ("liverjax.augment",),
     ("liverjax.models",),
     ("liverjax.checkpointing", "liverjax.metric_writer", "liverjax.training"),
-    ("liverjax.segmentation", "liverjax.cyclegan", "liverjax.postprocess"),
+    ("liverjax.segmentation", "liverjax.cyclegan"),
     ("liverjax.reporting",),
     ("liverjax.experiment",),
     ("liverjax.main", "liverjax.study", "liverjax.predict"),

@@ -46,6 +46,7 @@ def test_smoke_study_writes_every_row_and_figure(tmp_path):
   md = (workdir / "report.md").read_text()
   for e in experiments:
     assert md.count(f"| {e} |") >= 6, e  # source, target, per-group, CHAOS, figures tables
+    assert md.count(f"| {e} (raw) |") == 2, e  # CHAOS before post-processing, per direction
   for path in list(rep["previews"].values()) + [rep["cyclegan"]["seed0"]["samples"]]:
     assert (workdir / path).exists(), path
     assert f"({path})" in md

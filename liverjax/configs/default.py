@@ -73,6 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   model.base_features = 16  # channels at the first stage, doubled per stage
   model.norm = "batch"  # "batch" | "group" | "none"
   model.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay f32)
+  # Organs the U-Net segments, one sigmoid output channel each, names from
+  # liverjax.data.nifti.ORGANS; the first must be "liver" (channel 0, what is
+  # evaluated and predicted). ("liver",): the binary liver model. More organs
+  # train on the organ label maps where a volume has one (NIfTI); on volumes
+  # without (CHAOS DICOM) only the liver channel is trained (segmentation/organs.py).
+  model.organs = ("liver",)
 
   # ---------------------------------------------------------------- train
   config.train = train = ml_collections.ConfigDict()
@@ -154,4 +160,12 @@ def get_config() -> ml_collections.ConfigDict:
   ev.checkpoint = ml_collections.FieldReference(None, field_type=str)  # None: best in workdir
   ev.batch_size = 32
   ev.figure_slices = 4  # slices per domain in the prediction figure
+  # "largest_component": keep the largest 3D connected component of each predicted
+  # liver volume; metrics.json has both (dice, assd, ... post-processed; dice_raw,
+  # assd_raw, ... raw). "none": the raw prediction only.
+  ev.postprocess = "largest_component"
+  # Test-time intensity of the target-domain test volumes: "none" | "histogram_match"
+  # (to the source domain's training-slice body histogram, computed at evaluation).
+  # Per-volume standardisation is `data.normalization = "zscore"` (train and test).
+  ev.intensity = "none"
   return config

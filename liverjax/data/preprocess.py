@@ -179,22 +179,30 @@ def resize_volume(image: np.ndarray, mask: np.ndarray | None,
     out_img[z] = _resize_slice(img[z], size)
   if mask is None:
     return out_img, None
-  m = np.asarray(mask).astype(np.uint8, copy=False)
-  out_mask = np.empty((m.shape[0], size, size), np.uint8)
+  return out_img, resize_labels(mask, size)
+
+
+def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+  """Resizes an integer label volume [Z,H,W] (values 0..255) to uint8 [Z,size,size] by
+  nearest neighbour (centre-aligned INTER_NEAREST_EXACT): no new label values appear."""
+  m = np.asarray(labels).astype(np.uint8, copy=False)
+  out = np.empty((m.shape[0], size, size), np.uint8)
   for z in range(m.shape[0]):
-    out_mask[z] = cv2.resize(m[z], (size, size), interpolation=_MASK_INTERP)
-  return out_img, out_mask
+    out[z] = cv2.resize(m[z], (size, size), interpolation=_MASK_INTERP)
+  return out
 
 
 @dataclasses.dataclass
 class PreparedVolume:
-  """A volume ready for training: normalised image, binary liver mask."""
+  """A volume ready for training: normalised image, binary liver mask, organ map if any."""
   patient_id: str
   modality: str
   sequence: str
   image: np.ndarray  # float32 [Z,S,S] in [0,1]
   mask: np.ndarray  # uint8 [Z,S,S] 0/1
   spacing: tuple[float, float, float]  # (z, y, x) mm, in-plane scaled for the resize
+  # uint8 [Z,S,S] organ indices of liverjax.data.nifti.ORGANS (NIfTI data), None without.
+  organs: np.ndarray | None = None
 
 
 def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str = "window",
@@ -213,7 +221,8 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
 
   Returns:
     PreparedVolume: image float32 [Z,S,S] in [0,1], mask uint8 [Z,S,S] 0/1
-    (liver only), spacing (z, y*H/S, x*W/S).
+    (liver only), spacing (z, y*H/S, x*W/S), organs uint8 [Z,S,S] (the volume's
+    `organs` map resized by nearest neighbour) or None when it has none.
   """
   modality = volume.modality.upper()
   if normalization == "window":
@@ -234,8 +243,12 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
   h, w = volume.image.shape[1:]
   image, mask = resize_volume(image, mask, image_size)
   image = np.clip(image, 0.0, 1.0)
+  organs = getattr(volume, "organs", None)
+  if organs is not None:
+    organs = resize_labels(organs, image_size)
   z, y, x = volume.spacing
   return PreparedVolume(
       patient_id=volume.patient_id, modality=volume.modality, sequence=volume.sequence,
       image=image, mask=mask,
-      spacing=(float(z), float(y) * h / image_size, float(x) * w / image_size))
+      spacing=(float(z), float(y) * h / image_size, float(x) * w / image_size),
+      organs=organs)

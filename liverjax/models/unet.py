@@ -151,10 +151,10 @@ def up_conv_2x2(x: jax.Array, kernel: jax.Array, bias: jax.Array, dtype: Any) ->
 
 
 class UNet(nnx.Module):
-  """2D U-Net: f32[B,H,W,1] image in [0,1] -> f32[B,H,W,1] liver logits."""
+  """2D U-Net: f32[B,H,W,1] image in [0,1] -> f32[B,H,W,C] logits (channel 0: liver)."""
 
   def __init__(self, *, depth: int = 4, base_features: int = 16, norm: str = "batch",
-               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               dtype: Any = jnp.float32, out_channels: int = 1, rngs: nnx.Rngs):
     """Builds the network.
 
     Args:
@@ -163,6 +163,8 @@ class UNet(nnx.Module):
       norm: "batch" (BatchNorm, state in nnx.BatchStat), "group" (GroupNorm with
         `num_groups(channels)` groups) or "none" (convs with bias, no normalisation).
       dtype: compute dtype (jnp.float32 / jnp.bfloat16 or "float32" / "bfloat16"); params f32.
+      out_channels: output channels C (>= 1): 1 for the liver model, one per organ of
+        `model.organs` for the multi-organ model (channel 0 is the liver).
       rngs: nnx.Rngs with a `params` stream (or default) for initialisation.
     """
     if depth < 1:
@@ -171,6 +173,8 @@ class UNet(nnx.Module):
       raise ValueError(f"UNet base_features must be >= 1, got {base_features}")
     if norm not in NORMS:
       raise ValueError(f"unknown UNet norm {norm!r}; expected one of {NORMS}")
+    if out_channels < 1:
+      raise ValueError(f"UNet out_channels must be >= 1, got {out_channels}")
     dtype = _resolve_dtype(dtype)
     self.depth = depth
     self.base_features = base_features
@@ -189,7 +193,7 @@ class UNet(nnx.Module):
         for i in reversed(range(depth))])
     self.up_conv = nnx.List(
         [DoubleConv(2 * feats[i], feats[i], **kw) for i in reversed(range(depth))])
-    self.head = nnx.Conv(feats[0], 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32,
+    self.head = nnx.Conv(feats[0], out_channels, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32,
                          kernel_init=nnx.initializers.variance_scaling(1.0, "fan_in", "uniform"),
                          rngs=rngs)
 
@@ -201,7 +205,7 @@ class UNet(nnx.Module):
       train: True uses (and updates) batch-norm batch statistics; False uses running averages.
 
     Returns:
-      f32[B,H,W,1] liver logits (float32 whatever the compute dtype).
+      f32[B,H,W,C] logits, channel 0 the liver (float32 whatever the compute dtype).
     """
     if x.ndim != 4 or x.shape[-1] != 1:
       raise ValueError(f"UNet expects images of shape [B,H,W,1], got {tuple(x.shape)}")
@@ -224,10 +228,11 @@ class UNet(nnx.Module):
 
 
 def create_unet(model_config, *, rngs: nnx.Rngs) -> UNet:
-  """Builds a UNet from the `config.model` ConfigDict (depth, base_features, norm, dtype str)."""
+  """Builds a UNet from the `config.model` ConfigDict (depth, base_features, norm, dtype str,
+  organs: one output channel per organ, 1 when absent)."""
   return UNet(depth=int(model_config.depth), base_features=int(model_config.base_features),
               norm=str(model_config.norm), dtype=_resolve_dtype(str(model_config.dtype)),
-              rngs=rngs)
+              out_channels=len(model_config.get("organs", ("liver",))), rngs=rngs)
 
 
 def count_params(model: nnx.Module) -> int:

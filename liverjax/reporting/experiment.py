@@ -14,6 +14,9 @@ GROUP_NAMES = {"ct": "CT", "mr": "MR (all)", "mr/t1_in": "MR T1 in-phase",
 COLUMNS = (("dice", "Dice", 3), ("bce", "BCE", 3), ("dice_loss", "Dice loss", 3),
            ("jaccard_loss", "Jaccard loss", 3), ("total", "Total loss", 3),
            ("ravd", "RAVD %", 1), ("assd", "ASSD mm", 2), ("mssd", "MSSD mm", 1))
+# The raw prediction's figures (before eval.postprocess), next to the post-processed ones.
+RAW_COLUMNS = (("dice_raw", "Dice", 3), ("ravd_raw", "RAVD %", 1), ("assd_raw", "ASSD mm", 2),
+               ("mssd_raw", "MSSD mm", 1))
 
 
 def format_stat(stat: dict | None, digits: int) -> str:
@@ -26,17 +29,28 @@ def format_stat(stat: dict | None, digits: int) -> str:
   return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def summary_table(results: dict) -> str:
-  """A Markdown table: one row per domain / MR sequence, mean ± std over volumes."""
+def summary_table(results: dict, columns=COLUMNS) -> str:
+  """A Markdown table: one row per domain / MR sequence, mean ± std over volumes.
+
+  Args:
+    results: the results dict of `evaluate.evaluate_experiment`.
+    columns: (key, header, digits) of the figures shown (default `COLUMNS`;
+      `RAW_COLUMNS` for the raw prediction's CHAOS figures).
+  """
   head = "| test data | patients | volumes | slices | " + " | ".join(
-      c[1] for c in COLUMNS) + " |"
-  lines = [head, "|" + "---|" * (4 + len(COLUMNS))]
+      c[1] for c in columns) + " |"
+  lines = [head, "|" + "---|" * (4 + len(columns))]
   for group, s in results["summary"].items():
     cells = [GROUP_NAMES.get(group, group), str(s["patients"]), str(s["volumes"]),
              str(s["slices"])]
-    cells += [format_stat(s.get(key), digits) for key, _, digits in COLUMNS]
+    cells += [format_stat(s.get(key), digits) for key, _, digits in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def has_raw(results: dict) -> bool:
+  """Whether the results hold raw-prediction figures (post-processing was on)."""
+  return any("dice_raw" in s for s in results["summary"].values())
 
 
 def write_experiment_report(results: dict, examples: list, workdir) -> None:
@@ -54,10 +68,16 @@ def write_experiment_report(results: dict, examples: list, workdir) -> None:
         f"Trained on **{results['source'].upper()}**, evaluated per 3D volume on the test "
         f"patients of {', '.join(t.upper() for t in results['targets'])}. "
         f"Normalisation: `{results['normalization']}`. Checkpoint: `{results['checkpoint']}` "
-        f"(step {results['step']}). Data: `{results['data_root']}`.", "",
+        f"(step {results['step']}). Data: `{results['data_root']}`. Post-processing: "
+        f"`{results.get('postprocess', 'none')}`; test-time intensity: "
+        f"`{results.get('intensity', 'none')}`.", "",
         "Mean ± std over test volumes (Dice: hard Dice score of the 3D volume; losses "
-        "from the summed soft statistics of the volume; RAVD/ASSD/MSSD: CHAOS metrics).", "",
+        "from the summed soft statistics of the volume, before post-processing; "
+        "RAVD/ASSD/MSSD: CHAOS metrics).", "",
         summary_table(results), ""]
+  if has_raw(results):
+    md += ["The raw prediction (before post-processing), CHAOS metrics:", "",
+           summary_table(results, RAW_COLUMNS), ""]
   md += [f"![{f}]({f})" for f in figures]
   (workdir / "metrics.md").write_text("\n".join(md) + "\n")
 

@@ -86,7 +86,9 @@ def render_markdown(rep: dict) -> str:
            "Every figure is per 3D volume (a patient's CT, or one MR sequence of a patient), "
            "mean ± std over the test volumes, pooled over seeds. Dice: hard Dice score; BCE, "
            "Dice loss, Jaccard loss, total: from the volume's summed soft statistics; RAVD, "
-           "ASSD, MSSD: the CHAOS challenge metrics.", ""]
+           "ASSD, MSSD: the CHAOS challenge metrics, on the post-processed prediction "
+           "(`eval.postprocess`, the largest 3D component by default; the soft losses are "
+           "the raw prediction's); rows marked (raw) score the prediction before it.", ""]
   for direction in dict.fromkeys(r["direction"] for r in rep["rows"]):
     rows = [r for r in rep["rows"] if r["direction"] == direction]
     src, tgt = rows[0]["source"], rows[0]["target"]
@@ -117,6 +119,10 @@ def render_markdown(rep: dict) -> str:
     s = r["summary"].get(r["target"], {})
     lines.append(f"| {name[r['direction']]} | {r['experiment']} | {s.get('patients', 0)} | "
                  + " | ".join(_stat(s, k, d) for k, _, d in CHAOS_COLUMNS) + " |")
+    if s.get("dice_raw"):
+      lines.append(f"| {name[r['direction']]} | {r['experiment']} (raw) | "
+                   f"{s.get('patients', 0)} | "
+                   + " | ".join(_stat(s, f"{k}_raw", d) for k, _, d in CHAOS_COLUMNS) + " |")
   if rep["cyclegan"]:
     lines += ["", "## CycleGAN translation quality", ""]
     for seed, cg in rep["cyclegan"].items():

@@ -8,9 +8,27 @@ score, BCE, Dice loss, Jaccard loss, total loss, from the summed statistics of
 RAVD %, ASSD mm, MSSD mm with the volume's DICOM spacing). Results are
 summarised as mean ± std over volumes for CT, for each MR sequence and for MR
 overall. `liverjax.reporting.experiment` turns the results into tables and figures.
+
+Post-processing (`eval.postprocess`): "largest_component" (default) keeps the
+largest 26-connected 3D component of each predicted volume
+(`liverjax.segmentation.postprocess`); every volume is then scored twice: the
+main keys (`dice`, `ravd`, `assd`, `mssd`) on the post-processed prediction and
+the `*_raw` keys (`RAW_KEYS`) on the raw one. The loss figures (BCE, Dice loss,
+Jaccard loss, total) come from the soft probabilities and are not
+post-processed. "none" scores the raw prediction only.
+
+Test-time intensity (`eval.intensity`): "histogram_match" maps each target-domain
+test volume (a domain other than `data.source`) so that its body-intensity
+histogram matches the source domain's (`liverjax.data.harmonize`) before it is
+predicted. The reference quantiles are computed at evaluation time from the
+source domain's training slices (body = intensity > 0.05; a second or so), so
+any checkpoint can be evaluated with or without it. The other test-time option,
+per-volume standardisation, is a data setting (`data.normalization="zscore"`)
+that the model must be trained with too.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -19,13 +37,36 @@ from absl import logging
 from liverjax import checkpointing
 from liverjax import runtime
 from liverjax.data import dataset as dataset_lib
+from liverjax.data import harmonize
 from liverjax.data import pipeline
 from liverjax.segmentation import losses
 from liverjax.segmentation import metrics as metrics_lib
+from liverjax.segmentation import postprocess as postprocess_lib
 from liverjax.segmentation import state as state_lib
 
 LOSS_KEYS = ("dice", "bce", "dice_loss", "jaccard_loss", "total")
 CHAOS_KEYS = ("ravd", "assd", "mssd")
+# The raw prediction's figures, next to the post-processed ones (eval.postprocess != "none").
+RAW_KEYS = ("dice_raw", "ravd_raw", "assd_raw", "mssd_raw")
+POSTPROCESS = ("largest_component", "none")
+INTENSITY = ("none", "histogram_match")
+
+
+def postprocess_prediction(prediction: np.ndarray, method: str) -> np.ndarray:
+  """Applies `eval.postprocess` to a binary volume.
+
+  Args:
+    prediction: {0,1} [Z,S,S] (any integer / bool dtype).
+    method: "largest_component" (the largest 26-connected 3D component) or "none".
+
+  Returns:
+    u8[Z,S,S] in {0,1}.
+  """
+  if method == "largest_component":
+    return postprocess_lib.largest_component(prediction)
+  if method == "none":
+    return np.asarray(prediction).astype(np.uint8)
+  raise ValueError(f"eval.postprocess={method!r}: expected one of {POSTPROCESS}")
 
 
 def predict_volume(predict_fn, state, image: np.ndarray, mask: np.ndarray, *, mesh,
@@ -54,17 +95,38 @@ def predict_volume(predict_fn, state, image: np.ndarray, mask: np.ndarray, *, me
   return np.concatenate(preds), total
 
 
+def _score(prediction: np.ndarray, v, surface: bool, suffix: str = "") -> dict:
+  """Dice (and with `surface` the CHAOS RAVD/ASSD/MSSD) of one binary volume, keys + suffix."""
+  if not surface:
+    a, b = prediction > 0, v.mask > 0
+    total = int(a.sum()) + int(b.sum())
+    return {"dice" + suffix: 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total}
+  # The MATLAB convention of the official CHAOS evaluation (a mask cut by the
+  # volume's edge has no surface there): ASSD 0.734 mm on the sample.
+  chaos = metrics_lib.chaos_metrics(prediction, v.mask, v.spacing, border_is_surface=False)
+  return {k + suffix: float(chaos[k]) for k in ("dice",) + CHAOS_KEYS}
+
+
 def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
-                     surface_metrics: bool = True, keep_predictions: bool = False
-                     ) -> list[dict]:
+                     surface_metrics: bool = True, keep_predictions: bool = False,
+                     postprocess: str = "none") -> list[dict]:
   """Scores each volume (`preprocess.PreparedVolume`).
+
+  Args:
+    postprocess: `eval.postprocess` ("none" | "largest_component").
 
   Returns:
     One dict per volume: patient_id, modality, sequence, slices; the loss
     figures `LOSS_KEYS` (dice is the hard Dice score); with `surface_metrics`
     the CHAOS `ravd` (%), `assd`, `mssd` (mm); with `keep_predictions` the
-    binary prediction u8[Z,S,S] under "prediction".
+    binary prediction u8[Z,S,S] under "prediction". With `postprocess` other
+    than "none", `dice` and the CHAOS figures are those of the post-processed
+    prediction (also what "prediction" holds) and `RAW_KEYS` (`dice_raw`, and
+    with `surface_metrics` `ravd_raw`, `assd_raw`, `mssd_raw`) those of the raw
+    one; the soft loss figures are the raw prediction's.
   """
+  if postprocess not in POSTPROCESS:
+    raise ValueError(f"eval.postprocess={postprocess!r}: expected one of {POSTPROCESS}")
   results = []
   for v in volumes:
     prediction, sums = predict_volume(predict_fn, state, v.image, v.mask, mesh=mesh,
@@ -72,12 +134,13 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
     figures = {k: float(x) for k, x in losses.losses_from_sums(sums).items()}
     r = dict(patient_id=v.patient_id, modality=v.modality, sequence=v.sequence,
              slices=int(v.image.shape[0]), **{k: figures[k] for k in LOSS_KEYS})
-    if surface_metrics:
-      # The MATLAB convention of the official CHAOS evaluation (a mask cut by the
-      # volume's edge has no surface there): ASSD 0.734 mm on the sample.
-      chaos = metrics_lib.chaos_metrics(prediction, v.mask, v.spacing,
-                                        border_is_surface=False)
-      r.update({k: float(chaos[k]) for k in CHAOS_KEYS})
+    if postprocess != "none":
+      r.update(_score(prediction, v, surface_metrics, "_raw"))
+      prediction = postprocess_prediction(prediction, postprocess)
+      r.update(_score(prediction, v, surface_metrics))
+    elif surface_metrics:
+      # dice stays the hard Dice of the loss sums (the same figure, as a float32 ratio).
+      r.update({k: x for k, x in _score(prediction, v, True).items() if k != "dice"})
     if keep_predictions:
       r["prediction"] = prediction
     results.append(r)
@@ -89,16 +152,45 @@ def summarize(results: list[dict]) -> dict:
   out = {"volumes": len(results),
          "patients": len({r["patient_id"] for r in results}),
          "slices": int(sum(r["slices"] for r in results))}
-  for k in LOSS_KEYS + CHAOS_KEYS:
+  for k in LOSS_KEYS + CHAOS_KEYS + RAW_KEYS:
     values = [r[k] for r in results if k in r]
     if values:
       out[k] = metrics_lib.summarize(values)
   return out
 
 
+def intensity_reference(data: dataset_lib.Dataset, config) -> np.ndarray:
+  """The source domain's body-intensity quantiles, the target of `eval.intensity`.
+
+  Args:
+    data: the dataset; its `config.data.source` training volumes are summarised.
+    config: the experiment config.
+
+  Returns:
+    float32 [101] non-decreasing quantiles in [0, 1] (`harmonize.reference_quantiles`).
+  """
+  source = config.data.source
+  volumes = data.select(source, "train", dataset_lib.domain_sequences(source, config.data))
+  if not volumes:
+    raise ValueError(f"eval.intensity={config.eval.intensity!r} needs training volumes of the "
+                     f"source domain {source!r} in {data.root}")
+  return harmonize.reference_quantiles(np.concatenate([v.image for v in volumes]))
+
+
+def harmonize_volumes(volumes: list, reference: np.ndarray) -> list:
+  """Copies of `volumes` (`PreparedVolume`) with each image histogram-matched to `reference`."""
+  return [dataclasses.replace(v, image=harmonize.histogram_match(v.image, None, reference))
+          for v in volumes]
+
+
 def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, mesh,
                      split: str = "test", examples_per_domain: int = 4):
   """Evaluates on `split` of each target domain.
+
+  `config.eval.postprocess` and `config.eval.intensity` apply (module docstring):
+  with "histogram_match" every volume of a domain other than `config.data.source`
+  is matched to the source's training slices before prediction (and shown so in
+  the figure rows).
 
   Returns:
     (summary, per_volume, examples): summary[group] for groups "ct", "mr",
@@ -106,6 +198,11 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
     per-volume dicts (no arrays); examples: figure rows (image, mask,
     prediction f32[S,S], title) with the most liver, per domain/sequence.
   """
+  if config.eval.intensity not in INTENSITY:
+    raise ValueError(f"eval.intensity={config.eval.intensity!r}: expected one of {INTENSITY}")
+  reference = None
+  if config.eval.intensity == "histogram_match":
+    reference = intensity_reference(data, config)
   summary, per_volume, examples = {}, [], []
   for domain in config.data.targets:
     seqs = dataset_lib.domain_sequences(domain, config.data)
@@ -113,8 +210,11 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
     if not volumes:
       logging.warning("no %s volumes of domain %s to evaluate", split, domain)
       continue
+    if reference is not None and domain != config.data.source:
+      volumes = harmonize_volumes(volumes, reference)
     results = evaluate_volumes(predict_fn, state, volumes, mesh=mesh,
-                               batch_size=config.eval.batch_size, keep_predictions=True)
+                               batch_size=config.eval.batch_size, keep_predictions=True,
+                               postprocess=config.eval.postprocess)
     summary[domain] = summarize(results)
     if domain == "mr":
       for seq in seqs:
@@ -154,6 +254,12 @@ def experiment_name(config) -> str:
     name += "+domain"
   if config.augment.augmix:
     name += "+augmix"
+  if tuple(config.model.get("organs", ("liver",))) != ("liver",):
+    name += "+multiorgan"
+  if config.data.normalization == "zscore":
+    name += "+zscore"
+  if config.eval.get("intensity", "none") == "histogram_match":
+    name += "+histmatch"
   return name
 
 
@@ -191,6 +297,8 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
       experiment=experiment_name(config),
       source=config.data.source, targets=list(config.data.targets),
       normalization=config.data.normalization,
+      postprocess=config.eval.postprocess, intensity=config.eval.intensity,
+      organs=list(config.model.organs),
       augment=dict(domain=bool(config.augment.domain), augmix=bool(config.augment.augmix),
                    cyclegan=config.translate.cyclegan_workdir),
       checkpoint=source, step=int(step), data_root=data.root,

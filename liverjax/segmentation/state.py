@@ -23,6 +23,7 @@ from liverjax import training
 from liverjax.augment import pipeline as augment_pipeline
 from liverjax.models import unet
 from liverjax.segmentation import losses
+from liverjax.segmentation import organs as organs_lib
 
 
 @flax.struct.dataclass
@@ -111,19 +112,25 @@ def loss_weights(train_config) -> tuple[float, float, float]:
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
-               tx: optax.GradientTransformation, weights, augment_fn=None):
+               tx: optax.GradientTransformation, weights, augment_fn=None,
+               organ_ids: tuple[int, ...] = ()):
   """One optimizer step on a global batch. Pure; jit it with `make_train_step`.
 
   Args:
     state: the `TrainState`.
     batch: {"image": f32[B,H,W,1] in [0,1], "mask": f32[B,H,W,1] in {0,1}},
-      optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain transform).
+      optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain transform);
+      with `organ_ids` also "organs": int32[B,H,W] (indices of `nifti.ORGANS`) and
+      "organs_known": f32[B] (`organs.stack_labels`).
     key: PRNG key for this step (augmentation).
     graphdef: the U-Net graph (static).
     tx: the optimizer (static).
     weights: (dice, bce, jaccard) loss weights (static).
     augment_fn: None or `fn(key, images, masks, is_t2=None) -> (images, masks)`
       run on device before the forward pass.
+    organ_ids: () for the liver model; else `organs.organ_ids(model.organs)`: the
+      organ label map goes through `augment_fn` in place of the mask and the loss is
+      `organs.multi_organ_loss` over the U-Net's channels.
 
   Returns:
     (new_state, metrics): metrics are scalars: the loss terms of
@@ -132,6 +139,8 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
     `step` and `nonfinite_step`.
   """
   images, masks = batch["image"], batch["mask"]
+  if organ_ids:
+    masks = batch["organs"][..., None].astype(jnp.float32)
   if augment_fn is not None:
     images, masks = augment_fn(key, images, masks, is_t2=batch.get("is_t2"))
 
@@ -140,7 +149,13 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
     # BatchNorm update inside the gradient trace must write to fresh Variables.
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True)
-    total, terms = losses.segmentation_loss(logits, masks, weights=weights)
+    if organ_ids:
+      targets, channel_weights = organs_lib.organ_targets(masks, batch["organs_known"],
+                                                          organ_ids)
+      total, terms = organs_lib.multi_organ_loss(logits, targets, channel_weights,
+                                                 loss_weights=weights)
+    else:
+      total, terms = losses.segmentation_loss(logits, masks, weights=weights)
     return total, (terms, nnx.state(model, nnx.BatchStat))
 
   (total, (terms, new_stats)), grads = jax.value_and_grad(
@@ -169,13 +184,20 @@ def make_augment_fn(config):
                            source=config.data.source)
 
 
+def train_organ_ids(model_config) -> tuple[int, ...]:
+  """() for the liver model (`model.organs` == ("liver",)), else `organs.organ_ids`."""
+  ids = organs_lib.organ_ids(model_config.get("organs", ("liver",)))
+  return ids if len(ids) > 1 else ()
+
+
 def make_train_step(config, graphdef, tx, mesh):
   """`train_step` compiled with explicit shardings and the state donated."""
   replicated = runtime.replicated_sharding(mesh)
   batch_sharding = runtime.batch_sharding(mesh)
   step = functools.partial(train_step, graphdef=graphdef, tx=tx,
                            weights=loss_weights(config.train),
-                           augment_fn=make_augment_fn(config))
+                           augment_fn=make_augment_fn(config),
+                           organ_ids=train_organ_ids(config.model))
   return jax.jit(step,
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated),
@@ -186,7 +208,8 @@ def make_train_step(config, graphdef, tx, mesh):
 def make_predict_fn(graphdef, mesh):
   """jit(state, images f32[B,H,W,1], masks) -> (prediction u8[B,H,W,1], loss sums).
 
-  The prediction is `logits > 0` (probability > 0.5), the same threshold as the
+  The prediction is `logits > 0` (probability > 0.5) of channel 0 (the liver; a
+  multi-organ U-Net's other channels are dropped), the same threshold as the
   hard Dice of `losses.loss_sums`. Cached per (graph, mesh): training's
   validation and the final evaluation share one compiled predictor.
   """
@@ -195,7 +218,7 @@ def make_predict_fn(graphdef, mesh):
 
   def predict(state, images, masks):
     model = nnx.merge(graphdef, state.params, state.batch_stats)
-    logits = model(images, train=False)
+    logits = model(images, train=False)[..., :1]
     return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
 
   return jax.jit(predict, in_shardings=(replicated, batch_sharding, batch_sharding),

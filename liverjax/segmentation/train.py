@@ -23,6 +23,7 @@ from liverjax import training
 from liverjax.data import dataset as dataset_lib
 from liverjax.data import pipeline
 from liverjax.segmentation import evaluate
+from liverjax.segmentation import organs as organs_lib
 from liverjax.segmentation import state as state_lib
 
 NONFINITE_HINT = ("Lower train.learning_rate, check the data, or use "
@@ -73,11 +74,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   predict_fn = state_lib.make_predict_fn(graphdef, mesh)
   config_dict = config.to_dict()
 
+  extras = {"is_t2": dataset_lib.slice_is_t2(train_volumes)}
+  if state_lib.train_organ_ids(config.model):
+    extras["organs"], extras["organs_known"] = organs_lib.stack_labels(train_volumes)
+    logging.info("multi-organ training on %s: organ labels on %d of %d slices",
+                 tuple(config.model.organs), int(extras["organs_known"].sum()), len(images))
   batches = pipeline.train_batches(
       images, masks, global_batch_size=config.train.batch_size, mesh=mesh,
       seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
-      shuffle_buffer=config.data.shuffle_buffer,
-      extras={"is_t2": dataset_lib.slice_is_t2(train_volumes)})
+      shuffle_buffer=config.data.shuffle_buffer, extras=extras)
   logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
                "over %d devices; augmentation: domain=%s augmix=%s; translated by the "
                "CycleGAN: %s", len(images), source, len(train_volumes), start_step,

@@ -47,3 +47,17 @@ def test_write_experiment_report_writes_tables_and_figures(tmp_path):
 def test_no_curves_without_records(tmp_path):
   assert not report.plot_curves([], tmp_path / "curves.png")
   assert not (tmp_path / "curves.png").exists()
+
+
+def test_report_shows_the_raw_prediction_next_to_the_postprocessed(tmp_path):
+  results = _results()
+  assert not report.has_raw(results)
+  for group in results["summary"].values():
+    group.update(dice_raw={"mean": 0.25, "std": 0.05, "n": 2, "n_nan": 0},
+                 assd_raw={"mean": 55.0, "std": 3.0, "n": 2, "n_nan": 0})
+  results["postprocess"] = "largest_component"
+  report.write_experiment_report(results, [], tmp_path)
+  md = (tmp_path / "metrics.md").read_text()
+  assert report.has_raw(results) and "`largest_component`" in md
+  raw = md.split("before post-processing), CHAOS metrics:")[1]
+  assert "| MR T2-SPIR | 2 | 2 | 40 | 0.250 ± 0.050 | n/a | 55.00 ± 3.00 | n/a |" in raw

@@ -1,8 +1,14 @@
-"""Per-volume evaluation: perfect and empty predictors, summaries, figure examples."""
+"""Per-volume evaluation: perfect and empty predictors, summaries, figure examples,
+post-processing and test-time histogram matching."""
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from liverjax import runtime
+from liverjax.configs import default
+from liverjax.data import dataset as dataset_lib
 from liverjax.data import preprocess
 from liverjax.segmentation import evaluate
 from liverjax.segmentation import losses
@@ -70,3 +76,99 @@ def test_examples_show_the_slices_with_most_liver():
   assert len(rows) == 2
   for row in rows:
     assert row["mask"].sum() == 63  # a full liver slice, never an empty one
+
+
+def _stray(state, images, masks):
+  """The true mask plus a stray blob at the corner of every slice."""
+  del state, images
+  stray = jnp.zeros_like(masks).at[:, 13:16, 0:2].set(1.0)
+  logits = jnp.where((masks > 0) | (stray > 0), 20.0, -20.0)
+  return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
+
+
+def test_postprocess_scores_raw_and_largest_component():
+  mesh = runtime.create_mesh()
+  (r,) = evaluate.evaluate_volumes(_stray, None, [_volume()], mesh=mesh, batch_size=4,
+                                   keep_predictions=True, postprocess="largest_component")
+  # The liver block (4x7x9 voxels) is kept, the 6x3x2 blob along every slice dropped.
+  assert r["dice"] == 1.0 and r["assd"] == 0.0 and r["mssd"] == 0.0
+  assert r["dice_raw"] < 0.95 and r["assd_raw"] > 0.0 and r["ravd_raw"] > 0.0
+  np.testing.assert_array_equal(r["prediction"], _volume().mask)
+  (plain,) = evaluate.evaluate_volumes(_stray, None, [_volume()], mesh=mesh, batch_size=4)
+  assert "dice_raw" not in plain and abs(plain["dice"] - r["dice_raw"]) < 1e-6
+  assert plain["assd"] == r["assd_raw"]
+  s = evaluate.summarize([r])
+  assert s["dice_raw"]["mean"] == r["dice_raw"] and s["assd"]["mean"] == 0.0
+
+
+def test_postprocess_without_surface_metrics_gives_dice_only():
+  mesh = runtime.create_mesh()
+  (r,) = evaluate.evaluate_volumes(_stray, None, [_volume()], mesh=mesh, batch_size=8,
+                                   surface_metrics=False, postprocess="largest_component")
+  assert r["dice"] == 1.0 and r["dice_raw"] < 0.95 and "assd" not in r and "assd_raw" not in r
+
+
+def test_unknown_postprocess_is_rejected():
+  with pytest.raises(ValueError, match="eval.postprocess"):
+    evaluate.postprocess_prediction(np.zeros((2, 4, 4), np.uint8), "biggest")
+
+
+def _dataset():
+  """CT (source) train volumes around 0.3-0.7; MR test volumes darker and narrower."""
+  ct = [_volume(str(i), seed=i) for i in range(2)]
+  mr = []
+  for i in range(2):
+    v = _volume(str(10 + i), sequence="t2", seed=10 + i)
+    mr.append(dataclasses.replace(v, image=(0.1 + 0.3 * v.image).astype(np.float32)))
+  splits = {"CT": {"train": ["0", "1"], "val": [], "test": []},
+            "MR": {"train": [], "val": [], "test": ["10", "11"]}}
+  return dataset_lib.Dataset(root="mem", volumes=ct + mr, splits=splits, problems=[])
+
+
+def _config(**eval_fields):
+  config = default.get_config()
+  config.data.source = "ct"
+  config.data.targets = ("mr",)
+  config.data.mr_sequences = ("t2",)
+  config.eval.batch_size = 8
+  config.eval.update(eval_fields)
+  return config
+
+
+def test_histogram_match_moves_target_quantiles_to_the_source():
+  data, config = _dataset(), _config(intensity="histogram_match")
+  ref = evaluate.intensity_reference(data, config)
+  mr = data.select("mr", "test", ("t2",))
+  matched = evaluate.harmonize_volumes(mr, ref)
+  levels = np.linspace(0, 1, ref.size)
+  for before, after in zip(mr, matched):
+    q_before = np.quantile(before.image[before.image > 0.05], levels)
+    q_after = np.quantile(after.image[after.image > 0.05], levels)
+    assert np.abs(q_after - ref).mean() < 0.2 * np.abs(q_before - ref).mean()
+    np.testing.assert_array_equal(after.mask, before.mask)
+  assert mr[0].image.max() < 0.45  # the originals are untouched
+
+
+def test_evaluate_domains_with_histogram_match_and_postprocess():
+  mesh = runtime.create_mesh()
+  data = _dataset()
+  seen = []
+
+  def brightness(state, images, masks):
+    del state
+    seen.append(float(jnp.max(images)))
+    logits = jnp.where(images > 0.55, 20.0, -20.0)
+    return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
+
+  summary, per_volume, _ = evaluate.evaluate_domains(
+      brightness, None, data, _config(intensity="none"), mesh=mesh, examples_per_domain=1)
+  assert summary["mr"]["dice"]["mean"] == 0.0 and max(seen) < 0.45
+  seen.clear()
+  summary, per_volume, examples = evaluate.evaluate_domains(
+      brightness, None, data, _config(intensity="histogram_match"), mesh=mesh,
+      examples_per_domain=1)
+  assert max(seen) > 0.55  # the predictor saw matched (brighter) volumes
+  assert summary["mr"]["dice"]["mean"] > 0.5
+  assert {"dice_raw", "assd_raw"} <= set(per_volume[0]) and len(examples) == 1
+  with pytest.raises(ValueError, match="eval.intensity"):
+    evaluate.evaluate_domains(brightness, None, data, _config(intensity="zscore"), mesh=mesh)

@@ -1,8 +1,8 @@
-"""Tests for liverjax/postprocess.py."""
+"""Tests for liverjax/segmentation/postprocess.py."""
 import numpy as np
 import pytest
 
-from liverjax import postprocess
+from liverjax.segmentation import postprocess
 
 
 def test_keeps_largest_component():
