@@ -66,7 +66,6 @@ from flax import nnx
 
 from liverjax import checkpointing
 from liverjax import metric_writer
-from liverjax import postprocess
 from liverjax import runtime
 from liverjax.configs import default as default_config
 from liverjax.data import chaos
@@ -75,6 +74,7 @@ from liverjax.data import orientation
 from liverjax.data import pipeline
 from liverjax.data import preprocess
 from liverjax.reporting import prediction as writers
+from liverjax.segmentation import postprocess
 from liverjax.segmentation import state as state_lib
 
 try:  # highdicom may be missing on a GPU host: then no DICOM-SEG, said in one line
