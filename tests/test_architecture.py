@@ -21,8 +21,8 @@ LAYERS = (
     ("liverjax.checkpointing", "liverjax.metric_writer", "liverjax.training"),
     ("liverjax.segmentation", "liverjax.cyclegan", "liverjax.postprocess"),
     ("liverjax.reporting",),
-    ("liverjax.experiment",),
-    ("liverjax.main", "liverjax.study"),
+    ("liverjax.experiment", "liverjax.config_check"),
+    ("liverjax.main", "liverjax.study", "liverjax.cli"),
 )
 
 
