@@ -259,5 +259,6 @@ def check_devices(config: ml_collections.ConfigDict, device_count: int) -> None:
   for field in fields:
     v = _get(config, field)
     if v % device_count:
+      suggestion = max(device_count, v // device_count * device_count)
       raise ConfigError(field, f"must be divisible by the number of devices "
-                        f"({device_count}); e.g. {max(device_count, v // device_count * device_count)}", v)
+                        f"({device_count}); e.g. {suggestion}", v)
