@@ -61,4 +61,5 @@ def test_prepare_argv_names_the_default_config_first_and_resolves_names():
 ])
 def test_an_unknown_config_field_is_named_with_its_flag(message, argv, expected):
   # ml_collections raises AttributeError(KeyError(...)): its text is the KeyError's repr.
-  assert cli._unknown_field_message(AttributeError(message), argv) == expected  # pylint: disable=protected-access
+  unknown = cli._unknown_field_message  # pylint: disable=protected-access
+  assert unknown(AttributeError(message), argv) == expected
