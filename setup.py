@@ -14,6 +14,7 @@ setuptools.setup(
         "orbax-checkpoint",
         "pydicom>=2.4",
         "nibabel",  # NIfTI datasets (MSD / nnU-Net layout), liverjax/data/nifti.py
+        "highdicom",  # DICOM-SEG output of liverjax.predict (liverjax/reporting/dicom_seg.py)
         "numpy",
         "scipy",
         "opencv-python-headless",
@@ -27,5 +28,7 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],
+        # scripts/benchmark_vs_monai.py only: the PyTorch/MONAI side of the comparison.
+        "bench": ["torch", "monai"],
     },
 )

@@ -22,7 +22,7 @@ LAYERS = (
     ("liverjax.segmentation", "liverjax.cyclegan", "liverjax.postprocess"),
     ("liverjax.reporting",),
     ("liverjax.experiment", "liverjax.config_check"),
-    ("liverjax.main", "liverjax.study", "liverjax.cli"),
+    ("liverjax.main", "liverjax.study", "liverjax.predict", "liverjax.cli"),
 )
 
 

@@ -840,13 +840,18 @@ def read_series(ref: SeriesRef) -> Volume:
     raise
 
 
-def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
-  image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
-  label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
-  if not image_dir.is_dir():
-    raise ChaosError(f"{image_dir}: image folder missing ({label})")
-  if not mask_dir.is_dir():
-    raise ChaosError(f"{mask_dir}: mask folder missing ({label})")
+def _ordered_slices(image_dir: pathlib.Path, label: str, problems: list[str]):
+  """The slices of one series folder in position order (module docstring).
+
+  Returns:
+    (files, ordered slices, their order values, the key kind, lost files): every
+    file of the folder, the slices of its majority series with duplicates merged,
+    and the files that may be lost slices of the series.
+
+  Raises:
+    ChaosError: naming the folder: empty, no readable DICOM slice, two series of
+      the same size.
+  """
   files = _list_files(image_dir)
   if not files:
     raise ChaosError(f"{image_dir}: empty folder, no DICOM files ({label})")
@@ -857,9 +862,20 @@ def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
   slices, lost_series = _one_series(slices, image_dir, problems)
   ordered, values, kind, lost_order = _order(slices, image_dir, problems)
   ordered, values = _merge_duplicates(ordered, values, kind, problems)
+  return files, ordered, values, kind, lost + lost_series + lost_order
+
+
+def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
+  image_dir, mask_dir = pathlib.Path(ref.image_dir), pathlib.Path(ref.mask_dir)
+  label = f"{ref.modality} patient {ref.patient_id} {ref.sequence}"
+  if not image_dir.is_dir():
+    raise ChaosError(f"{image_dir}: image folder missing ({label})")
+  if not mask_dir.is_dir():
+    raise ChaosError(f"{mask_dir}: mask folder missing ({label})")
+  files, ordered, values, kind, lost = _ordered_slices(image_dir, label, problems)
   if ref.sequence == "ct" or ref.modality == "CT":
     _check_instance_order(ordered, image_dir, problems)
-    mask_paths = _pair_ct(ordered, values, kind, lost + lost_series + lost_order,
+    mask_paths = _pair_ct(ordered, values, kind, lost,
                           image_dir, mask_dir, problems)
   elif ref.sequence == "t1_out":
     mask_paths = _pair_outphase(ordered, image_dir, mask_dir, problems)
@@ -930,6 +946,69 @@ def _unused(files, mask_dir, kept, mask_files) -> list[str]:
   used = {str(s.path) for s in kept} | set(mask_files)
   masks = _list_files(mask_dir) if mask_dir is not None else []
   return sorted(str(f) for f in list(files) + masks if str(f) not in used)
+
+
+def read_image_series(image_dir, patient_id: str | None = None,
+                      sequence: str | None = None) -> tuple[Volume, list[dict[str, Any]]]:
+  """Reads one DICOM series folder without masks (a new scan to predict on).
+
+  The same reading as `read_series` (one series per folder, slices ordered by
+  position, duplicates merged, unreadable or mis-sized slices dropped and
+  reported) but nothing is paired, and the volume is NOT reoriented: it is in
+  the reader's order, the one the DICOM geometry of `metas` describes.
+
+  Args:
+    image_dir: a folder of DICOM files of one series (CT or MR).
+    patient_id: the Volume's id (default: the folder name).
+    sequence: one of SEQUENCES (default: "ct" for CT, "t2" for MR).
+
+  Returns:
+    (volume, metas): volume.image float32 [Z,H,W] (CT in HU) in decreasing
+    position order (slice 0 = the head end of an axial series), rows and
+    columns as stored; volume.mask uint8 zeros; volume.modality from the
+    header's Modality ("CT" or "MR"). metas: the `read_dicom_slice` meta
+    dict of each kept slice, in the same order.
+
+  Raises:
+    ChaosError: naming the folder: missing, empty, no readable DICOM slice,
+      two series of the same size, a Modality other than CT or MR.
+  """
+  image_dir = pathlib.Path(image_dir)
+  problems: list[str] = []
+  if not image_dir.is_dir():
+    raise ChaosError(f"{image_dir}: no such folder (expected a DICOM series folder)")
+  files, ordered, _, _, _ = _ordered_slices(image_dir, "DICOM series to predict", problems)
+  shapes = collections.Counter(s.pixels.shape for s in ordered if s.pixels is not None)
+  if not shapes:
+    raise ChaosError(f"{image_dir}: no slice with readable pixels; first problem: "
+                     f"{problems[0] if problems else '?'}")
+  ref_shape = shapes.most_common(1)[0][0]
+  kept = []
+  for s in ordered:
+    if s.error is not None:
+      problems.append(f"{s.error}; slice dropped")
+    elif s.pixels.shape != ref_shape:
+      problems.append(f"{s.path}: image size {s.pixels.shape} differs from the series "
+                      f"size {ref_shape}; slice dropped")
+    else:
+      kept.append(s)
+  modality = str(kept[0].meta["modality"] or "").upper()
+  if modality not in ("CT", "MR"):
+    raise ChaosError(f"{kept[0].path}: DICOM Modality {modality or 'missing'!r}; "
+                     "expected CT or MR")
+  z_spacing, note = _z_spacing(kept)
+  if note:
+    problems.append(f"{image_dir}: {note}")
+  px = kept[0].meta["pixel_spacing"] or (1.0, 1.0)
+  image = np.stack([s.pixels for s in kept]).astype(np.float32, copy=False)
+  volume = Volume(
+      patient_id=patient_id or image_dir.name, modality=modality,
+      sequence=sequence or ("ct" if modality == "CT" else "t2"), image=image,
+      mask=np.zeros(image.shape, np.uint8), spacing=(z_spacing, float(px[0]), float(px[1])),
+      window=kept[0].meta["window"], image_files=[str(s.path) for s in kept], mask_files=[],
+      problems=problems, dropped_files=sorted(
+          str(f) for f in files if str(f) not in {str(s.path) for s in kept}))
+  return volume, [s.meta for s in kept]
 
 
 def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volume], list[str]]:

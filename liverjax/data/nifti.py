@@ -316,6 +316,21 @@ def _load(path: pathlib.Path, what: str):
   return img
 
 
+def load_image(path) -> Any:
+  """Opens a 3D NIfTI image (a 4D one holding a single volume counts as 3D).
+
+  Args:
+    path: a .nii / .nii.gz file.
+
+  Returns:
+    The nibabel image (data not read yet).
+
+  Raises:
+    ChaosError: naming the file: missing, unreadable, not 3D.
+  """
+  return _load(pathlib.Path(path), "image")
+
+
 def organ_map(label: np.ndarray, labels: dict[str, int]) -> tuple[np.ndarray, list[str]]:
   """Maps a dataset label map to `ORGANS` indices.
 

@@ -118,6 +118,66 @@ def apply(array: np.ndarray, reorientation: Reorientation) -> np.ndarray:
   return out
 
 
+def from_display(array: np.ndarray, reorientation: Reorientation) -> np.ndarray:
+  """The inverse of `apply`: a display-orientation [Z,H,W] array (and any trailing
+  axes) back in the source array's axis order and directions.
+
+  Args:
+    array: [Z,H,W,...] in the display orientation (e.g. a predicted mask).
+    reorientation: the one `apply` used to bring the source to the display.
+
+  Returns:
+    The array in the source order, `from_display(apply(x, r), r) == x` (a view
+    when possible).
+  """
+  out = array
+  for t, f in enumerate(reorientation.flip):
+    if f:
+      out = np.flip(out, axis=t)
+  inverse = tuple(int(i) for i in np.argsort(reorientation.axes))
+  return np.transpose(out, inverse + tuple(range(3, out.ndim)))
+
+
+def dicom_affine(positions, orientation, pixel_spacing, slice_spacing: float = 1.0
+                 ) -> tuple[np.ndarray, str | None]:
+  """The NIfTI affine of a DICOM series stored as an array [column, row, slice].
+
+  Args:
+    positions: ImagePositionPatient of each slice, in the array's slice order
+      (N x 3 mm, LPS); the first slice is the origin.
+    orientation: ImageOrientationPatient (6 floats) or None (standard axial).
+    pixel_spacing: PixelSpacing (row spacing, column spacing) mm.
+    slice_spacing: the slice step (mm) used along the normal when there is a
+      single slice.
+
+  Returns:
+    (affine f64 [4,4] voxel (i=column, j=row, k=slice) -> RAS+ mm, note):
+    the slice step is (last - first) / (N - 1); note says when the positions
+    do not lie on that regular grid (within 10% of a step), else None.
+  """
+  if orientation is None:
+    orientation = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+  row = np.asarray(orientation[:3], np.float64)
+  col = np.asarray(orientation[3:], np.float64)
+  p = np.asarray(positions, np.float64).reshape(-1, 3)
+  note = None
+  if len(p) >= 2:
+    step = (p[-1] - p[0]) / (len(p) - 1)
+    off = np.linalg.norm(p - (p[0] + np.arange(len(p))[:, None] * step), axis=1)
+    if off.max() > 0.1 * np.linalg.norm(step):
+      note = (f"slice positions are not evenly spaced (up to {off.max():.2f} mm off a "
+              f"{np.linalg.norm(step):.2f} mm grid): the NIfTI grid is approximate")
+  else:
+    normal = np.cross(row, col)
+    step = -normal / np.linalg.norm(normal) * float(slice_spacing)
+  lps = np.eye(4)
+  lps[:3, 0] = row * float(pixel_spacing[1])
+  lps[:3, 1] = col * float(pixel_spacing[0])
+  lps[:3, 2] = step
+  lps[:3, 3] = p[0]
+  return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, note
+
+
 def apply_spacing(spacing, reorientation: Reorientation) -> tuple[float, float, float]:
   """Spacing per source axis -> spacing per display axis (z, y, x) mm."""
   return tuple(float(spacing[a]) for a in reorientation.axes)

@@ -101,11 +101,53 @@ class DoubleConv(nnx.Module):
     return self.block2(self.block1(x, train=train), train=train)
 
 
+def _reshape(x: jax.Array, shape: tuple[int, ...], keep: tuple[int | None, ...]) -> jax.Array:
+  """Reshapes `x` to `shape`; output axis i keeps the sharding of input axis keep[i] (None:
+  unsharded). With explicit mesh axes JAX cannot infer the sharding of a reshape that splits or
+  merges axes, so it is given here (the batch axis stays sharded, spatial axes are whole)."""
+  sharding = jax.typeof(x).sharding
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+  out = tuple(None if k is None else spec[k] for k in keep)
+  if all(s is None for s in out):
+    return jnp.reshape(x, shape)
+  return jax.lax.reshape(x, shape,
+                         out_sharding=sharding.update(spec=jax.sharding.PartitionSpec(*out)))
+
+
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max pooling with stride 2: [B,H,W,C] -> [B,H/2,W/2,C] (H, W even)."""
-  # reduce_window rather than a reshape: a reshape that splits H and W is rejected for batches
-  # with explicit sharding (jax.make_mesh's default axis type).
-  return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+  """2x2 max pooling with stride 2: [B,H,W,C] -> [B,H/2,W/2,C] (H, W even).
+
+  A reshape to [B,H/2,2,W/2,2,C] and a max over the two window axes, rather than
+  `reduce_window`: the same values, and the gradient is an elementwise select instead of XLA's
+  `select-and-scatter`, which is ~5x slower on CPU (fwd+bwd, 64 px, batch 16). Where a window
+  holds tied maxima the gradient is shared among them; in the U-Net the pooled input is a ReLU
+  output, whose ties are zeros with zero ReLU gradient, so the parameter gradients are the same.
+  """
+  b, h, w, c = x.shape
+  y = _reshape(x, (b, h // 2, 2, w // 2, 2, c), (0, None, None, None, None, 3))
+  return jnp.max(y, axis=(2, 4))
+
+
+def up_conv_2x2(x: jax.Array, kernel: jax.Array, bias: jax.Array, dtype: Any) -> jax.Array:
+  """The 2x2 stride-2 VALID transposed convolution of `nnx.ConvTranspose`, as depth-to-space.
+
+  Args:
+    x: [B,H,W,Cin]; kernel: f32[2,2,Cin,Cout] (an `nnx.ConvTranspose` kernel); bias: f32[Cout].
+    dtype: the compute dtype.
+
+  Returns:
+    [B,2H,2W,Cout] in `dtype`, equal to `nnx.ConvTranspose(..., (2, 2), strides=(2, 2),
+    padding="VALID")(x)` with that kernel: output pixel (2i+a, 2j+b) is x[i,j] @ kernel[1-a,1-b]
+    (the windows do not overlap, so it is one matmul and a reshape). XLA's CPU backend runs the
+    transposed convolution's backward pass as an lhs-dilated convolution without its fast
+    kernels: this form is ~7x faster fwd+bwd (64 px, batch 16) and the same function.
+  """
+  x = x.astype(dtype)
+  k = kernel[::-1, ::-1].astype(dtype)
+  y = jnp.einsum("nhwc,abco->nhawbo", x, k)
+  n, h, _, w, _, o = y.shape
+  y = _reshape(y, (n, 2 * h, 2 * w, o), (0, None, None, 5))
+  return y + bias.astype(dtype)
 
 
 class UNet(nnx.Module):
@@ -176,7 +218,7 @@ class UNet(nnx.Module):
       y = max_pool_2x2(y)
     y = self.bottleneck(y, train=train)
     for up, conv, skip in zip(self.up, self.up_conv, reversed(skips)):
-      y = up(y)
+      y = up_conv_2x2(y, up.kernel[...], up.bias[...], self.dtype)
       y = conv(jnp.concatenate([y, skip], axis=-1), train=train)
     return self.head(y.astype(jnp.float32)).astype(jnp.float32)
 

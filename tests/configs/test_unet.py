@@ -59,3 +59,14 @@ def test_repository_configs_folder_is_the_package():
   assert (REPO / "configs" / "mri_to_ct.py").resolve() == (
       configs.DIRECTORY / "mri_to_ct.py").resolve()
   assert pathlib.Path(default.__file__).parent == configs.DIRECTORY
+
+
+def test_cyclegan_cpu_preset_is_smaller_than_the_default():
+  from liverjax.configs import cyclegan  # pylint: disable=g-import-not-at-top
+  full, cpu = cyclegan.get_config(), cyclegan.get_config("cpu")
+  assert cpu.experiment == full.experiment == "cyclegan"
+  assert cpu.cyclegan.generator_features < full.cyclegan.generator_features
+  assert cpu.cyclegan.steps < full.cyclegan.steps
+  assert cpu.data.image_size == 64
+  with pytest.raises(ValueError, match="preset"):
+    cyclegan.get_config("huge")

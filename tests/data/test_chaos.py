@@ -678,3 +678,31 @@ def test_mr_mask_values_outside_the_chaos_bands_drop_the_slice(tmp_path):
   v = chaos.read_series(_ref(tmp_path, "MR", 1, "t2"))
   assert v.image.shape[0] == 2
   assert any(str(bad) in p and "outside the CHAOS MR encoding" in p for p in v.problems)
+
+
+# ----------------------------------------------------------------------------- no masks
+
+
+def test_read_image_series_orders_by_position_without_masks(tmp_path):
+  file_order = [3, 0, 4, 1, 2]
+  pdir = build_ct_patient(tmp_path, 1, n=5, file_order=file_order)
+  (pdir / "DICOM_anon" / "README.txt").write_text("not a slice")
+  v, metas = chaos.read_image_series(pdir / "DICOM_anon")
+  np.testing.assert_array_equal(v.image[:, 0, 0],
+                                np.array([100 * (k + 1) for k in range(5)]) - 1024.0)
+  assert v.modality == "CT" and v.sequence == "ct" and v.patient_id == "DICOM_anon"
+  assert [m["position"][2] for m in metas] == [100.0 - 2.5 * k for k in range(5)]
+  assert v.mask.shape == v.image.shape and not v.mask.any()
+  assert v.dropped_files == [str(pdir / "DICOM_anon" / "README.txt")]
+  reference = chaos.read_series(_ref(tmp_path, "CT", 1, "ct"))
+  np.testing.assert_array_equal(v.image, reference.image)
+
+
+def test_read_image_series_refuses_a_folder_without_dicom(tmp_path):
+  (tmp_path / "notes.txt").write_text("hello")
+  with pytest.raises(chaos.ChaosError, match="no readable DICOM slice") as e:
+    chaos.read_image_series(tmp_path)
+  assert str(tmp_path) in str(e.value)
+  (tmp_path / "sub").mkdir()
+  with pytest.raises(chaos.ChaosError, match="empty folder"):
+    chaos.read_image_series(tmp_path / "sub")

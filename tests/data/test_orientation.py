@@ -61,3 +61,30 @@ def test_reorient_volume_feet_first_normal_reverses_slices_and_files():
   np.testing.assert_array_equal(out.image, image[::-1, :, ::-1])
   assert out.image_files == vol.image_files[::-1] and out.mask_files == vol.mask_files[::-1]
   assert dataclasses.asdict(out)["problems"] == []
+
+
+@pytest.mark.parametrize("axes", [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1),
+                                  (2, 1, 0)])
+def test_from_display_inverts_apply(axes):
+  arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+  for flips in np.ndindex(2, 2, 2):
+    r = orientation.Reorientation(axes, tuple(bool(f) for f in flips))
+    np.testing.assert_array_equal(orientation.from_display(orientation.apply(arr, r), r), arr)
+    extra = np.stack([arr, -arr], axis=-1)  # a trailing channel axis is kept last
+    shown = np.stack([orientation.apply(arr, r), orientation.apply(-arr, r)], axis=-1)
+    np.testing.assert_array_equal(orientation.from_display(shown, r), extra)
+
+
+def test_dicom_affine_places_every_slice_and_reads_back_as_display():
+  positions = [(-50.0, -60.0, 100.0 - 2.5 * k) for k in range(4)]  # head first, as read
+  affine, note = orientation.dicom_affine(positions, AXIAL, (0.7, 0.8))
+  assert note is None
+  for k, p in enumerate(positions):  # voxel (0, 0, k) sits at slice k's position (RAS)
+    np.testing.assert_allclose(affine @ [0, 0, k, 1], [50.0, 60.0, p[2], 1.0])
+  np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), [0.8, 0.7, 2.5])
+  # Stored [column, row, slice], the display orientation is the reader's [slice, row, column].
+  r = orientation.to_display(orientation.nifti_directions(affine))
+  arr = np.arange(24).reshape(4, 3, 2)  # [slice, row, column]
+  np.testing.assert_array_equal(orientation.apply(arr.transpose(2, 1, 0), r), arr)
+  _, note = orientation.dicom_affine(positions[:2] + positions[3:], AXIAL, (0.7, 0.8))
+  assert "not evenly spaced" in note  # a missing slice: 2.5 then 5 mm, not a 3.75 mm grid

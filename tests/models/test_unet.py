@@ -218,3 +218,36 @@ def test_sharded_batch_uses_global_batch_statistics():
   np.testing.assert_allclose(np.asarray(logits_s), np.asarray(logits), rtol=1e-4, atol=1e-5)
   for a, b in zip(jax.tree.leaves(stats_s), jax.tree.leaves(stats)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_up_conv_2x2_equals_conv_transpose_values_and_gradients():
+  """The depth-to-space upsampling is nnx.ConvTranspose (2x2, stride 2), forward and backward."""
+  ct = nnx.ConvTranspose(6, 3, (2, 2), strides=(2, 2), padding="VALID", rngs=nnx.Rngs(0))
+  ct.bias[...] = jnp.arange(3, dtype=jnp.float32)
+  x = jax.random.normal(jax.random.key(1), (2, 4, 5, 6))
+  kernel, bias = ct.kernel[...], ct.bias[...]
+  ref = lambda x, k, b: jnp.sum(jnp.sin(jax.lax.conv_transpose(
+      x, k, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b))
+  new = lambda x, k, b: jnp.sum(jnp.sin(unet_lib.up_conv_2x2(x, k, b, jnp.float32)))
+  np.testing.assert_allclose(unet_lib.up_conv_2x2(x, kernel, bias, jnp.float32), ct(x),
+                             rtol=1e-5, atol=1e-5)
+  for g_new, g_ref in zip(jax.grad(new, (0, 1, 2))(x, kernel, bias),
+                          jax.grad(ref, (0, 1, 2))(x, kernel, bias)):
+    np.testing.assert_allclose(g_new, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool_2x2_equals_reduce_window_and_shards_on_an_explicit_mesh():
+  """The reshape max pool gives reduce_window's values, also with the batch on an explicit mesh."""
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+  x = jax.random.normal(jax.random.key(0), (8, 6, 4, 3))
+  ref = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+  np.testing.assert_array_equal(unet_lib.max_pool_2x2(x), ref)
+  n = jax.device_count()
+  mesh = jax.make_mesh((n,), ("data",), axis_types=(AxisType.Explicit,))
+  xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+  k = jnp.ones((2, 2, 3, 5))
+  with jax.set_mesh(mesh):
+    pooled = jax.jit(unet_lib.max_pool_2x2)(xs)
+    up = jax.jit(lambda x: unet_lib.up_conv_2x2(x, k, jnp.zeros(5), jnp.float32))(pooled)
+  np.testing.assert_array_equal(pooled, ref)
+  assert up.shape == (8, 6, 4, 5) and pooled.sharding.spec[0] == "data"

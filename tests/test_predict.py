@@ -1,0 +1,211 @@
+"""liverjax.predict: a tiny U-Net trained here, predicted on DICOM / CHAOS / NIfTI scans."""
+import pathlib
+import subprocess
+import sys
+
+import highdicom as hd
+import jax
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from liverjax import checkpointing
+from liverjax import predict
+from liverjax import runtime
+from liverjax.data import chaos
+from liverjax.data import orientation
+from liverjax.data import preprocess
+from liverjax.data import synthetic
+from liverjax.segmentation import metrics
+from liverjax.segmentation import state as state_lib
+from tests.conftest import REPO
+from tests.conftest import SHARED_DATA
+from tests.conftest import make_tiny_config
+
+REAL_T2 = SHARED_DATA / "real_dev" / "chaos_t2"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """(workdir, synthetic CHAOS root): a 32 px U-Net trained 3 steps on synthetic slices."""
+  tmp = tmp_path_factory.mktemp("predict")
+  root = synthetic.generate_chaos(tmp / "synth", n_ct=1, n_mr=1, size=32, slices=6)
+  config = make_tiny_config(tmp)
+  volumes, _ = chaos.load_volumes(root, ("ct", "t2"))
+  prepared = [preprocess.prepare_volume(v, image_size=32) for v in volumes]
+  images = np.concatenate([p.image for p in prepared])[:8, ..., None]
+  masks = np.concatenate([p.mask for p in prepared])[:8, ..., None].astype(np.float32)
+  mesh = runtime.create_mesh()
+  graphdef, state, tx = state_lib.create_train_state(config, mesh, runtime.prng_key(config))
+  step = state_lib.make_train_step(config, graphdef, tx, mesh)
+  sharding = runtime.batch_sharding(mesh)
+  batch = {"image": jax.make_array_from_process_local_data(sharding, images),
+           "mask": jax.make_array_from_process_local_data(sharding, masks)}
+  for i in range(3):
+    state, _ = step(state, batch, runtime.prng_key(config, i))
+  manager = checkpointing.create_manager(tmp / "workdir")
+  checkpointing.save(manager, 3, state, config.to_dict(), metrics={"val_dice": 0.5})
+  return tmp / "workdir", root
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+  return predict.load_model(trained[0])
+
+
+def _png_stack(folder: pathlib.Path, names) -> np.ndarray:
+  return np.stack([chaos.read_mask_png(folder / n) for n in names])
+
+
+def _sop_uids(files) -> set:
+  return {str(pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID) for f in files}
+
+
+def test_load_model_takes_the_preprocessing_from_the_checkpoint(model):
+  assert model.step == 3
+  assert model.config.data.image_size == 32
+  assert model.config.model.base_features == 4  # the saved architecture, not the default 16
+
+
+def test_synthetic_chaos_patient_round_trips_every_output(model, trained, tmp_path):
+  """CHAOS CT + MR patients: PNGs named as the ground truth, equal to the in-memory mask;
+  DICOM-SEG referencing every source slice; NIfTI affine at the first slice's position."""
+  _, root = trained
+  out = tmp_path / "out"
+  records = predict.predict_paths(model, [root / "CT" / "1", root / "MR" / "1"], out,
+                                  save_probabilities=True)
+  by_name = {r["name"]: r for r in records}
+  assert {"CT_1", "MR_1_t2"} <= set(by_name)
+  for ref in chaos.discover(root, ("ct", "t2")):
+    volume = chaos.read_series(ref)
+    expected = predict.predict_volume(model, volume)
+    name = "CT_1" if ref.modality == "CT" else "MR_1_t2"
+    names = [pathlib.Path(m).name for m in volume.mask_files]  # the ground truth's names
+    gray = _png_stack(out / name / "Results", names)
+    assert set(np.unique(gray)) <= {0, 255 if ref.modality == "CT" else 63}
+    np.testing.assert_array_equal(preprocess.binarize_mask(gray, ref.modality), expected)
+    assert by_name[name]["slices"] == volume.image.shape[0]
+    seg = hd.seg.segread(str(out / name / "seg.dcm"))
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert referenced == _sop_uids(volume.image_files)
+    img = nib.load(str(out / name / "mask.nii.gz"))
+    first = pydicom.dcmread(volume.image_files[0], stop_before_pixels=True)
+    lps = np.array([float(v) for v in first.ImagePositionPatient])
+    np.testing.assert_allclose(img.affine[:3, 3], lps * [-1, -1, 1], atol=1e-4)
+    prob = nib.load(str(out / name / "probabilities.nii.gz"))
+    assert prob.shape == img.shape and np.allclose(prob.affine, img.affine)
+    assert (out / name / "overlay.png").is_file()
+  assert (out / "predictions.json").is_file()
+
+
+def test_ct_sample_chaos_pngs_score_as_the_in_memory_prediction(model, ct_sample_root,
+                                                               tmp_path):
+  """The acceptance check: CHAOS metrics of the written PNGs == of the in-memory mask."""
+  (ref,) = chaos.discover(ct_sample_root, ("ct",))
+  volume = chaos.read_series(ref)
+  in_memory = predict.predict_volume(model, volume)
+  (record,) = predict.predict_paths(model, [ref.image_dir.parent], tmp_path,
+                                    dicom_seg_output=False)
+  names = [pathlib.Path(m).name for m in volume.mask_files]
+  written = preprocess.binarize_mask(_png_stack(tmp_path / record["name"] / "Results", names),
+                                     "CT")
+  reference = preprocess.binarize_mask(volume.mask, "CT")
+  np.testing.assert_equal(metrics.chaos_metrics(written, reference, volume.spacing),
+                          metrics.chaos_metrics(in_memory, reference, volume.spacing))
+  np.testing.assert_array_equal(written, in_memory)
+  # --chaos_format=submission: the names and encoding of the shared submission sample.
+  (record,) = predict.predict_paths(model, [ref.image_dir.parent], tmp_path / "submission",
+                                    dicom_seg_output=False, chaos_format="submission")
+  results = tmp_path / "submission" / record["name"] / "Results"
+  sample = sorted(p.name for p in (ct_sample_root / "submission_sample").glob("*.png"))
+  assert sorted(p.name for p in results.iterdir()) == sample
+  gray = _png_stack(results, sample)
+  assert set(np.unique(gray)) <= {0, 63}
+  np.testing.assert_array_equal(gray > 0, in_memory > 0)
+
+
+def test_real_dev_nifti_mask_has_the_input_affine_and_shape(model, tmp_path):
+  if not REAL_T2.is_dir():
+    pytest.skip(f"real_dev not found at {REAL_T2}")
+  image = REAL_T2 / "imagesTr" / "chaos_t2_015_0000.nii.gz"
+  (record,) = predict.predict_paths(model, [image], tmp_path)
+  assert record["modality"] == "MR"  # from the dataset.json next to imagesTr/
+  source, written = nib.load(str(image)), nib.load(str(tmp_path / record["name"] /
+                                                        "mask.nii.gz"))
+  assert written.shape == source.shape
+  np.testing.assert_array_equal(written.affine, source.affine)
+  assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
+
+
+def test_nifti_mask_is_mapped_back_to_the_input_voxel_order(model, tmp_path):
+  """An oblique-free but permuted and flipped NIfTI: the written mask, brought to the
+  display orientation, is exactly the mask predicted on the display volume."""
+  rng = np.random.default_rng(0)
+  display = np.full((6, 40, 36), -1000.0, np.float32)
+  display[:, 5:35, 4:32] = rng.normal(40, 30, (6, 30, 28))
+  display[1:5, 10:25, 5:18] = 120.0
+  # Source array axes (i, j, k) = display (W, Z, H), with W and Z reversed.
+  r = orientation.Reorientation(axes=(1, 2, 0), flip=(True, False, True))
+  source = np.ascontiguousarray(orientation.from_display(display, r))
+  affine = np.eye(4)
+  affine[:3, 3] = (-20.0, 30.0, 10.0)
+  for t, (s, flip) in enumerate(zip(r.axes, r.flip)):  # source axis s shows display axis t
+    lps = orientation.DISPLAY[t] * (-1.0 if flip else 1.0)
+    affine[:3, s] = np.diag([-1.0, -1.0, 1.0]) @ lps * (2.5, 0.8, 0.9)[t]
+  # The affine says r: reading the file brings it to the display orientation with r.
+  assert orientation.to_display(orientation.nifti_directions(affine)) == r
+  path = tmp_path / "case_0000.nii.gz"
+  nib.save(nib.Nifti1Image(source, affine), str(path))
+  (record,) = predict.predict_paths(model, [path], tmp_path / "out", keep_largest=False,
+                                    modality="CT")
+  written = nib.load(str(tmp_path / "out" / "case" / "mask.nii.gz"))
+  assert written.shape == source.shape
+  np.testing.assert_allclose(written.affine, affine, atol=1e-6)
+  scan = predict.read_scan(predict.find_scans(path)[0], "CT")
+  np.testing.assert_array_equal(scan.volume.image, display)
+  expected = predict.predict_volume(model, scan.volume, keep_largest=False)
+  np.testing.assert_array_equal(orientation.apply(np.asarray(written.dataobj), r), expected)
+  assert record["slices"] == 6
+
+
+def _one_line(e: BaseException, path) -> None:
+  assert str(path) in str(e) and "\n" not in str(e), str(e)
+
+
+def test_bad_inputs_raise_one_line_naming_the_file(tmp_path):
+  empty = tmp_path / "no_dicom"
+  empty.mkdir()
+  (empty / "notes.txt").write_text("not a DICOM file")
+  with pytest.raises(chaos.ChaosError) as e:
+    predict.read_scan(predict.find_scans(empty)[0])
+  _one_line(e.value, empty)
+  four_d = tmp_path / "four_d.nii.gz"
+  nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 2), np.float32), np.eye(4)), str(four_d))
+  with pytest.raises(chaos.ChaosError, match="expected a 3D volume") as e:
+    predict.read_scan(predict.find_scans(four_d)[0])
+  _one_line(e.value, four_d)
+  with pytest.raises(predict.PredictError) as e:
+    predict.find_scans(tmp_path / "missing.nii.gz")
+  _one_line(e.value, tmp_path / "missing.nii.gz")
+  config = make_tiny_config(tmp_path)
+  _, state, _ = state_lib.create_train_state(config, runtime.create_mesh(),
+                                             runtime.prng_key(config))
+  bare = tmp_path / "bare"
+  checkpointing.save(checkpointing.create_manager(bare), 1, state, None,
+                     metrics={"val_dice": 0.1})
+  with pytest.raises(predict.PredictError, match="without a saved config") as e:
+    predict.load_model(bare)
+  _one_line(e.value, bare / "checkpoints" / "1")
+
+
+def test_command_line_ends_with_one_line_naming_the_bad_file(trained, tmp_path):
+  workdir, _ = trained
+  four_d = tmp_path / "four_d.nii.gz"
+  nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 2), np.float32), np.eye(4)), str(four_d))
+  run = subprocess.run([sys.executable, "-m", "liverjax.predict", f"--workdir={workdir}",
+                        f"--input={four_d}", f"--out={tmp_path / 'out'}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 1
+  last = run.stderr.strip().splitlines()[-1]
+  assert last.startswith("liverjax.predict: ") and str(four_d) in last and "3D" in last
