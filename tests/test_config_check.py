@@ -6,6 +6,7 @@ import pytest
 from liverjax import config_check
 from liverjax import configs
 from liverjax.configs import ConfigError
+from liverjax.configs import cyclegan as cyclegan_configs
 from liverjax.configs import default
 from liverjax.configs import study as study_configs
 from liverjax.configs import unet as unet_configs
@@ -25,6 +26,7 @@ def _shipped_configs():
       out[f"unet.py:{direction},{name}"] = unet_configs.get_config(f"{direction},{name}")
   for size in ("smoke", "full"):
     out[f"study.py:{size}"] = study_configs.get_config(size)
+  out["cyclegan.py:cpu"] = cyclegan_configs.get_config("cpu")
   return out
 
 
