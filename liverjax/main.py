@@ -9,23 +9,34 @@ Flags:
   --mode         train (train, then evaluate the best checkpoint) | evaluate
   --distributed  call jax.distributed.initialize() (multi-host); also done when
                  JAX_COORDINATOR_ADDRESS is set
+
+The config is checked (`liverjax.config_check`) before anything is read or
+compiled; input errors end the run with one line naming the field or file, and
+exit code 2 (usage) or 1 (the run could not go on): see `liverjax.cli`
+(LIVERJAX_TRACEBACK=1 keeps the traceback). The run holds its workdir
+(`<workdir>/.lock`): a second run on it stops at once, naming the holder.
 """
 import pathlib
 import re
 import sys
 
 import jax
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from liverjax import cli
+from liverjax import config_check
 from liverjax import configs
 from liverjax import experiment
 from liverjax import runtime
 
+DEFAULT_CONFIG = str(configs.DIRECTORY / "default.py")
+if __name__ == "__main__":  # before the config flag is defined: it reads sys.argv then
+  sys.argv = cli.prepare_argv(sys.argv, DEFAULT_CONFIG)
+
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", str(configs.DIRECTORY / "default.py"), "Experiment configuration file.",
+    "config", DEFAULT_CONFIG, "Experiment configuration file.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default workdir/<config name>).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "What to run.")
@@ -43,23 +54,21 @@ def default_workdir(config_value: str) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  runtime.setup_process(_DISTRIBUTED.value)
+    raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  config_check.check(config)
+  if config.experiment == "cyclegan" and _MODE.value != "train":
+    raise cli.UsageError("--mode=evaluate is for U-Net experiments; a CycleGAN run reports "
+                         "its translation quality when it trains")
+  runtime.setup_process(_DISTRIBUTED.value)
+  config_check.check_devices(config, jax.device_count())
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
   logging.info("JAX %s: process %d of %d, %d devices (%s); workdir %s", jax.__version__,
                jax.process_index(), jax.process_count(), jax.device_count(),
                jax.devices()[0].platform, workdir)
   logging.info("config:\n%s", config)
-  if config.experiment not in experiment.EXPERIMENTS:
-    raise app.UsageError(f"config.experiment={config.experiment!r}: expected one of "
-                         f"{experiment.EXPERIMENTS}")
-  if config.experiment == "cyclegan" and _MODE.value != "train":
-    raise app.UsageError("--mode=evaluate is for U-Net experiments; a CycleGAN run reports "
-                         "its translation quality when it trains")
   experiment.run(config, workdir, _MODE.value)
 
 
 if __name__ == "__main__":
-  sys.argv = configs.resolve_argv(sys.argv)
-  app.run(main)
+  cli.run("liverjax.main", main, _CONFIG)

@@ -8,6 +8,7 @@ Only process 0 writes.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import time
 
@@ -75,21 +76,57 @@ class MetricWriter:
 
 
 def read_scalars(workdir: str | pathlib.Path) -> list[dict]:
-  """Reads back `workdir/metrics.jsonl` (empty list when absent)."""
+  """Reads back `workdir/metrics.jsonl` (empty list when absent).
+
+  A last line cut short (a run killed while writing it) is skipped; a bad
+  line elsewhere raises ValueError naming the file and the line.
+  """
   path = pathlib.Path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  text = path.read_text()
+  lines = text.split("\n")
+  records = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if i == len(lines) - 1:  # no newline after it: the write was interrupted
+        continue
+      raise ValueError(f"{path}:{i + 1}: not a JSON record ({e})") from None
+  return records
+
+
+def keep_records(workdir: str | pathlib.Path, keep) -> None:
+  """Rewrites `workdir/metrics.jsonl` with the records for which `keep(record)`
+  is true (atomically: a kill meanwhile leaves the old or the new file).
+  Process 0 only; nothing happens when the file is absent."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if jax.process_index() != 0 or not path.exists():
+    return
+  kept = [r for r in read_scalars(workdir) if keep(r)]
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+  os.replace(tmp, path)
 
 
 def truncate_after(workdir: str | pathlib.Path, step: int) -> None:
   """Drops records after `step` (a run resumed from the checkpoint at `step`
   will write them again)."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
-  if jax.process_index() != 0 or not path.exists():
-    return
-  kept = [r for r in read_scalars(workdir) if r["step"] <= step]
-  path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+  keep_records(workdir, lambda r: r["step"] <= step)
+
+
+def clear(workdir: str | pathlib.Path) -> None:
+  """Drops every record (a run starting afresh, with no checkpoint to resume from)."""
+  keep_records(workdir, lambda r: False)
+
+
+def drop_records(workdir: str | pathlib.Path, step: int, splits) -> None:
+  """Drops the records at `step` of `splits` (about to be written again)."""
+  splits = set(splits)
+  keep_records(workdir, lambda r: not (r["step"] == step and r["split"] in splits))
 
 
 class Progress:

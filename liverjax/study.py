@@ -24,11 +24,13 @@ import pathlib
 import sys
 import time
 
-from absl import app
+import jax
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from liverjax import cli
+from liverjax import config_check
 from liverjax import configs
 from liverjax import experiment
 from liverjax import runtime
@@ -40,8 +42,11 @@ from liverjax.reporting import study as study_report
 # `--size=X` selects the default config file `configs/study.py:X`; it has to be
 # known when the config flag is defined, before absl parses the command line.
 _SIZE_ARG = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--size=")), "smoke")
+DEFAULT_CONFIG = f"{configs.DIRECTORY / 'study.py'}:{_SIZE_ARG}"
+if __name__ == "__main__":  # before the config flag is defined: it reads sys.argv then
+  sys.argv = cli.prepare_argv(sys.argv, DEFAULT_CONFIG)
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", f"{configs.DIRECTORY / 'study.py'}:{_SIZE_ARG}",
+    "config", DEFAULT_CONFIG,
     "Study configuration (default configs/study.py:<--size>).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Where the runs and the report go.")
 _SIZE = flags.DEFINE_enum("size", None, ["smoke", "full"],
@@ -86,7 +91,10 @@ def _run_once(workdir: pathlib.Path, fn, config) -> dict:
   results = fn(config, str(workdir))
   results = json.loads(json.dumps(results, default=float))
   results["seconds"] = time.time() - start
-  done.write_text(json.dumps(results))
+  # Written whole or not at all: a study killed meanwhile re-runs (resumes) this run.
+  tmp = done.with_name(DONE + ".tmp")
+  tmp.write_text(json.dumps(results))
+  tmp.replace(done)
   return results
 
 
@@ -99,8 +107,16 @@ def run_study(config, workdir) -> dict:
 
   Returns:
     The report dict (also written to `workdir/report.json`).
+
+  Raises:
+    experiment.WorkdirLocked: when another study holds `workdir` (each run
+      also holds its own folder, `experiment.workdir_lock`).
   """
-  workdir = pathlib.Path(workdir)
+  with experiment.workdir_lock(workdir):
+    return _run_study(config, pathlib.Path(workdir))
+
+
+def _run_study(config, workdir: pathlib.Path) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   config = apply_protocol(copy.deepcopy(config), config.study.protocol)
   experiments = tuple(config.study.experiments)
@@ -150,17 +166,18 @@ def write_augmentation_previews(config, workdir: pathlib.Path) -> dict:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  runtime.setup_process()
+    raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   if _SEEDS.value is not None:
     config.study.seeds = _SEEDS.value
   if _PROTOCOL.value is not None:
     config.study.protocol = _PROTOCOL.value
+  config_check.check(config)
+  runtime.setup_process()
+  config_check.check_devices(config, jax.device_count())
   rep = run_study(config, _WORKDIR.value)
   print(study_report.render_markdown(rep))
 
 
 if __name__ == "__main__":
-  sys.argv = configs.resolve_argv(sys.argv)
-  app.run(main)
+  cli.run("liverjax.study", main, _CONFIG)

@@ -58,12 +58,15 @@ def abstract_state(init_fn: Callable[..., Any], *args, mesh) -> Any:
 def resume(manager, workdir: str | pathlib.Path, abstract: Any) -> tuple[Any, int]:
   """Restores the latest checkpoint of `manager`, if there is one.
 
-  Metric lines written after that step (by the interrupted run) are dropped.
+  Metric records written after that step (by an interrupted run) are dropped
+  from `workdir/metrics.jsonl`; with no checkpoint, every record is (a run
+  killed before its first checkpoint starts over, so would write them twice).
 
   Returns:
     (state, step): the restored state and its step, or (None, 0) on a fresh workdir.
   """
   if manager.latest_step() is None:
+    metric_writer.clear(workdir)
     return None, 0
   state, step = checkpointing.restore(manager, abstract)
   logging.info("resumed from the checkpoint at step %d in %s", step, manager.directory)

@@ -21,8 +21,8 @@ LAYERS = (
     ("liverjax.checkpointing", "liverjax.metric_writer", "liverjax.training"),
     ("liverjax.segmentation", "liverjax.cyclegan"),
     ("liverjax.reporting",),
-    ("liverjax.experiment",),
-    ("liverjax.main", "liverjax.study", "liverjax.predict"),
+    ("liverjax.experiment", "liverjax.config_check"),
+    ("liverjax.main", "liverjax.study", "liverjax.predict", "liverjax.cli"),
 )
 
 

@@ -1,9 +1,16 @@
 """The study: a tiny smoke study writes every table row and figure, and resumes."""
 import json
+import os
+import subprocess
+import sys
 
+import pytest
+
+from liverjax import experiment
 from liverjax import study
 from liverjax.configs import study as study_configs
 from liverjax.reporting import study as study_report
+from tests.conftest import REPO
 
 
 def _tiny_study_config(tmp_path):
@@ -85,3 +92,21 @@ def test_pooled_summary_over_seeds():
   assert ct["dice"]["n"] == 4
   assert abs(ct["dice_seed_std"] - 0.1) < 1e-9  # seed means 0.7 and 0.9
   assert s["mr"]["dice"]["mean"] == s["mr/t2"]["dice"]["mean"] == 0.4
+
+
+def test_a_study_refuses_a_workdir_held_by_another_study(tmp_path):
+  workdir = tmp_path / "study"
+  hold = ("import sys, time\nfrom liverjax import experiment\n"
+          "with experiment.workdir_lock(sys.argv[1]):\n  print('held', flush=True)\n"
+          "  time.sleep(600)\n")
+  holder = subprocess.Popen([sys.executable, "-c", hold, str(workdir)], cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(experiment.WorkdirLocked, match=f"pid {holder.pid} on host"):
+      study.run_study(_tiny_study_config(tmp_path), workdir)
+  finally:
+    holder.kill()
+    holder.wait(60)
+  assert sorted(p.name for p in workdir.iterdir()) == [".lock"]  # nothing run

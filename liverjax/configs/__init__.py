@@ -4,12 +4,27 @@
 here); anywhere else give the installed path or just the name:
 `python -m liverjax.main --config=mri_to_ct` or `--config=unet.py:ct_to_mr,augmix`
 (`resolve` turns such a name into this folder's file).
+
+`ConfigError` is the error of a bad config field, raised by
+`liverjax.config_check` before a run and by any layer that finds a field
+unusable on the data it has (e.g. a batch larger than the training set).
 """
 from __future__ import annotations
 
 import pathlib
 
 DIRECTORY = pathlib.Path(__file__).resolve().parent
+_NO_VALUE = object()
+
+
+class ConfigError(ValueError):
+  """A config field is bad; the message names the field (as its command-line flag
+  `config.<section>.<name>`), its value and what is wrong."""
+
+  def __init__(self, field: str, problem: str, value=_NO_VALUE):
+    self.field = field
+    shown = "" if value is _NO_VALUE else f"={value!r}"
+    super().__init__(f"config.{field}{shown}: {problem}")
 
 
 def resolve(value: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 
 from liverjax import checkpointing
+from liverjax import configs
 from liverjax import metric_writer
 from liverjax import runtime
 from liverjax import training
@@ -51,8 +52,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   ct_train = data.select("ct", "train", ("ct",))
   mr_train = data.select("mr", "train", mr_seqs)
   if not ct_train or not mr_train:
-    raise ValueError(f"the CycleGAN needs CT and MR training volumes; {data.root} has "
-                     f"{len(ct_train)} CT and {len(mr_train)} MR ({mr_seqs})")
+    raise configs.ConfigError("data.split", f"the CycleGAN needs CT and MR training volumes; "
+                              f"{data.root} has {len(ct_train)} CT and {len(mr_train)} MR "
+                              f"({', '.join(mr_seqs)})", tuple(config.data.split))
   ct_images, ct_masks = dataset_lib.stack_slices(ct_train)
   mr_images, mr_masks = dataset_lib.stack_slices(mr_train)
 
@@ -76,7 +78,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   total_steps = int(cg.steps)
   batches = functools.partial(
       pipeline.train_batches, global_batch_size=cg.batch_size, mesh=mesh,
-      start_step=start_step, use_tf=config.data.use_tf, shuffle_buffer=config.data.shuffle_buffer)
+      start_step=start_step, use_tf=config.data.use_tf, shuffle_buffer=config.data.shuffle_buffer,
+      batch_field="cyclegan.batch_size")
   ct_batches = batches(ct_images, ct_masks, seed=config.seed)
   mr_batches = batches(mr_images, mr_masks, seed=config.seed + 1)
   logging.info("CycleGAN: %d CT slices (%d volumes), %d MR slices (%d volumes, %s); steps "
@@ -126,6 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   translate_ab = functools.partial(run, functools.partial(apply, state.g))
   translate_ba = functools.partial(run, functools.partial(apply, state.f))
   quality = {}
+  # A rerun of a finished (or killed while measuring) run measures again: its
+  # records replace those of the earlier attempt.
+  metric_writer.drop_records(workdir, step, ("val", "test"))
   for split in ("val", "test"):
     ct_vols = data.select("ct", split, ("ct",))
     mr_vols = data.select("mr", split, mr_seqs)

@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
 
+from liverjax import configs
 from liverjax import runtime
 
 
@@ -32,11 +33,16 @@ def process_shard(arrays: dict) -> dict:
   return {name: a[i::n] for name, a in arrays.items()}
 
 
-def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-  """The per-process batch; checks the global batch divides over devices and processes."""
+def local_batch_size(global_batch_size: int, mesh: Mesh,
+                     batch_field: str = "train.batch_size") -> int:
+  """The per-process batch; checks the global batch divides over devices and processes.
+
+  Raises:
+    configs.ConfigError: naming `batch_field` when it does not divide.
+  """
   if global_batch_size % mesh.size:
-    raise ValueError(f"train.batch_size={global_batch_size} must be divisible by the "
-                     f"number of devices ({mesh.size})")
+    raise configs.ConfigError(batch_field, f"must be divisible by the number of devices "
+                              f"({mesh.size})", global_batch_size)
   return global_batch_size // jax.process_count()
 
 
@@ -97,7 +103,8 @@ def to_global(local_batch: dict, sharding: NamedSharding) -> dict:
 
 def train_batches(images: np.ndarray, masks: np.ndarray, *, global_batch_size: int,
                   mesh: Mesh, seed: int, start_step: int = 0, use_tf: bool = True,
-                  shuffle_buffer: int = 2048, extras: dict | None = None) -> Iterator[dict]:
+                  shuffle_buffer: int = 2048, extras: dict | None = None,
+                  batch_field: str = "train.batch_size") -> Iterator[dict]:
   """Global training batches sharded over `mesh`.
 
   Args:
@@ -110,13 +117,22 @@ def train_batches(images: np.ndarray, masks: np.ndarray, *, global_batch_size: i
     use_tf: tf.data when TensorFlow is importable, else numpy.
     extras: more per-slice arrays batched alongside (name -> [N,...]), e.g.
       {"is_t2": f32[N]}.
+    batch_field: the config field of `global_batch_size`, for the errors.
 
   Yields:
     {"image": f32[B,H,W,1], "mask": f32[B,H,W,1], **extras} global jax.Arrays.
+
+  Raises:
+    configs.ConfigError: naming `batch_field`, when the batch does not divide
+      over the devices or is larger than this process's training slices.
   """
-  local_bs = local_batch_size(global_batch_size, mesh)
+  local_bs = local_batch_size(global_batch_size, mesh, batch_field)
   arrays = process_shard({"image": images, "mask": masks, **(extras or {})})
   n = len(arrays["image"])
+  if n < local_bs:
+    raise configs.ConfigError(batch_field, f"larger than the training set: {n} slices on "
+                              f"this process for a per-process batch of {local_bs}",
+                              global_batch_size)
   sharding = runtime.batch_sharding(mesh)
   if use_tf and runtime.tensorflow_or_none() is not None:
     local = tf_batches(arrays, local_bs, seed=seed, start_step=start_step,

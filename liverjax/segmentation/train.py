@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from liverjax import checkpointing
+from liverjax import configs
 from liverjax import metric_writer
 from liverjax import runtime
 from liverjax import training
@@ -56,7 +57,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   train_volumes = data.select(source, "train", seqs)
   val_volumes = data.select(source, "val", seqs)
   if not train_volumes:
-    raise ValueError(f"no training volumes for source domain {source!r} in {data.root}")
+    raise configs.ConfigError("data.split", f"no {source} training patients in {data.root} "
+                              f"(data.source={source!r}, data.mr_sequences="
+                              f"{tuple(config.data.mr_sequences)})", tuple(config.data.split))
   images, masks = dataset_lib.stack_slices(train_volumes)
   if slice_transform is not None:
     images = slice_transform(images)

@@ -1,5 +1,7 @@
 """Tests for liverjax/data/filelock.py."""
 import multiprocessing
+import os
+import socket
 
 import pytest
 
@@ -34,3 +36,31 @@ def test_a_second_process_waits_for_the_lock(tmp_path):
       raise RuntimeError("boom")
   with filelock.locked(path, timeout=0):
     pass
+
+
+def _try_held(path, results):
+  try:
+    with filelock.held(path):
+      results.put("got it")
+  except filelock.HeldError as e:
+    results.put(f"refused: {e.holder}")
+
+
+def test_held_refuses_at_once_naming_the_holder(tmp_path):
+  path = tmp_path / "w" / ".lock"
+  ctx = multiprocessing.get_context("spawn")
+  results = ctx.Queue()
+  with filelock.held(path) as held:
+    assert held == path
+    assert path.read_text().startswith(f"pid {os.getpid()} on host {socket.gethostname()} since ")
+    with filelock.held(path):  # this process again: taken again, not refused
+      pass
+    p = ctx.Process(target=_try_held, args=(path, results))
+    p.start()
+    msg = results.get(timeout=60)
+    p.join(30)
+    assert msg == f"refused: {path.read_text().strip()}"
+  p = ctx.Process(target=_try_held, args=(path, results))
+  p.start()
+  assert results.get(timeout=60) == "got it"
+  p.join(30)

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from liverjax import configs
 from liverjax import runtime
 from liverjax.data import pipeline
 
@@ -116,3 +117,17 @@ def test_extras_travel_with_their_slices():
   np.testing.assert_array_equal(np.asarray(batch["tag"]), np.array(_ids(batch)) * 10.0)
   with pytest.raises(ValueError, match="different lengths"):
     next(pipeline.numpy_batches({"image": images, "tag": tags[:5]}, 4, seed=0))
+
+
+def test_batch_errors_name_the_config_field():
+  images, masks = _slices(n=4)
+  mesh = runtime.create_mesh()
+  n = jax.device_count()
+  with pytest.raises(configs.ConfigError, match=rf"^config.cyclegan.batch_size={n + 1}: must "
+                                                rf"be divisible by the number of devices \({n}\)"):
+    next(pipeline.train_batches(images, masks, global_batch_size=n + 1, mesh=mesh, seed=0,
+                                use_tf=False, batch_field="cyclegan.batch_size"))
+  with pytest.raises(configs.ConfigError, match=rf"^config.train.batch_size={2 * n}: larger "
+                                                r"than the training set: 4 slices"):
+    next(pipeline.train_batches(images, masks, global_batch_size=2 * n, mesh=mesh, seed=0,
+                                use_tf=False))

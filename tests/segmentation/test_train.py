@@ -4,12 +4,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from liverjax import configs
 from liverjax import experiment
 from liverjax import metric_writer
 from liverjax import runtime
 from liverjax import training
+from liverjax.data import dataset as dataset_lib
 from liverjax.data import pipeline
 from liverjax.segmentation import state as train
+from liverjax.segmentation import train as segmentation_train
 
 
 def _batch(n=8, size=32, seed=0):
@@ -129,3 +132,12 @@ def test_train_and_evaluate_resumes_after_interruption(tiny_config, tmp_path, mo
   assert steps == [2, 4, 6]  # no step logged twice, ends at train.steps
   assert results["step"] in (3, 6)
   assert (workdir / "metrics.json").exists() and (workdir / "metrics.md").exists()
+
+
+def test_no_training_patients_is_a_config_error_naming_the_split(tiny_config, tmp_path):
+  """A split (or data) leaving the source domain without training patients stops the run
+  with a ConfigError naming data.split (one line, exit code 2 from liverjax.main)."""
+  empty = dataset_lib.Dataset(root="/data/x", volumes=[], splits={}, problems=[])
+  with pytest.raises(configs.ConfigError, match=r"^config.data.split=\(0.34, 0.33, 0.33\): "
+                                                r"no ct training patients in /data/x"):
+    segmentation_train.train(tiny_config, tmp_path / "run", data=empty)

@@ -1,0 +1,264 @@
+"""Every config field checked before a run starts: one `ConfigError` naming the field.
+
+`check(config)` is called by both entry points (`liverjax.main`,
+`liverjax.study`) right after the command line is parsed, before any data is
+read or any program is compiled, so that a bad value (a negative learning
+rate, batch 0, an image size the U-Net cannot halve `model.depth` times, an
+unknown domain or MR sequence, a split with no training patients) stops the
+run at once with one line instead of a traceback minutes later.
+`check_devices(config, n)` adds the checks that need the device count.
+
+Only values are checked here; whether files exist (data roots, checkpoints, a
+CycleGAN workdir) is found out when they are read, and reported naming the file.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+from liverjax import experiment
+from liverjax.configs import ConfigError
+from liverjax.configs import unet as unet_configs
+from liverjax.data import chaos
+from liverjax.data import dataset as dataset_lib
+from liverjax.models import unet
+
+NORMALIZATIONS = ("window", "zscore")  # liverjax.data.preprocess.prepare_volume
+SCHEDULES = ("constant", "cosine")  # liverjax.segmentation.state
+DTYPES = tuple(unet.DTYPES)
+RNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
+MR_SEQUENCES = tuple(s for s in chaos.SEQUENCES if s != "ct")
+PROTOCOLS = ("all", "t2spir", "real")  # liverjax.study.apply_protocol
+
+
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+  node = config
+  for part in field.split("."):
+    if part not in node:
+      raise ConfigError(field, "missing (every config starts from configs/default.py)")
+    node = node[part]
+  return node
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return (isinstance(v, (int, float)) and not isinstance(v, bool)
+          and math.isfinite(float(v)))
+
+
+def _int(config, field: str, minimum: int, maximum: int | None = None) -> int:
+  v = _get(config, field)
+  if not _is_int(v) or v < minimum or (maximum is not None and v > maximum):
+    bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+    raise ConfigError(field, f"expected an integer {bound}", v)
+  return v
+
+
+def _number(config, field: str, low: float, high: float | None = None, *,
+            low_open: bool = False, high_open: bool = False) -> float:
+  v = _get(config, field)
+  ok = _is_number(v) and (v > low if low_open else v >= low)
+  if high is not None:
+    ok = ok and (v < high if high_open else v <= high)
+  if not ok:
+    lo = f"> {low}" if low_open else f">= {low}"
+    hi = "" if high is None else f" and {'<' if high_open else '<='} {high}"
+    raise ConfigError(field, f"expected a number {lo}{hi}", v)
+  return float(v)
+
+
+def _choice(config, field: str, choices: Sequence[str]) -> str:
+  v = _get(config, field)
+  if v not in choices:
+    raise ConfigError(field, f"expected one of {tuple(choices)}", v)
+  return v
+
+
+def _subset(config, field: str, choices: Sequence[str]) -> tuple:
+  v = _get(config, field)
+  items = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, (tuple, list)) else None
+  if not items or any(x not in choices for x in items) or len(set(items)) != len(items):
+    raise ConfigError(field, f"expected a non-empty tuple of distinct names from "
+                      f"{tuple(choices)}", v)
+  return items
+
+
+def _numbers(config, field: str, length: int) -> tuple[float, ...]:
+  v = _get(config, field)
+  if (not isinstance(v, (tuple, list)) or len(v) != length
+      or not all(_is_number(x) for x in v)):
+    raise ConfigError(field, f"expected {length} numbers", v)
+  return tuple(float(x) for x in v)
+
+
+def _check_data(config) -> None:
+  source = _choice(config, "data.source", dataset_lib.DOMAINS)
+  _subset(config, "data.targets", dataset_lib.DOMAINS)
+  _subset(config, "data.mr_sequences", MR_SEQUENCES)
+  if _get(config, "data.mr.sequence") is not None:
+    _choice(config, "data.mr.sequence", MR_SEQUENCES)
+  for domain in dataset_lib.DOMAINS:
+    if _get(config, f"data.{domain}.liver_label") is not None:
+      _int(config, f"data.{domain}.liver_label", 1)
+  _int(config, "data.image_size", 8)
+  _choice(config, "data.normalization", NORMALIZATIONS)
+  center, width = _numbers(config, "data.ct_window", 2)
+  if width <= 0:
+    raise ConfigError("data.ct_window", "expected (center, width) with width > 0 HU",
+                      (center, width))
+  lo, hi = _numbers(config, "data.mr_percentiles", 2)
+  if not 0 <= lo < hi <= 100:
+    raise ConfigError("data.mr_percentiles", "expected (low, high) with 0 <= low < high <= 100",
+                      (lo, hi))
+  split = _numbers(config, "data.split", 3)
+  if min(split) < 0 or split[0] <= 0:
+    raise ConfigError("data.split", "expected 3 fractions (train, val, test), none negative, "
+                      f"train > 0 (the {source} patients to train on)", tuple(split))
+  _int(config, "data.split_seed", 0)
+  _int(config, "data.shuffle_buffer", 1)
+  if not _get(config, "data.cache_dir"):
+    raise ConfigError("data.cache_dir", "expected a folder", _get(config, "data.cache_dir"))
+  synthetic = not (_get(config, "data.root") or _get(config, "data.ct.root")
+                   or _get(config, "data.mr.root"))
+  if synthetic:  # the synthetic dataset is generated: its size must make sense
+    _int(config, "data.synthetic.ct", 1)
+    _int(config, "data.synthetic.mr", 1)
+    _int(config, "data.synthetic.size", 16)
+    _int(config, "data.synthetic.slices", 1)
+    _int(config, "data.synthetic.seed", 0)
+
+
+def _check_unet(config) -> None:
+  depth = _int(config, "model.depth", 1, 8)
+  _int(config, "model.base_features", 1)
+  _choice(config, "model.norm", unet.NORMS)
+  _choice(config, "model.dtype", DTYPES)
+  size = _get(config, "data.image_size")
+  if size % 2**depth:
+    raise ConfigError("data.image_size", f"must be divisible by 2**model.depth = {2**depth} "
+                      f"(the U-Net halves it {depth} times); e.g. "
+                      f"{max(2**depth, size // 2**depth * 2**depth)}", size)
+  steps = _int(config, "train.steps", 1)
+  _int(config, "train.batch_size", 1)
+  _number(config, "train.learning_rate", 0, low_open=True)
+  _choice(config, "train.schedule", SCHEDULES)
+  _int(config, "train.warmup_steps", 0)
+  weights = [_number(config, f"train.{w}_weight", 0) for w in ("dice", "bce", "jaccard")]
+  if not any(weights):
+    raise ConfigError("train.dice_weight", "the loss weights (dice, bce, jaccard) are all 0",
+                      weights[0])
+  _int(config, "train.log_every", 1)
+  _int(config, "train.eval_every", 1)
+  _int(config, "train.keep_checkpoints", 1)
+  if steps and _get(config, "train.warmup_steps") > steps:
+    raise ConfigError("train.warmup_steps", f"longer than train.steps = {steps}",
+                      _get(config, "train.warmup_steps"))
+  _number(config, "augment.domain_prob", 0, 1)
+  _int(config, "augment.augmix_width", 1)
+  low, high = _numbers(config, "augment.augmix_depth", 2)
+  if not (low == int(low) and high == int(high) and 1 <= low <= high):
+    raise ConfigError("augment.augmix_depth", "expected (min, max) ops per chain, "
+                      "integers with 1 <= min <= max", _get(config, "augment.augmix_depth"))
+  _number(config, "augment.augmix_alpha", 0, low_open=True)
+  _int(config, "augment.augmix_severity", 1, 10)
+  _number(config, "augment.flip_prob", 0, 1)
+  _number(config, "translate.mix", 0, 1)
+  _int(config, "translate.batch_size", 1)
+  _int(config, "eval.batch_size", 1)
+  _int(config, "eval.figure_slices", 0)
+
+
+def discriminator_output_size(size: int, layers: int) -> int:
+  """The side of the PatchGAN's output map for a `size` x `size` input
+  (`models.cyclegan`: `layers` 4x4 stride-2 convs, then two stride-1, padding 1)."""
+  for _ in range(layers):
+    size = (size - 2) // 2 + 1
+  return size - 2
+
+
+def _check_cyclegan(config) -> None:
+  cg = "cyclegan"
+  _int(config, f"{cg}.generator_features", 1)
+  _int(config, f"{cg}.generator_blocks", 0)
+  _int(config, f"{cg}.discriminator_features", 1)
+  layers = _int(config, f"{cg}.discriminator_layers", 1, 6)
+  _choice(config, f"{cg}.dtype", DTYPES)
+  _int(config, f"{cg}.batch_size", 1)
+  _int(config, f"{cg}.steps", 1)
+  _number(config, f"{cg}.learning_rate", 0, low_open=True)
+  _number(config, f"{cg}.beta1", 0, 1, high_open=True)
+  _number(config, f"{cg}.beta2", 0, 1, high_open=True)
+  _number(config, f"{cg}.decay_start_fraction", 0, 1)
+  _number(config, f"{cg}.lambda_cycle", 0)
+  _number(config, f"{cg}.lambda_identity", 0)
+  _int(config, f"{cg}.pool_size", 0)
+  for every in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+    _int(config, f"{cg}.{every}", 1)
+  _int(config, f"{cg}.sample_slices", 1)
+  _int(config, f"{cg}.histogram_bins", 2)
+  _number(config, f"{cg}.body_threshold", 0, 1)
+  size = _get(config, "data.image_size")
+  if size % 4:
+    raise ConfigError("data.image_size", "must be divisible by 4 for the CycleGAN generator "
+                      "(two stride-2 stages)", size)
+  if discriminator_output_size(size, layers) < 1:
+    raise ConfigError("data.image_size", f"too small for a PatchGAN of {layers} stride-2 "
+                      f"layers (cyclegan.discriminator_layers)", size)
+
+
+def _check_study(config) -> None:
+  _int(config, "study.seeds", 1)
+  _subset(config, "study.directions", tuple(unet_configs.DIRECTIONS))
+  _subset(config, "study.experiments", tuple(unet_configs.EXPERIMENTS))
+  _choice(config, "study.protocol", PROTOCOLS)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Checks every field `config.experiment` uses (and `config.study` when present).
+
+  Args:
+    config: an experiment config (`configs/default.py` and variants) or a
+      study config (`configs/study.py`, with the section `study`).
+
+  Raises:
+    ConfigError: for the first bad field, naming it, its value and what is
+      expected.
+  """
+  name = _choice(config, "experiment", experiment.EXPERIMENTS)
+  _int(config, "seed", 0)
+  _choice(config, "rng_impl", RNG_IMPLS)
+  _check_data(config)
+  study = "study" in config
+  if name == "segmentation" or study:
+    _check_unet(config)
+  if name == "cyclegan" or study:
+    _check_cyclegan(config)
+  if study:
+    _check_study(config)
+
+
+def check_devices(config: ml_collections.ConfigDict, device_count: int) -> None:
+  """The checks that need the number of devices: a global training batch is
+  split evenly over them.
+
+  Raises:
+    ConfigError: naming the batch size field that does not divide.
+  """
+  study = "study" in config
+  fields = []
+  if _get(config, "experiment") == "segmentation" or study:
+    fields.append("train.batch_size")
+  if _get(config, "experiment") == "cyclegan" or study:
+    fields.append("cyclegan.batch_size")
+  for field in fields:
+    v = _get(config, field)
+    if v % device_count:
+      suggestion = max(device_count, v // device_count * device_count)
+      raise ConfigError(field, f"must be divisible by the number of devices "
+                        f"({device_count}); e.g. {suggestion}", v)
