@@ -77,7 +77,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       images, masks, global_batch_size=config.train.batch_size, mesh=mesh,
       seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
       shuffle_buffer=config.data.shuffle_buffer,
-      extras={"is_t2": dataset_lib.slice_is_t2(train_volumes)})
+      extras={"is_t2": dataset_lib.slice_is_t2(train_volumes),
+              "organs": dataset_lib.stack_organs(train_volumes)})
   logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
                "over %d devices; augmentation: domain=%s augmix=%s; translated by the "
                "CycleGAN: %s", len(images), source, len(train_volumes), start_step,
