@@ -80,10 +80,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       extras={"is_t2": dataset_lib.slice_is_t2(train_volumes),
               "organs": dataset_lib.stack_organs(train_volumes)})
   logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
-               "over %d devices; augmentation: domain=%s augmix=%s; translated by the "
-               "CycleGAN: %s", len(images), source, len(train_volumes), start_step,
-               config.train.steps, config.train.batch_size, mesh.size, config.augment.domain,
-               config.augment.augmix, slice_transform is not None)
+               "over %d devices; augmentation: %s; translated by the CycleGAN: %s", len(images),
+               source, len(train_volumes), start_step, config.train.steps,
+               config.train.batch_size, mesh.size,
+               ", ".join(s for s in ("domain", "gin", "ipa", "location_scale",
+                                     "location_scale_local", "saliency_fusion", "augmix")
+                         if config.augment.get(s, False)) or "none",
+               slice_transform is not None)
 
   def step_fn(state, step):
     return train_step_fn(state, next(batches), jax.random.fold_in(step_rng, step))
