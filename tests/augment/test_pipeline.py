@@ -10,6 +10,7 @@ import pytest
 
 from liverjax.augment import pipeline
 from liverjax.configs import default
+from liverjax.data import nifti
 
 SIZE = 32
 BATCH = 8
@@ -116,3 +117,7 @@ def test_two_view_mode_and_config_errors():
     pipeline.augment_views(jax.random.key(0), x, m, _config(gin=True), "ct")
   with pytest.raises(ValueError, match="is_t2"):
     pipeline.augment_batch(jax.random.key(0), x, m, _config(domain=True), "mr")
+
+
+def test_default_label_count_covers_every_organ():
+  assert default.get_config().augment.ls_num_labels == len(nifti.ORGANS)
