@@ -305,7 +305,13 @@ def _analyse(x, source):
   inside_hard = _hull(fg)
   body = _blur(inside_hard, 0.7)
   if source == "ct":
-    probs = _ordered_membership(x, _CT_ORDER, _CT_THRESHOLDS, _CT_WIDTHS)
+    # Air is what lies within 0.03 of the slice's darkest value: CT clipped above
+    # -160 HU (BTCV: -125 HU, 0.09 in window units) has no black air. Outside the
+    # body everything is air.
+    air = jnp.maximum(_CT_THRESHOLDS[0], jnp.min(x) + _CT_THRESHOLDS[0])
+    probs = _ordered_membership(x, _CT_ORDER, (air,) + _CT_THRESHOLDS[1:], _CT_WIDTHS)
+    probs = (probs * inside_hard[..., None]
+             + (1.0 - inside_hard)[..., None] * jax.nn.one_hot(AIR, len(CLASSES)))
     return probs, body
   # MR: thresholds as multiples of body-pixel quantiles (units are arbitrary).
   # The soft-tissue reference is a low quantile in T1 (fat, bright, can fill a

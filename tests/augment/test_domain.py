@@ -308,3 +308,12 @@ def test_zscore_like_input_keeps_the_air_dark():
   out = np.asarray(_keys_fn("t2", "ct")(keys, shifted))
   assert out[:, :4, :4, 0].max() == 0.0
   assert out[:, SIZE // 2 - 4:SIZE // 2 + 4, SIZE // 2 - 4:SIZE // 2 + 4, 0].mean() > 0.2
+
+
+def test_ct_clipped_above_air_still_reads_air():
+  """BTCV-like CT clipped at -125 HU: air at ~0.09 in window units is air, not fat."""
+  image, labels = phantom(SIZE, "ct")
+  clipped = jnp.maximum(jnp.asarray(image), 0.0875)
+  probs = np.asarray(_probs(clipped, "ct")).argmax(-1)
+  assert np.all(probs[:4, :4] == AIR)
+  assert (probs[labels == FAT] == FAT).mean() > 0.95
