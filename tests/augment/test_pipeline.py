@@ -11,21 +11,16 @@ import pytest
 from liverjax.augment import pipeline
 from liverjax.configs import default
 from liverjax.data import nifti
+from tests.augment.test_dg import BATCH
+from tests.augment.test_dg import _phantom
 
-SIZE = 32
-BATCH = 8
 
 
 def _batch():
-  """Two flat tissues (0.3: organ 1, the liver mask; 0.7: organ 2) on black air."""
-  x = np.zeros((BATCH, SIZE, SIZE, 1), np.float32)
-  organs = np.zeros((BATCH, SIZE, SIZE), np.int32)
-  x[:, 4:28, 2:15] = 0.3
-  organs[:, 4:28, 2:15] = 1
-  x[:, 4:28, 17:30] = 0.7
-  organs[:, 4:28, 17:30] = 2
-  masks = (organs == 1).astype(np.float32)[..., None]
-  return jnp.asarray(x), jnp.asarray(masks), jnp.asarray(organs)
+  """Two flat tissues (0.3: organ 1, the liver mask; 0.7: organ 2) on black air (test_dg's)."""
+  x, organs = _phantom()
+  masks = (organs == 1).astype(jnp.float32)[..., None]
+  return x, masks, organs
 
 
 def _config(**fields):
