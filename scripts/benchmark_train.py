@@ -1,6 +1,7 @@
 """Benchmark (not a test): U-Net train-step and eval throughput on the devices in hand.
 
   python scripts/benchmark_train.py --size=256 --batch=64 --dtype=bfloat16 --augment=both
+  python scripts/benchmark_train.py --size=64 --batch=16 --recipe=slaug
 
 Prints slices/s of the jit-compiled, sharded train step (with the chosen
 on-device augmentation) and of the eval (predict) step, timed after warm-up
@@ -18,6 +19,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from liverjax.configs import default  # noqa: E402
+from liverjax.configs import real  # noqa: E402
 from liverjax import runtime  # noqa: E402
 from liverjax.segmentation import state as train  # noqa: E402
 
@@ -31,6 +33,9 @@ def parse_args():
   p.add_argument("--features", type=int, default=16)
   p.add_argument("--norm", default="batch", choices=["batch", "group", "none"])
   p.add_argument("--augment", default="none", choices=["none", "augmix", "domain", "both"])
+  p.add_argument("--recipe", default="none", choices=["none", "gin", "gin_ipa", "slaug"],
+                 help="DG recipe in the step (configs/real RECIPES' augment fields; the "
+                      "batch stays --batch)")
   p.add_argument("--steps", type=int, default=20, help="timed steps")
   p.add_argument("--warmup", type=int, default=3)
   return p.parse_args()
@@ -44,12 +49,16 @@ def main():
   config.train.batch_size = args.batch
   config.augment.augmix = args.augment in ("augmix", "both")
   config.augment.domain = args.augment in ("domain", "both")
+  if args.recipe != "none":
+    config.augment.update(real.RECIPES[args.recipe][0])
   mesh = runtime.create_mesh()
   rng = np.random.default_rng(0)
   images = rng.random((args.batch, args.size, args.size, 1), dtype=np.float32)
   masks = (images > 0.6).astype(np.float32)
   sharding = runtime.batch_sharding(mesh)
-  batch = {"image": jax.device_put(images, sharding), "mask": jax.device_put(masks, sharding)}
+  organs = masks[..., 0].astype(np.int32) + (images[..., 0] > 0.3)  # three labels
+  batch = {"image": jax.device_put(images, sharding), "mask": jax.device_put(masks, sharding),
+           "organs": jax.device_put(organs.astype(np.int32), sharding)}
 
   graphdef, state, tx = train.create_train_state(config, mesh, runtime.prng_key(config, 0))
   step_fn = train.make_train_step(config, graphdef, tx, mesh)
@@ -78,7 +87,8 @@ def main():
   dev = jax.devices()[0]
   print(f"devices: {jax.device_count()} x {dev.platform} ({dev.device_kind}); jax {jax.__version__}")
   print(f"U-Net depth {args.depth}, base {args.features}, norm {args.norm}, dtype {args.dtype}; "
-        f"size {args.size}, global batch {args.batch}, augment {args.augment}")
+        f"size {args.size}, global batch {args.batch}, augment {args.augment}, "
+        f"recipe {args.recipe}")
   print(f"train step: {train_s * 1e3:.1f} ms/step, {args.batch / train_s:.1f} slices/s "
         f"(first call incl. compile {compile_s:.1f} s)")
   print(f"eval step:  {eval_s * 1e3:.1f} ms/batch, {args.batch / eval_s:.1f} slices/s")

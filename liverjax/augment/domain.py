@@ -43,13 +43,17 @@ AIR, FAT, SOFT, FLUID, BONE = range(5)
 # CT window thresholds on the normalised scale x = (HU + 160) / 400, in the
 # order of increasing CT intensity: air | fat | fluid | soft | bone.
 _CT_ORDER = (AIR, FAT, FLUID, SOFT, BONE)
-_CT_THRESHOLDS = (0.03, 0.33, 0.47, 0.80)  # ~ -148, -28, +28, +160 HU
+# The soft/bone boundary sits at 190 HU: contrast-enhanced liver reaches ~0.71-0.74
+# (125-135 HU) and must stay soft tissue.
+_CT_THRESHOLDS = (0.03, 0.33, 0.47, 0.88)  # ~ -148, -28, +28, +190 HU
 _CT_WIDTHS = (0.008, 0.015, 0.01, 0.025)  # sigmoid scales (~3-10 HU)
 # MR: pixels outside the body are air; inside, increasing intensity goes
 # T1 in-phase: very dark (cortical bone, gas) | fluid | soft tissue | fat
 # T2-SPIR:     very dark (cortical bone, gas) | fat (suppressed) | soft | fluid
 _T1_ORDER = (BONE, FLUID, SOFT, FAT)
 _T2_ORDER = (BONE, FAT, SOFT, FLUID)
+# Body = blurred intensity above the slice's minimum + this: relative, so that
+# z-score-normalised slices (air at ~0.3-0.4, not 0) still find their outline.
 _BODY_THRESHOLD = {"ct": 0.03, "t1": 0.06, "t2": 0.06}
 _BLUR_RADIUS = 3  # taps on each side of the private Gaussian blur
 
@@ -255,11 +259,24 @@ def _canonical_source(source):
   s = str(source).lower()
   if s == "ct":
     return "ct"
-  if s in ("mr", "t1"):  # a plain "mr" slice is read with the T1 ordering
+  if s in ("t1", "t2"):
+    return s
+  if s == "mr":
+    raise ValueError("domain.py: source 'mr' is ambiguous: T1 and T2-SPIR order the tissues "
+                     "oppositely; pass the slice's sequence, 't1' or 't2' "
+                     "(see source_of_sequence)")
+  raise ValueError(f"domain.py: source must be 'ct', 't1' or 't2', got {source!r}")
+
+
+def source_of_sequence(sequence: str) -> str:
+  """The domain-transform source of a volume's sequence: "ct" -> "ct", "t1_in" / "t1_out" ->
+  "t1", "t2" -> "t2" (ValueError otherwise)."""
+  s = str(sequence).lower()
+  if s in ("ct", "t2"):
+    return s
+  if s in ("t1", "t1_in", "t1_out"):
     return "t1"
-  if s == "t2":
-    return "t2"
-  raise ValueError(f"domain.py: source must be 'ct', 'mr', 't1' or 't2', got {source!r}")
+  raise ValueError(f"domain.py: unknown sequence {sequence!r}; expected ct, t1_in, t1_out or t2")
 
 
 def _canonical_target(target, source):
@@ -280,7 +297,7 @@ def _check_image(image):
 def _analyse(x, source):
   """Soft tissue classes f32[H, W, 5] and soft body mask f32[H, W] of x f32[H, W]."""
   smooth = _blur(x, 1.0)
-  fg = (smooth > _BODY_THRESHOLD[source]).astype(jnp.float32)
+  fg = (smooth > jnp.min(smooth) + _BODY_THRESHOLD[source]).astype(jnp.float32)
   if source != "ct":
     fg = _open3(fg)  # drop background-noise specks before filling
   # Orthogonal hull of the foreground: fills dark structures inside the body
@@ -288,7 +305,13 @@ def _analyse(x, source):
   inside_hard = _hull(fg)
   body = _blur(inside_hard, 0.7)
   if source == "ct":
-    probs = _ordered_membership(x, _CT_ORDER, _CT_THRESHOLDS, _CT_WIDTHS)
+    # Air is what lies within 0.03 of the slice's darkest value: CT clipped above
+    # -160 HU (BTCV: -125 HU, 0.09 in window units) has no black air. Outside the
+    # body everything is air.
+    air = jnp.maximum(_CT_THRESHOLDS[0], jnp.min(x) + _CT_THRESHOLDS[0])
+    probs = _ordered_membership(x, _CT_ORDER, (air,) + _CT_THRESHOLDS[1:], _CT_WIDTHS)
+    probs = (probs * inside_hard[..., None]
+             + (1.0 - inside_hard)[..., None] * jax.nn.one_hot(AIR, len(CLASSES)))
     return probs, body
   # MR: thresholds as multiples of body-pixel quantiles (units are arbitrary).
   # The soft-tissue reference is a low quantile in T1 (fat, bright, can fill a
@@ -323,8 +346,8 @@ def tissue_probabilities(image, source) -> jax.Array:
 
   Args:
     image: f32[H, W, 1] in [0, 1] (CT windowed, or MR percentile-scaled).
-    source: "ct", or "mr" / "t1" / "t2" ("mr" is read with the T1 in-phase
-      ordering: fat brightest, fluid dark).
+    source: "ct", "t1" (fat brightest, fluid dark) or "t2" (T2-SPIR: fluid
+      brightest, fat suppressed); "mr" is an error (`source_of_sequence`).
 
   Returns:
     f32[H, W, 5] memberships of (air, fat, soft, fluid, bone), each in [0, 1],
@@ -371,7 +394,7 @@ def domain_transform(key, image, *, source: str, target: str | None = None,
   Args:
     key: a PRNG key; the output is a deterministic function of (key, image).
     image: f32[H, W, 1] in [0, 1], a normalised slice of the `source` modality.
-    source: "ct" or "mr" (also "t1", "t2"; "mr" is read with the T1 ordering).
+    source: "ct", "t1" or "t2" (the slice's sequence; "mr" is an error).
     target: "t1" (T1 in-phase-like), "t2" (T2-SPIR-like), "mr" (either, at
       random with `params.t2_prob`), "ct" (CT-window-like), or None: "mr" from
       CT, "ct" from MR. Static.
@@ -471,7 +494,7 @@ def domain_transform_batch(key, images, *, source: str, prob: float = 0.8,
   Args:
     key: a PRNG key.
     images: f32[B, H, W, 1] in [0, 1], all of the `source` modality.
-    source: "ct" (-> T1- or T2-like at random) or "mr" (-> CT-like). Static.
+    source: "ct" (-> T1- or T2-like at random), "t1" or "t2" (-> CT-like). Static.
     prob: chance that a slice is transformed; the others pass through unchanged.
       Static (prob <= 0 returns `images` itself).
     params: the parameter ranges. Static.

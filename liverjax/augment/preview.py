@@ -5,8 +5,10 @@
 One row per slice (the source-domain training slices with the most liver);
 columns: the original, each AugMix op alone (at `augment.augmix_severity`),
 the geometric step (rotation / translation / flip, mask moved with the image),
-the domain transformation (to T1-like and T2-like from CT, CT-like from MR) and
-two AugMix results. The liver mask is outlined in green on every panel.
+the domain transformation (to T1-like and T2-like from CT, CT-like from MR,
+each MR slice read by its own sequence), two AugMix results, GIN, and the
+global and per-organ location-scale. The liver mask is outlined in green on
+every panel.
 """
 from __future__ import annotations
 
@@ -22,18 +24,22 @@ from ml_collections import config_flags
 
 from liverjax import configs
 from liverjax.augment import augmix as augmix_lib
+from liverjax.augment import dg
 from liverjax.augment import domain
 from liverjax.augment import ops
 from liverjax.data import dataset as dataset_lib
 
-def preview_panels(key, image, mask, augment_config, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def preview_panels(key, image, mask, augment_config, source: str,
+                   organs=None) -> list[tuple[str, np.ndarray, np.ndarray]]:
   """The panels of one row.
 
   Args:
     key: PRNG key.
     image: f32[H,W,1] in [0,1]; mask: f32[H,W,1] in {0,1}.
     augment_config: `config.augment`.
-    source: "ct" | "mr".
+    source: the slice's domain-transform source, "ct" | "t1" | "t2"
+      (`domain.source_of_sequence` of its volume's sequence).
+    organs: int[H,W] organ labels for the local location-scale (None: the mask as label 1).
 
   Returns:
     A list of (title, image f32[H,W], mask f32[H,W]).
@@ -57,6 +63,13 @@ def preview_panels(key, image, mask, augment_config, source: str) -> list[tuple[
         alpha=float(augment_config.augmix_alpha), severity=severity,
         flip_prob=float(augment_config.get("flip_prob", 0.5)))
     panels.append((f"AugMix #{i + 1}", a_img, a_mask))
+  labels = (mask[..., 0] > 0.5).astype(np.int32) if organs is None else np.asarray(organs)
+  panels.append(("GIN", dg.gin(next(keys), image[None])[0], mask))
+  panels.append(("location-scale (global)", dg.location_scale(next(keys), image[None])[0], mask))
+  panels.append(("location-scale (organs)",
+                 dg.location_scale(next(keys), image[None], labels=labels[None],
+                                   num_labels=int(augment_config.get("ls_num_labels", 16)))[0],
+                 mask))
   return [(t, np.asarray(im)[..., 0], np.asarray(m)[..., 0]) for t, im, m in panels]
 
 
@@ -75,7 +88,9 @@ def write_preview(config, out_path, *, rows: int = 3, seed: int = 0) -> pathlib.
   picks = picks[::max(1, len(picks) // rows)][:rows]
   key = jax.random.key(seed)
   grid = [preview_panels(jax.random.fold_in(key, i), v.image[z][..., None].astype(np.float32),
-                         v.mask[z][..., None].astype(np.float32), config.augment, source)
+                         v.mask[z][..., None].astype(np.float32), config.augment,
+                         domain.source_of_sequence(v.sequence),
+                         None if v.organs is None else v.organs[z])
           for i, (v, z) in enumerate(picks)]
   n_cols = len(grid[0])
   fig, axes = plt.subplots(len(grid), n_cols, figsize=(1.6 * n_cols, 1.75 * len(grid)),

@@ -109,6 +109,46 @@ def get_config() -> ml_collections.ConfigDict:
   # AugMix op choice shared by the slices of a batch (magnitudes stay per slice):
   # evaluates one op per chain step instead of all nine (see augmix.augmix_batch).
   augment.augmix_shared_ops = False
+  # Single-source domain generalisation (liverjax/augment/dg.py), applied after
+  # the domain transformation and before AugMix, inside the jitted train step.
+  # GIN (Ouyang et al. TMI 2022): a random shallow conv net per slice, blended
+  # with the slice by alpha ~ U(gin_alpha), rescaled to [0, 1].
+  augment.gin = False
+  augment.gin_prob = 1.0  # chance a slice gets GIN (else the original slice)
+  augment.gin_layers = 4
+  augment.gin_channels = 2  # intermediate channels of the random net
+  augment.gin_kernels = (1, 3)  # kernel sizes drawn per layer (odd)
+  augment.gin_alpha = (0.0, 1.0)  # range of the blend weight of the GIN output
+  # IPA (needs gin): every slice is seen as two GIN views (the second blended
+  # from two GIN appearances through a smooth random mask of ipa_grid x ipa_grid
+  # control points); the loss adds ipa_weight x the symmetric KL between the two
+  # predictions (metric "consistency"). Forward/backward on 2B slices: ~2x the
+  # plain step at the same train.batch_size (halve it for ~1x).
+  augment.ipa = False
+  # The GIN-IPA reference scripts use 10; with this loss (Dice + BCE + Jaccard,
+  # 8 slices x 2 views) 10 collapses training to all-background on the real CT
+  # (consistency trivially 0); 1.0 learns (val Dice 0.82 at 200 steps).
+  augment.ipa_weight = 1.0
+  augment.ipa_grid = 4
+  # Location-scale (SLAug, Su et al. AAAI 2023): a random cubic Bezier intensity
+  # curve (monotone, or non-monotone with ls_non_monotone_prob), scale
+  # U(ls_scale_range) and a shift keeping [0, 1], per slice ("global").
+  # location_scale_local: one curve per organ of the batch's `organs` label map
+  # instead (background curve non-monotone, organs ls_non_monotone_prob; air
+  # kept). saliency_fusion (needs both): SLAug's two passes in one step -- a
+  # forward/backward on the global view gives |d loss / d input|, smoothed on a
+  # saliency_grid x saliency_grid map, which blends global (salient) and local
+  # views; a second forward/backward on the fused image; the update uses the sum
+  # of both gradients (~2x the plain step at the same batch).
+  augment.location_scale = False
+  augment.location_scale_local = False
+  augment.saliency_fusion = False
+  augment.ls_non_monotone_prob = 0.5
+  augment.ls_scale_range = (0.9, 1.1)
+  augment.saliency_grid = 3
+  # Organ label values of `organs` (len(liverjax.data.nifti.ORGANS)); larger
+  # values count as background.
+  augment.ls_num_labels = 16
 
   # ---------------------------------------------------------------- cyclegan
   # Unpaired CT <-> MR translation (experiment "cyclegan", liverjax/cyclegan/).

@@ -92,6 +92,20 @@ def stack_slices(volumes) -> tuple[np.ndarray, np.ndarray]:
   return images, masks
 
 
+def stack_organs(volumes) -> np.ndarray:
+  """int32[N,S,S]: the organ label maps (`nifti.ORGANS` numbering) in `stack_slices` order.
+
+  A volume without an organ map (CHAOS DICOM + PNG) contributes its liver mask
+  as label 1 (`nifti.ORGANS[1]` is the liver): its other organs count as
+  background 0. Labels are 0 wherever nothing is known.
+  """
+  if not volumes:
+    raise ValueError("no volumes to stack")
+  return np.concatenate([
+      (v.organs if getattr(v, "organs", None) is not None else v.mask).astype(np.int32)
+      for v in volumes])
+
+
 def slice_is_t2(volumes) -> np.ndarray:
   """f32[N]: 1.0 for the slices (in `stack_slices` order) of T2-SPIR volumes, else 0.0."""
   return np.concatenate([np.full(v.image.shape[0], float(v.sequence == "t2"), np.float32)

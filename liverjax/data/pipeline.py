@@ -115,8 +115,10 @@ def train_batches(images: np.ndarray, masks: np.ndarray, *, global_batch_size: i
     seed: shuffling seed.
     start_step: batches already consumed (resume).
     use_tf: tf.data when TensorFlow is importable, else numpy.
-    extras: more per-slice arrays batched alongside (name -> [N,...]), e.g.
-      {"is_t2": f32[N]}.
+    extras: more per-slice arrays batched alongside (name -> [N,...]); the
+      U-Net run passes {"is_t2": f32[N], "organs": int32[N,H,W]} (organ labels
+      numbered by `nifti.ORGANS`, see `dataset.stack_organs`), plus
+      "organs_known": f32[N] for multi-organ training.
     batch_field: the config field of `global_batch_size`, for the errors.
 
   Yields:

@@ -183,9 +183,14 @@ def resize_volume(image: np.ndarray, mask: np.ndarray | None,
 
 
 def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
-  """Resizes an integer label volume [Z,H,W] (values 0..255) to uint8 [Z,size,size] by
-  nearest neighbour (centre-aligned INTER_NEAREST_EXACT): no new label values appear."""
+  """Resizes every slice of a label map [Z,H,W] (values 0..255) to uint8 [Z,size,size].
+
+  Nearest neighbour, centre-aligned (INTER_NEAREST_EXACT, registered with the
+  image resize of `resize_volume`): the set of values never grows.
+  """
   m = np.asarray(labels).astype(np.uint8, copy=False)
+  if m.ndim != 3:
+    raise ValueError(f"labels must be [Z,H,W], got shape {m.shape}")
   out = np.empty((m.shape[0], size, size), np.uint8)
   for z in range(m.shape[0]):
     out[z] = cv2.resize(m[z], (size, size), interpolation=_MASK_INTERP)
@@ -194,14 +199,15 @@ def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class PreparedVolume:
-  """A volume ready for training: normalised image, binary liver mask, organ map if any."""
+  """A volume ready for training: normalised image, binary liver mask, optional organ map."""
   patient_id: str
   modality: str
   sequence: str
   image: np.ndarray  # float32 [Z,S,S] in [0,1]
   mask: np.ndarray  # uint8 [Z,S,S] 0/1
   spacing: tuple[float, float, float]  # (z, y, x) mm, in-plane scaled for the resize
-  # uint8 [Z,S,S] organ indices of liverjax.data.nifti.ORGANS (NIfTI data), None without.
+  # uint8 [Z,S,S] organ labels numbered by `nifti.ORGANS` (0 background, 1 liver, ...),
+  # resized like the mask; None where the reader gave none (CHAOS DICOM + PNG).
   organs: np.ndarray | None = None
 
 
@@ -221,8 +227,9 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
 
   Returns:
     PreparedVolume: image float32 [Z,S,S] in [0,1], mask uint8 [Z,S,S] 0/1
-    (liver only), spacing (z, y*H/S, x*W/S), organs uint8 [Z,S,S] (the volume's
-    `organs` map resized by nearest neighbour) or None when it has none.
+    (liver only), spacing (z, y*H/S, x*W/S), organs uint8 [Z,S,S] (the
+    volume's `organs` label map, nearest-resized like the mask) or None when
+    the volume has none.
   """
   modality = volume.modality.upper()
   if normalization == "window":
@@ -245,10 +252,12 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
   image = np.clip(image, 0.0, 1.0)
   organs = getattr(volume, "organs", None)
   if organs is not None:
+    if np.shape(organs) != volume.image.shape:
+      raise ValueError(f"{volume.patient_id}: organ map shape {np.shape(organs)} != image "
+                       f"shape {volume.image.shape}")
     organs = resize_labels(organs, image_size)
   z, y, x = volume.spacing
   return PreparedVolume(
       patient_id=volume.patient_id, modality=volume.modality, sequence=volume.sequence,
-      image=image, mask=mask,
-      spacing=(float(z), float(y) * h / image_size, float(x) * w / image_size),
-      organs=organs)
+      image=image, mask=mask, organs=organs,
+      spacing=(float(z), float(y) * h / image_size, float(x) * w / image_size))

@@ -20,6 +20,7 @@ from flax import nnx
 
 from liverjax import runtime
 from liverjax import training
+from liverjax.augment import dg
 from liverjax.augment import pipeline as augment_pipeline
 from liverjax.models import unet
 from liverjax.segmentation import losses
@@ -111,55 +112,113 @@ def loss_weights(train_config) -> tuple[float, float, float]:
   return (train_config.dice_weight, train_config.bce_weight, train_config.jaccard_weight)
 
 
+def _loss_fn(params, images, masks, batch_stats, *, graphdef, weights, organ_ids=(),
+             known=None):
+  """Segmentation loss of the U-Net on one batch: (total, (terms, logits, new batch stats)).
+
+  `masks` is the binary liver mask f32[B,H,W,1]; with `organ_ids` (multi-organ) it is the
+  organ index map and `known` f32[B] marks the slices whose other organs are labelled.
+  """
+  # copy=True: the batch statistics come from the outer (jit) trace; the
+  # BatchNorm update inside the gradient trace must write to fresh Variables.
+  model = nnx.merge(graphdef, params, batch_stats, copy=True)
+  logits = model(images, train=True)
+  if organ_ids:
+    targets, channel_weights = organs_lib.organ_targets(masks, known, organ_ids)
+    total, terms = organs_lib.multi_organ_loss(logits, targets, channel_weights,
+                                               loss_weights=weights)
+  else:
+    total, terms = losses.segmentation_loss(logits, masks, weights=weights)
+  return total, (terms, logits, nnx.state(model, nnx.BatchStat))
+
+
+def _ipa_loss_fn(params, view1, view2, masks, batch_stats, *, graphdef, weights,
+                 consistency_weight, organ_ids=(), known=None):
+  """GIN-IPA: the segmentation loss over both views (one 2B forward, the views of a slice
+  side by side so each device keeps its slices) + weight x the consistency of the two
+  predictions (`dg.consistency_loss`, sigmoid symmetric KL)."""
+  b = view1.shape[0]
+  both = jnp.stack([view1, view2], axis=1).reshape((2 * b,) + view1.shape[1:])
+  masks2 = jnp.repeat(masks, 2, axis=0)
+  known2 = None if known is None else jnp.repeat(known, 2, axis=0)
+  seg, (terms, logits, stats) = _loss_fn(params, both, masks2, batch_stats,
+                                         graphdef=graphdef, weights=weights,
+                                         organ_ids=organ_ids, known=known2)
+  pair = logits.reshape((b, 2) + logits.shape[1:])
+  consistency = dg.consistency_loss(pair[:, 0], pair[:, 1], "sigmoid")
+  total = seg + consistency_weight * consistency
+  return total, (dict(terms, total=total, seg_total=seg, consistency=consistency), stats)
+
+
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
                tx: optax.GradientTransformation, weights, augment_fn=None,
-               organ_ids: tuple[int, ...] = ()):
+               organ_ids: tuple[int, ...] = (),
+               views: str | None = None, consistency_weight: float = 0.0):
   """One optimizer step on a global batch. Pure; jit it with `make_train_step`.
 
   Args:
     state: the `TrainState`.
     batch: {"image": f32[B,H,W,1] in [0,1], "mask": f32[B,H,W,1] in {0,1}},
-      optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain transform);
-      with `organ_ids` also "organs": int32[B,H,W] (indices of `nifti.ORGANS`) and
+      optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain
+      transform) and "organs": int32[B,H,W] (organ labels of `nifti.ORGANS`, for
+      the local location-scale and multi-organ training), with `organ_ids` also
       "organs_known": f32[B] (`organs.stack_labels`).
     key: PRNG key for this step (augmentation).
     graphdef: the U-Net graph (static).
     tx: the optimizer (static).
     weights: (dice, bce, jaccard) loss weights (static).
-    augment_fn: None or `fn(key, images, masks, is_t2=None) -> (images, masks)`
-      run on device before the forward pass.
+    augment_fn: None or the on-device augmentation,
+      `fn(key, images, masks, is_t2=None, organs=None)`, returning
+      (images, masks) when `views` is None, else (view1, view2, masks)
+      (`augment.pipeline.augment_batch` / `augment_views`).
     organ_ids: () for the liver model; else `organs.organ_ids(model.organs)`: the
       organ label map goes through `augment_fn` in place of the mask and the loss is
       `organs.multi_organ_loss` over the U-Net's channels.
+    views: None (one view), "ipa" (GIN-IPA: loss over both views +
+      `consistency_weight` x their consistency, metric "consistency"; ~2x the
+      plain step) or "saliency" (SLAug: forward/backward on view1 (global) gives
+      |d loss / d input|; `dg.saliency_fuse` blends view1 and view2 (local) by
+      it; a second forward/backward on the fused image; the update is the sum
+      of both gradients, the batch statistics those after both passes; metric
+      "global_total" is the first pass's loss; ~2x the plain step). Static.
+    consistency_weight: IPA's consistency weight (static).
 
   Returns:
     (new_state, metrics): metrics are scalars: the loss terms of
-    `losses.segmentation_loss`, `grad_norm`, and `finite` (1.0 when the step
-    was applied). A non-finite step leaves the state unchanged except for
-    `step` and `nonfinite_step`.
+    `losses.segmentation_loss` (of the fused image for "saliency"; over both
+    views for "ipa", whose "total" includes the weighted consistency),
+    `grad_norm`, and `finite` (1.0 when the step was applied). A non-finite
+    step leaves the state unchanged except for `step` and `nonfinite_step`.
   """
   images, masks = batch["image"], batch["mask"]
   if organ_ids:
     masks = batch["organs"][..., None].astype(jnp.float32)
-  if augment_fn is not None:
-    images, masks = augment_fn(key, images, masks, is_t2=batch.get("is_t2"))
-
-  def loss_fn(params):
-    # copy=True: the batch statistics come from the outer (jit) trace; the
-    # BatchNorm update inside the gradient trace must write to fresh Variables.
-    model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
-    logits = model(images, train=True)
-    if organ_ids:
-      targets, channel_weights = organs_lib.organ_targets(masks, batch["organs_known"],
-                                                          organ_ids)
-      total, terms = organs_lib.multi_organ_loss(logits, targets, channel_weights,
-                                                 loss_weights=weights)
-    else:
-      total, terms = losses.segmentation_loss(logits, masks, weights=weights)
-    return total, (terms, nnx.state(model, nnx.BatchStat))
-
-  (total, (terms, new_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+  aug_kwargs = dict(is_t2=batch.get("is_t2"), organs=batch.get("organs"))
+  loss_kw = dict(graphdef=graphdef, weights=weights, organ_ids=organ_ids,
+                 known=batch.get("organs_known"))
+  if views is None:
+    if augment_fn is not None:
+      images, masks = augment_fn(key, images, masks, **aug_kwargs)
+    (total, (terms, _, new_stats)), grads = jax.value_and_grad(_loss_fn, has_aux=True)(
+        state.params, images, masks, state.batch_stats, **loss_kw)
+  elif views == "ipa":
+    view1, view2, masks = augment_fn(key, images, masks, **aug_kwargs)
+    (total, (terms, new_stats)), grads = jax.value_and_grad(_ipa_loss_fn, has_aux=True)(
+        state.params, view1, view2, masks, state.batch_stats,
+        consistency_weight=consistency_weight, **loss_kw)
+  elif views == "saliency":
+    global_img, local_img, masks = augment_fn(key, images, masks, **aug_kwargs)
+    (total_g, (_, _, stats_g)), (grads_g, grad_x) = jax.value_and_grad(
+        _loss_fn, argnums=(0, 1), has_aux=True)(state.params, global_img, masks,
+                                                state.batch_stats, **loss_kw)
+    fused = dg.saliency_fuse(global_img, local_img, grad_x)
+    (total, (terms, _, new_stats)), grads_f = jax.value_and_grad(_loss_fn, has_aux=True)(
+        state.params, fused, masks, stats_g, **loss_kw)
+    grads = jax.tree.map(jnp.add, grads_g, grads_f)
+    terms = dict(terms, global_total=total_g)
+    total = total + total_g
+  else:
+    raise ValueError(f"train_step: views={views!r}; expected None, 'ipa' or 'saliency'")
   grad_norm = optax.tree.norm(grads)
   updates, new_opt = tx.update(grads, state.opt_state, state.params)
   new_params = optax.apply_updates(state.params, updates)
@@ -176,12 +235,20 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
   return new_state, metrics
 
 
+_AUGMENT_SWITCHES = ("domain", "augmix", "gin", "location_scale", "location_scale_local")
+
+
 def make_augment_fn(config):
-  """The on-device augmentation of `config.augment`, or None when it is off."""
-  if not (config.augment.domain or config.augment.augmix):
+  """The on-device augmentation of `config.augment`, or None when it is off.
+
+  `augment.pipeline.augment_views` for a two-view recipe (`two_view_mode`),
+  else `augment_batch`; closed over `config.augment` and `config.data.source`.
+  """
+  mode = augment_pipeline.two_view_mode(config.augment)
+  if mode is None and not any(config.augment.get(s, False) for s in _AUGMENT_SWITCHES):
     return None
-  return functools.partial(augment_pipeline.augment_batch, augment_config=config.augment,
-                           source=config.data.source)
+  fn = augment_pipeline.augment_batch if mode is None else augment_pipeline.augment_views
+  return functools.partial(fn, augment_config=config.augment, source=config.data.source)
 
 
 def train_organ_ids(model_config) -> tuple[int, ...]:
@@ -197,7 +264,9 @@ def make_train_step(config, graphdef, tx, mesh):
   step = functools.partial(train_step, graphdef=graphdef, tx=tx,
                            weights=loss_weights(config.train),
                            augment_fn=make_augment_fn(config),
-                           organ_ids=train_organ_ids(config.model))
+                           organ_ids=train_organ_ids(config.model),
+                           views=augment_pipeline.two_view_mode(config.augment),
+                           consistency_weight=float(config.augment.get("ipa_weight", 0.0)))
   return jax.jit(step,
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated),

@@ -78,7 +78,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   config_dict = config.to_dict()
 
   extras = {"is_t2": dataset_lib.slice_is_t2(train_volumes)}
-  if state_lib.train_organ_ids(config.model):
+  if not state_lib.train_organ_ids(config.model):
+    extras["organs"] = dataset_lib.stack_organs(train_volumes)
+  else:
     extras["organs"], extras["organs_known"] = organs_lib.stack_labels(train_volumes)
     logging.info("multi-organ training on %s: organ labels on %d of %d slices",
                  tuple(config.model.organs), int(extras["organs_known"].sum()), len(images))
@@ -87,10 +89,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
       shuffle_buffer=config.data.shuffle_buffer, extras=extras)
   logging.info("training on %d %s slices (%d volumes) for steps %d..%d, global batch %d "
-               "over %d devices; augmentation: domain=%s augmix=%s; translated by the "
-               "CycleGAN: %s", len(images), source, len(train_volumes), start_step,
-               config.train.steps, config.train.batch_size, mesh.size, config.augment.domain,
-               config.augment.augmix, slice_transform is not None)
+               "over %d devices; augmentation: %s; translated by the CycleGAN: %s", len(images),
+               source, len(train_volumes), start_step, config.train.steps,
+               config.train.batch_size, mesh.size,
+               ", ".join(s for s in ("domain", "gin", "ipa", "location_scale",
+                                     "location_scale_local", "saliency_fusion", "augmix")
+                         if config.augment.get(s, False)) or "none",
+               slice_transform is not None)
 
   def step_fn(state, step):
     return train_step_fn(state, next(batches), jax.random.fold_in(step_rng, step))

@@ -160,9 +160,9 @@ def test_pipeline_domain_only(data, monkeypatch):
   images, masks = data
   calls = _fake_domain(monkeypatch, lambda x: 1.0 - x)
   cfg = _augment_config(domain=True, domain_prob=0.3)
-  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='mr'))
+  f = jax.jit(functools.partial(pipeline.augment_batch, augment_config=cfg, source='ct'))
   out, out_m = f(jax.random.key(0), images, masks)
-  assert calls == [('mr', 0.3, images.shape)]
+  assert calls == [('ct', 0.3, images.shape)]
   np.testing.assert_allclose(np.asarray(out), 1.0 - np.asarray(images), atol=1e-6)
   np.testing.assert_array_equal(np.asarray(out_m), np.asarray(masks))
 
@@ -209,6 +209,9 @@ def test_pipeline_reads_t2_slices_as_t2(data, monkeypatch):
   per_slice = np.asarray(out).reshape(images.shape[0], -1)
   np.testing.assert_allclose(per_slice[0::2], 0.25)  # T1 slices: the T1 reading
   np.testing.assert_allclose(per_slice[1::2], 0.75)  # T2 slices: the T2 reading
+  # An MR batch without its sequences is an error, not a silent T1 reading.
+  with pytest.raises(ValueError, match="is_t2"):
+    f(jax.random.key(0), images, masks)
 
 
 def test_shared_ops_plan_fixes_the_ops_of_every_slice():

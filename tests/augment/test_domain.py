@@ -102,7 +102,7 @@ def _run(source):
   return source, images, np.asarray(out)
 
 
-@pytest.fixture(params=["ct", "mr"])
+@pytest.fixture(params=["ct", "t1"])
 def batch_run(request):
   return _run(request.param)
 
@@ -159,10 +159,10 @@ def test_batch_prob(batch_run):
 
 def test_vmap_batch_matches_per_key_transform():
   """The batch draws slice i with key split(split(key)[i])[1]; vmap changes nothing."""
-  _, images, out = _run("mr")
+  _, images, out = _run("t1")
   keys = jax.random.split(jax.random.key(0), BATCH)
   k_transform = jax.vmap(lambda k: jax.random.split(k)[1])(keys)
-  single = _keys_fn("mr", "ct")(k_transform, images[0])  # same compile as the ordering test
+  single = _keys_fn("t1", "ct")(k_transform, images[0])  # same compile as the ordering test
   np.testing.assert_allclose(np.asarray(single)[:-2], out[:-2], atol=2e-5)
 
 
@@ -177,7 +177,7 @@ def test_ct_source_picks_t1_or_t2_style():
 
 
 def test_mr_source_gives_black_ct_air():
-  _, _, out = _run("mr")
+  _, _, out = _run("t1")
   assert out[:-2, :6, :6, 0].max() == 0.0  # outside the body, as in windowed CT
 
 
@@ -189,7 +189,7 @@ def test_constant_slice_has_no_spatial_structure(batch_run):
   half = SIZE // 2
   quadrants = [flat[:half, :half], flat[:half, half:], flat[half:, :half], flat[half:, half:]]
   means = np.array([q.mean() for q in quadrants])
-  if source == "mr":  # -> CT: no bias field, only noise
+  if source != "ct":  # -> CT: no bias field, only noise
     assert means.max() - means.min() < 0.01
   assert out[-2].mean() <= 0.1  # a blank slice stays dark (MR: a Rician noise floor)
 
@@ -197,7 +197,7 @@ def test_constant_slice_has_no_spatial_structure(batch_run):
 @pytest.mark.parametrize("source,target,check", [
     ("ct", "t1", lambda m: (m[:, FAT] > m[:, SOFT]) & (m[:, SOFT] > m[:, FLUID])),
     ("ct", "t2", lambda m: m[:, FLUID] > m[:, SOFT]),
-    ("mr", "ct", lambda m: m[:, FAT] < m[:, SOFT]),
+    ("t1", "ct", lambda m: m[:, FAT] < m[:, SOFT]),
 ])
 def test_target_tissue_ordering(source, target, check):
   image, labels = phantom(SIZE, "ct" if source == "ct" else "t1")
@@ -216,7 +216,7 @@ def test_tissue_probabilities_ct_phantom():
   np.testing.assert_array_equal(probs.argmax(axis=-1), labels)
 
 
-@pytest.mark.parametrize("modality,source", [("t1", "mr"), ("t2", "t2")])
+@pytest.mark.parametrize("modality,source", [("t1", "t1"), ("t2", "t2")])
 def test_tissue_probabilities_mr_phantom(modality, source):
   image, labels = phantom(SIZE, modality)
   probs = np.asarray(_probs(image, source))
@@ -262,6 +262,8 @@ def test_l1_distance_matches_brute_force():
 
 def test_bad_arguments():
   image = jnp.zeros((8, 8, 1))
+  with pytest.raises(ValueError, match="ambiguous"):  # T1 or T2: the caller must say
+    domain.domain_transform(jax.random.key(0), image, source="mr")
   with pytest.raises(ValueError, match="source"):
     domain.domain_transform(jax.random.key(0), image, source="pet")
   with pytest.raises(ValueError, match="target"):
@@ -270,3 +272,48 @@ def test_bad_arguments():
     domain.domain_transform(jax.random.key(0), jnp.zeros((8, 8)), source="ct")
   with pytest.raises(ValueError, match="shape"):
     domain.domain_transform_batch(jax.random.key(0), image, source="ct")
+
+
+def test_source_of_sequence():
+  assert [domain.source_of_sequence(s) for s in ("ct", "t1_in", "t1_out", "t2")] == [
+      "ct", "t1", "t1", "t2"]
+  with pytest.raises(ValueError, match="sequence"):
+    domain.source_of_sequence("flair")
+
+
+def test_t2_slice_read_as_t2_keeps_the_liver_mid_grey():
+  """T2-SPIR -> CT: soft tissue (liver) goes to CT soft-tissue grey, not black (the bug of
+  reading T2 slices with the T1 ordering, where liver sits in the 'fluid' band)."""
+  image, labels = phantom(SIZE, "t2")
+  keys = jax.random.split(jax.random.key(5), BATCH)
+  out = np.asarray(_keys_fn("t2", "ct")(keys, jnp.asarray(image)))
+  m = _region_means(out, labels)
+  assert (m[:, SOFT] > 0.3).mean() > 0.9, m[:, SOFT]
+  assert (m[:, SOFT] > m[:, FAT]).mean() > 0.9
+
+
+def test_enhanced_ct_liver_is_soft_tissue_not_bone():
+  """Contrast-enhanced liver, 0.71-0.74 in window units (125-135 HU), is soft tissue."""
+  image = jnp.full((16, 16, 1), 0.73, jnp.float32).at[:2].set(0.0)
+  probs = np.asarray(_probs(image, "ct"))
+  assert np.all(probs[4:12, 4:12].argmax(-1) == SOFT)
+
+
+def test_zscore_like_input_keeps_the_air_dark():
+  """Air at ~0.35 (z-score normalisation) instead of 0: the body is found relative to the
+  slice's minimum, so the air outside it still becomes CT-black."""
+  image, _ = phantom(SIZE, "t2")
+  shifted = jnp.asarray(0.35 + 0.6 * image)
+  keys = jax.random.split(jax.random.key(9), 8)
+  out = np.asarray(_keys_fn("t2", "ct")(keys, shifted))
+  assert out[:, :4, :4, 0].max() == 0.0
+  assert out[:, SIZE // 2 - 4:SIZE // 2 + 4, SIZE // 2 - 4:SIZE // 2 + 4, 0].mean() > 0.2
+
+
+def test_ct_clipped_above_air_still_reads_air():
+  """BTCV-like CT clipped at -125 HU: air at ~0.09 in window units is air, not fat."""
+  image, labels = phantom(SIZE, "ct")
+  clipped = jnp.maximum(jnp.asarray(image), 0.0875)
+  probs = np.asarray(_probs(clipped, "ct")).argmax(-1)
+  assert np.all(probs[:4, :4] == AIR)
+  assert (probs[labels == FAT] == FAT).mean() > 0.95

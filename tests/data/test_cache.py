@@ -11,6 +11,7 @@ import pytest
 
 from liverjax.data import cache
 from liverjax.data import dataset
+from liverjax.data import preprocess
 from liverjax.data import synthetic
 from tests.conftest import make_tiny_config
 
@@ -148,3 +149,15 @@ def test_two_runs_build_the_cache_once(tmp_path):
     assert p.exitcode == 0
   assert [g[:2] for g in got] == [(12, 96), (12, 96)]
   assert sorted(g[2] for g in got) == [0, 1]  # one built, the other waited and read it
+
+
+def test_organ_maps_round_trip_and_may_be_absent(tmp_path):
+  organs = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4) % 5
+  vols = [preprocess.PreparedVolume("a", "CT", "ct", np.zeros((2, 4, 4), np.float32),
+                                    (organs == 1).astype(np.uint8), (1.0, 1.0, 1.0), organs),
+          preprocess.PreparedVolume("b", "MR", "t2", np.zeros((1, 4, 4), np.float32),
+                                    np.zeros((1, 4, 4), np.uint8), (1.0, 1.0, 1.0))]
+  cache.write(tmp_path / "c.npz", "k", vols, [])
+  got, _ = cache.read(tmp_path / "c.npz", "k", preprocess.PreparedVolume)
+  np.testing.assert_array_equal(got[0].organs, organs)
+  assert got[0].organs.dtype == np.uint8 and got[1].organs is None

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from liverjax.data import chaos
+from liverjax.data import nifti
 from liverjax.data import preprocess
 
 
@@ -157,3 +158,19 @@ def test_prepare_real_ct_sample(ct_sample_root):
   assert 0.65 < float(p.image[p.mask == 1].mean()) < 0.85
   z = preprocess.prepare_volume(vol, image_size=64, normalization="zscore")
   assert z.image.min() >= 0 and z.image.max() <= 1
+
+
+def test_prepare_volume_carries_the_organ_map_resized_like_the_mask():
+  image = np.random.default_rng(0).uniform(-200, 300, (2, 40, 40)).astype(np.float32)
+  organs = np.zeros((2, 40, 40), np.uint8)
+  organs[:, 4:20, 4:20] = 1  # liver
+  organs[:, 24:36, 20:36] = 2  # spleen
+  vol = nifti.NiftiVolume(patient_id="1", modality="CT", sequence="ct", image=image,
+                          mask=(organs == 1).astype(np.uint8), spacing=(2.5, 1.0, 1.0),
+                          window=None, image_files=[], mask_files=[], problems=[],
+                          organs=organs)
+  p = preprocess.prepare_volume(vol, image_size=20)
+  assert p.organs.shape == (2, 20, 20) and p.organs.dtype == np.uint8
+  assert set(np.unique(p.organs)) == {0, 1, 2}  # nearest: no new values
+  np.testing.assert_array_equal(p.organs == 1, p.mask == 1)  # registered with the mask
+  assert preprocess.prepare_volume(_volume("CT", image, organs), image_size=20).organs is None

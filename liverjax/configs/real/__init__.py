@@ -6,6 +6,10 @@ CT = the 8 BTCV volumes (`real_dev/btcv_ct`, NIfTI) + the CHAOS CT patient
 (the repository's `../shared/data`), so the configs work from the repository
 root; override them with `--config.data.ct.root=...` / `--config.data.mr.root=...`
 (a path or a tuple of paths, CHAOS or NIfTI folders).
+
+The augmentation recipes are defined once, in RECIPES; the named files
+(`ct_to_mr_gin.py`, ...) are `get_real_config(<source>, <recipe>)`, and
+`best_ct_to_mr.py` / `best_mr_to_ct.py` the recipe of BEST per source.
 """
 import pathlib
 
@@ -33,19 +37,42 @@ def set_real_sources(config: ml_collections.ConfigDict) -> ml_collections.Config
   return config
 
 
-def get_real_config(source: str) -> ml_collections.ConfigDict:
+# Recipe -> (config.augment fields, config.train fields) it sets. The two-view
+# recipes (IPA, SLAug's saliency fusion) run two forward/backward passes over
+# the batch, so they take 8 source slices per step: about the cost of the
+# plain 16-slice step.
+_SLAUG = dict(location_scale=True, location_scale_local=True, saliency_fusion=True)
+RECIPES = {
+    "baseline": (dict(), dict()),
+    "augmix": (dict(augmix=True), dict()),
+    "domain_augmix": (dict(domain=True, augmix=True), dict()),
+    "gin": (dict(gin=True), dict()),
+    "gin_ipa": (dict(gin=True, ipa=True), dict(batch_size=8)),
+    "slaug": (_SLAUG, dict(batch_size=8)),
+}
+# The best recipe per source domain, from the CT -> MR / MR -> CT screening (docs/results.md).
+BEST = {"ct": "gin", "mr": "gin"}
+
+
+def get_real_config(source: str, recipe: str = "baseline") -> ml_collections.ConfigDict:
   """The default config on the real development set, trained on `source` ("ct" | "mr").
 
   Sized for a few minutes on a 2-core CPU: 64 px slices, a depth-4 U-Net with
   16 base channels, 400 steps of 16 slices. The source modality's patients go
   80/20 to train / validation (the best checkpoint by validation Dice is
   evaluated; no source test patients with 9-10 volumes), the target
-  modality's all to test.
+  modality's all to test. `recipe`: a key of RECIPES (its augmentation and
+  train fields set on top).
   """
+  if recipe not in RECIPES:
+    raise ValueError(f"unknown recipe {recipe!r}; expected one of {list(RECIPES)}")
   config = set_real_sources(default.get_config())
   config.data.source = source
   config.data.targets = ("ct", "mr")
   config.data.image_size = 64
   config.data.split = (0.8, 0.2, 0.0)
   config.train.update(batch_size=16, steps=400, log_every=50, eval_every=100)
+  augment, train = RECIPES[recipe]
+  config.augment.update(augment)
+  config.train.update(train)
   return config

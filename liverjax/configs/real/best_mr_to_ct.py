@@ -1,0 +1,6 @@
+"""Real protocol, MR -> CT with the best augmentation recipe (configs/real/__init__.py BEST)."""
+from liverjax.configs import real
+
+
+def get_config():
+  return real.get_real_config("mr", real.BEST["mr"])

@@ -1,0 +1,118 @@
+"""Tests for liverjax/augment/pipeline.py: the DG recipes of `config.augment` on a batch
+(GIN, GIN-IPA views, location-scale with the organ map, the two-view recipes, config checks).
+The domain transform + AugMix paths are tested in tests/augment/test_augmix.py."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from liverjax.augment import pipeline
+from liverjax.configs import default
+from liverjax.data import nifti
+from tests.augment.test_dg import BATCH
+from tests.augment.test_dg import _phantom
+
+
+
+def _batch():
+  """Two flat tissues (0.3: organ 1, the liver mask; 0.7: organ 2) on black air (test_dg's)."""
+  x, organs = _phantom()
+  masks = (organs == 1).astype(jnp.float32)[..., None]
+  return x, masks, organs
+
+
+def _config(**fields):
+  c = default.get_config().augment
+  c.update(fields)
+  return c
+
+
+@functools.cache
+def _fn(views=False, **fields):
+  fn = pipeline.augment_views if views else pipeline.augment_batch
+  return jax.jit(functools.partial(fn, augment_config=_config(**fields), source="ct"))
+
+
+def test_gin_is_keyed_in_range_and_keeps_the_mask():
+  x, m, organs = _batch()
+  f = _fn(gin=True)
+  a, am = f(jax.random.key(0), x, m, organs=organs)
+  b, _ = f(jax.random.key(0), x, m, organs=organs)
+  c, _ = f(jax.random.key(1), x, m, organs=organs)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.allclose(np.asarray(a), np.asarray(c))
+  np.testing.assert_array_equal(np.asarray(am), np.asarray(m))
+  assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+
+
+def test_gin_prob_leaves_some_slices_original():
+  x, m, _ = _batch()
+  out, _ = _fn(gin=True, gin_prob=0.5)(jax.random.key(2), x, m)
+  same = np.all(np.asarray(out) == np.asarray(x), axis=(1, 2, 3))
+  assert 0 < same.sum() < BATCH
+  none, _ = _fn(gin=True, gin_prob=0.0)(jax.random.key(2), x, m)
+  np.testing.assert_array_equal(np.asarray(none), np.asarray(x))
+
+
+def test_local_location_scale_reads_the_organ_map():
+  """Each organ of `organs` gets its own curve (a flat region stays flat); without an organ
+  map the liver mask is label 1 and organ 2 shares the background's curve."""
+  x, m, organs = _batch()
+  f = _fn(location_scale_local=True)
+  out = np.asarray(f(jax.random.key(3), x, m, organs=organs)[0])[..., 0]
+  for label in (1, 2):
+    region = out[:, np.asarray(organs[0]) == label]
+    assert np.abs(region - region[:, :1]).max() < 1e-6
+  fallback = np.asarray(f(jax.random.key(3), x, m)[0])[..., 0]
+  liver = np.asarray(organs[0]) == 1
+  np.testing.assert_allclose(fallback[:, liver], out[:, liver], atol=1e-6)
+  assert not np.allclose(fallback[:, np.asarray(organs[0]) == 2], out[:, np.asarray(organs[0]) == 2])
+  np.testing.assert_array_equal(out[:, 0, 0], 0.0)  # air (below 0.01) is kept
+
+
+def test_ipa_views_differ_share_the_mask_and_are_keyed():
+  x, m, _ = _batch()
+  f = _fn(views=True, gin=True, ipa=True, augmix=True, augmix_width=1, augmix_depth=(1, 1))
+  v1, v2, vm = f(jax.random.key(4), x, m)
+  w1, w2, _ = f(jax.random.key(4), x, m)
+  np.testing.assert_array_equal(np.asarray(v1), np.asarray(w1))
+  np.testing.assert_array_equal(np.asarray(v2), np.asarray(w2))
+  assert not np.allclose(np.asarray(v1), np.asarray(v2))
+  for v in (v1, v2):
+    assert v.shape == x.shape and float(v.min()) >= 0.0 and float(v.max()) <= 1.0
+    # Photometric views + the same AugMix geometry: air stays where the moved mask says.
+  assert vm.shape == m.shape and set(np.unique(np.asarray(vm))) <= {0.0, 1.0}
+
+
+def test_saliency_views_are_global_and_local():
+  x, m, organs = _batch()
+  g, loc, vm = _fn(views=True, location_scale=True, location_scale_local=True,
+                   saliency_fusion=True)(jax.random.key(5), x, m, organs=organs)
+  np.testing.assert_array_equal(np.asarray(vm), np.asarray(m))
+  g, loc = np.asarray(g)[..., 0], np.asarray(loc)[..., 0]
+  assert not np.allclose(g, loc)
+  np.testing.assert_array_equal(loc[:, 0, 0], 0.0)  # the local view keeps air black
+
+
+def test_two_view_mode_and_config_errors():
+  assert pipeline.two_view_mode(_config()) is None
+  assert pipeline.two_view_mode(_config(gin=True, ipa=True)) == "ipa"
+  assert pipeline.two_view_mode(_config(location_scale=True, location_scale_local=True,
+                                        saliency_fusion=True)) == "saliency"
+  with pytest.raises(ValueError, match="augment.gin"):
+    pipeline.two_view_mode(_config(ipa=True))
+  with pytest.raises(ValueError, match="location_scale_local"):
+    pipeline.two_view_mode(_config(location_scale=True, saliency_fusion=True))
+  with pytest.raises(ValueError, match="gin_prob"):
+    pipeline.check_augment_config(_config(gin=True, gin_prob=1.5))
+  x, m, _ = _batch()
+  with pytest.raises(ValueError, match="two-view"):
+    pipeline.augment_views(jax.random.key(0), x, m, _config(gin=True), "ct")
+  with pytest.raises(ValueError, match="is_t2"):
+    pipeline.augment_batch(jax.random.key(0), x, m, _config(domain=True), "mr")
+
+
+def test_default_label_count_covers_every_organ():
+  assert default.get_config().augment.ls_num_labels == len(nifti.ORGANS)

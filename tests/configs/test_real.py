@@ -1,0 +1,31 @@
+"""The real-protocol recipes (liverjax/configs/real/__init__.py) and their named files."""
+import importlib
+
+import pytest
+
+from liverjax.augment import pipeline
+from liverjax.configs import real
+
+DIRECTIONS = {"ct_to_mr": "ct", "mr_to_ct": "mr"}
+
+
+@pytest.mark.parametrize("recipe", ["gin", "gin_ipa", "slaug"])
+def test_named_recipe_files_are_the_table(recipe):
+  for stem, source in DIRECTIONS.items():
+    config = importlib.import_module(f"liverjax.configs.real.{stem}_{recipe}").get_config()
+    assert config == real.get_real_config(source, recipe)
+    pipeline.check_augment_config(config.augment)  # a recipe the train step accepts
+    for field, value in real.RECIPES[recipe][0].items():
+      assert config.augment[field] == value
+
+
+def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():
+  for stem, source in DIRECTIONS.items():
+    best = importlib.import_module(f"liverjax.configs.real.best_{stem}").get_config()
+    assert best == real.get_real_config(source, real.BEST[source])
+  assert real.get_real_config("ct", "gin_ipa").train.batch_size == 8
+  assert real.get_real_config("ct", "gin").train.batch_size == 16
+  assert real.get_real_config("ct") == importlib.import_module(
+      "liverjax.configs.real.ct_to_mr").get_config()
+  with pytest.raises(ValueError, match="unknown recipe"):
+    real.get_real_config("ct", "nothing")
