@@ -3,4 +3,4 @@ from liverjax.configs import real
 
 
 def get_config():
-  return real.get_real_config("ct", real.BEST["ct"])
+  return real.get_best_config("ct")

@@ -3,4 +3,4 @@ from liverjax.configs import real
 
 
 def get_config():
-  return real.get_real_config("mr", real.BEST["mr"])
+  return real.get_best_config("mr")
