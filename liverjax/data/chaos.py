@@ -1026,15 +1026,32 @@ def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volum
   Raises:
     ChaosError: only when `root` itself is not a CHAOS folder.
   """
+  return read_each(discover(root, sequences), read_series,
+                   where=lambda ref: ref.image_dir, what="series")
+
+
+def read_each(items, read, *, where, what: str) -> tuple[list, list[str]]:
+  """Reads every item with `read`; one that fails is reported and skipped, never fatal.
+
+  Args:
+    items: what to read (series references, NIfTI cases, ...).
+    read: item -> a volume with a `problems` list (reader notes, each naming a file).
+    where: item -> the file or folder named when an unexpected error skips it.
+    what: the word for an item in the messages ("series", "case").
+
+  Returns:
+    (volumes, problems): the volumes read, in item order, and every problem (the
+    volumes' own, then "<what> skipped: ..." for each failure, with the problems a
+    `ChaosError` carried); all are logged with absl logging.
+  """
   volumes, problems = [], []
-  for ref in discover(root, sequences):
+  for item in items:
     try:
-      vol = read_series(ref)
+      vol = read(item)
     except Exception as e:  # pylint: disable=broad-except  (never crash the whole load)
       msg = str(e) if isinstance(e, ChaosError) else (
-          f"{ref.image_dir}: unexpected error ({type(e).__name__}: {e})")
-      msg = f"series skipped: {msg}"
-      for p in getattr(e, "problems", []) + [msg]:
+          f"{where(item)}: unexpected error ({type(e).__name__}: {e})")
+      for p in getattr(e, "problems", []) + [f"{what} skipped: {msg}"]:
         logging.warning("%s", p)
         problems.append(p)
       continue

@@ -418,17 +418,5 @@ def load_volumes(root, modality: str | None = None, liver_label=None,
       `dataset_info`).
   """
   info = dataset_info(root, modality, liver_label, sequence)
-  volumes, problems = [], []
-  for case in info.cases:
-    try:
-      vol = read_case(case, info)
-    except ChaosError as e:
-      msg = f"case skipped: {e}"
-      logging.warning("%s", msg)
-      problems.append(msg)
-      continue
-    for p in vol.problems:
-      logging.warning("%s", p)
-    problems.extend(vol.problems)
-    volumes.append(vol)
-  return volumes, problems
+  return chaos.read_each(info.cases, lambda case: read_case(case, info),
+                         where=lambda case: case.image, what="case")
