@@ -35,7 +35,6 @@ import pathlib
 import re
 from typing import Any
 
-from absl import logging
 import nibabel as nib
 import numpy as np
 
