@@ -27,6 +27,15 @@ from liverjax.augment import domain
 
 Array = jax.Array
 
+# The on/off fields of `config.augment`, in the order the augmentations run.
+SWITCHES = ("domain", "gin", "ipa", "location_scale", "location_scale_local",
+            "saliency_fusion", "augmix")
+
+
+def active_switches(augment_config: Any) -> tuple[str, ...]:
+  """The SWITCHES that `config.augment` turns on (an empty tuple: no augmentation)."""
+  return tuple(s for s in SWITCHES if augment_config.get(s, False))
+
 
 def check_augment_config(augment_config: Any) -> None:
   """Raises ValueError naming the field when `config.augment` asks for an impossible recipe."""

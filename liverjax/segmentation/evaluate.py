@@ -36,6 +36,7 @@ from absl import logging
 
 from liverjax import checkpointing
 from liverjax import runtime
+from liverjax.augment import pipeline as augment_pipeline
 from liverjax.data import dataset as dataset_lib
 from liverjax.data import harmonize
 from liverjax.data import pipeline
@@ -299,7 +300,7 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
       normalization=config.data.normalization,
       postprocess=config.eval.postprocess, intensity=config.eval.intensity,
       organs=list(config.model.organs),
-      augment=dict(domain=bool(config.augment.domain), augmix=bool(config.augment.augmix),
+      augment=dict({s: bool(config.augment.get(s, False)) for s in augment_pipeline.SWITCHES},
                    cyclegan=config.translate.cyclegan_workdir),
       checkpoint=source, step=int(step), data_root=data.root,
       summary=summary, volumes=per_volume)

@@ -235,9 +235,6 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
   return new_state, metrics
 
 
-_AUGMENT_SWITCHES = ("domain", "augmix", "gin", "location_scale", "location_scale_local")
-
-
 def make_augment_fn(config):
   """The on-device augmentation of `config.augment`, or None when it is off.
 
@@ -245,7 +242,7 @@ def make_augment_fn(config):
   else `augment_batch`; closed over `config.augment` and `config.data.source`.
   """
   mode = augment_pipeline.two_view_mode(config.augment)
-  if mode is None and not any(config.augment.get(s, False) for s in _AUGMENT_SWITCHES):
+  if mode is None and not augment_pipeline.active_switches(config.augment):
     return None
   fn = augment_pipeline.augment_batch if mode is None else augment_pipeline.augment_views
   return functools.partial(fn, augment_config=config.augment, source=config.data.source)

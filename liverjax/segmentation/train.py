@@ -21,6 +21,7 @@ from liverjax import configs
 from liverjax import metric_writer
 from liverjax import runtime
 from liverjax import training
+from liverjax.augment import pipeline as augment_pipeline
 from liverjax.data import dataset as dataset_lib
 from liverjax.data import pipeline
 from liverjax.segmentation import evaluate
@@ -92,9 +93,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                "over %d devices; augmentation: %s; translated by the CycleGAN: %s", len(images),
                source, len(train_volumes), start_step, config.train.steps,
                config.train.batch_size, mesh.size,
-               ", ".join(s for s in ("domain", "gin", "ipa", "location_scale",
-                                     "location_scale_local", "saliency_fusion", "augmix")
-                         if config.augment.get(s, False)) or "none",
+               ", ".join(augment_pipeline.active_switches(config.augment)) or "none",
                slice_transform is not None)
 
   def step_fn(state, step):
