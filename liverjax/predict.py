@@ -190,7 +190,8 @@ def _logits_fn(graphdef, mesh):
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     return model(images, train=False)[..., 0].astype(jnp.float32)
 
-  return jax.jit(logits, in_shardings=(replicated, batch), out_shardings=batch)
+  return jax.jit(logits, in_shardings=(replicated, batch), out_shardings=batch,
+                 compiler_options=runtime.compiler_options())
 
 
 def prepare(model: Model, volume: chaos.Volume) -> np.ndarray:

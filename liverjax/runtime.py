@@ -47,6 +47,38 @@ def setup_process(distributed: bool = False) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
+# XLA CPU options set on every liverjax program (`compiler_options`). The YNNPACK library
+# fusions that jaxlib 0.10 uses by default for convolutions and matmuls run the U-Net train
+# step ~1.2x slower on a 2-core AVX-512 CPU than XLA's own (Eigen) kernels: 240 -> 197 ms per
+# 64 px batch of 16 (scripts/benchmark_vs_monai.py, docs/results.md). Same results up to
+# float rounding. Set LIVERJAX_XLA_CPU_DEFAULTS=0 (or name the option in XLA_FLAGS) to keep
+# XLA's own default.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.cache
+def compiler_options() -> dict[str, str]:
+  """The XLA compile options for `jax.jit(..., compiler_options=...)` on this backend.
+
+  CPU_COMPILER_OPTIONS on the CPU backend when this jaxlib knows them (checked once with a
+  tiny compile, so a jaxlib that dropped an option falls back to its default instead of
+  failing); {} on accelerators, when LIVERJAX_XLA_CPU_DEFAULTS=0, or when XLA_FLAGS already
+  names one of the options (the user's choice wins).
+  """
+  if jax.default_backend() != "cpu" or os.environ.get("LIVERJAX_XLA_CPU_DEFAULTS") == "0":
+    return {}
+  flags = os.environ.get("XLA_FLAGS", "")
+  if any(name in flags for name in CPU_COMPILER_OPTIONS):
+    return {}
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(1.0).compile()
+  except Exception:  # pylint: disable=broad-except  (an option this jaxlib does not know)
+    logging.warning("XLA CPU options %s not accepted by this jaxlib; using its defaults",
+                    CPU_COMPILER_OPTIONS)
+    return {}
+  return dict(CPU_COMPILER_OPTIONS)
+
+
 def create_mesh() -> Mesh:
   """A 1-D mesh of all devices (all processes) along the axis `data`.
 

@@ -376,7 +376,8 @@ def _compiled_step(graphs, gen_tx, disc_tx, lambda_cycle, lambda_identity, mesh)
       cyclegan_step, graphs=graphs, gen_tx=gen_tx, disc_tx=disc_tx,
       lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, batch_sharding=batch)
   return jax.jit(step, in_shardings=(replicated, batch, batch, replicated, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+                 out_shardings=(replicated, replicated), donate_argnums=(0,),
+                 compiler_options=runtime.compiler_options())
 
 
 @functools.cache
@@ -386,4 +387,5 @@ def make_translate_fn(graphdef) -> Callable:
   The output keeps the input's sharding (XLA propagates it from the batch).
   Cached per generator graph, so reloading generators does not recompile.
   """
-  return jax.jit(lambda params, images: nnx.merge(graphdef, params)(images))
+  return jax.jit(lambda params, images: nnx.merge(graphdef, params)(images),
+                 compiler_options=runtime.compiler_options())

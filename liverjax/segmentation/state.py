@@ -267,7 +267,7 @@ def make_train_step(config, graphdef, tx, mesh):
   return jax.jit(step,
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated),
-                 donate_argnums=(0,))
+                 donate_argnums=(0,), compiler_options=runtime.compiler_options())
 
 
 @functools.cache
@@ -288,4 +288,5 @@ def make_predict_fn(graphdef, mesh):
     return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
 
   return jax.jit(predict, in_shardings=(replicated, batch_sharding, batch_sharding),
-                 out_shardings=(batch_sharding, batch_sharding))
+                 out_shardings=(batch_sharding, batch_sharding),
+                 compiler_options=runtime.compiler_options())

@@ -251,3 +251,50 @@ def test_max_pool_2x2_equals_reduce_window_and_shards_on_an_explicit_mesh():
     up = jax.jit(lambda x: unet_lib.up_conv_2x2(x, k, jnp.zeros(5), jnp.float32))(pooled)
   np.testing.assert_array_equal(pooled, ref)
   assert up.shape == (8, 6, 4, 5) and pooled.sharding.spec[0] == "data"
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_batch_norm_relu_matches_flax_batch_norm_then_relu(dtype, tol):
+  # The fused training-mode norm must be the same function as nnx.BatchNorm + ReLU, with the
+  # same gradients (its backward pass is hand-written) and the same batch statistics.
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(0.5, 2.0, (4, 6, 6, 8)), dtype)
+  scale = jnp.asarray(rng.uniform(0.5, 1.5, 8), jnp.float32)
+  bias = jnp.asarray(rng.normal(0.0, 0.5, 8), jnp.float32)
+  cot = jnp.asarray(rng.normal(size=x.shape), dtype)
+
+  def reference(x, scale, bias):
+    bn = nnx.BatchNorm(8, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
+                       rngs=nnx.Rngs(0))
+    bn.scale[...], bn.bias[...] = scale, bias
+    return jax.nn.relu(bn(x, use_running_average=False))
+
+  def fused(x, scale, bias):
+    return unet_lib.batch_norm_relu(x, scale, bias, 1e-5)[0]
+
+  y_ref, vjp_ref = jax.vjp(reference, x, scale, bias)
+  y, vjp = jax.vjp(fused, x, scale, bias)
+  assert y.dtype == dtype
+  np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32),
+                             atol=tol, rtol=tol)
+  for got, want in zip(vjp(cot), vjp_ref(cot)):
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               atol=tol * 10, rtol=tol)
+  _, mean, var = unet_lib.batch_norm_relu(x, scale, bias, 1e-5)
+  x64 = np.asarray(x, np.float64).reshape(-1, 8)
+  np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(var, x64.var(0), rtol=1e-3, atol=1e-3)
+
+
+def test_train_mode_running_statistics_follow_flax_batch_norm():
+  # The fused path updates the nnx.BatchNorm running averages exactly as nnx.BatchNorm does.
+  block = unet_lib.ConvNormReLU(1, 4, norm="batch", dtype=jnp.float32, rngs=nnx.Rngs(0))
+  x, _ = _images(batch=3, size=16)
+  y = block(x, train=True)
+  conv_out = block.conv(x)
+  ref = nnx.BatchNorm(4, momentum=unet_lib.BATCH_NORM_MOMENTUM, epsilon=1e-5,
+                      rngs=nnx.Rngs(0))
+  y_ref = jax.nn.relu(ref(conv_out, use_running_average=False))
+  np.testing.assert_allclose(y, y_ref, atol=1e-5)
+  np.testing.assert_allclose(block.norm.mean[...], ref.mean[...], atol=1e-6)
+  np.testing.assert_allclose(block.norm.var[...], ref.var[...], rtol=1e-5, atol=1e-6)

@@ -66,8 +66,11 @@ def test_sharded_equals_unsharded(tiny_config):
   leaves8 = jax.tree.leaves(jax.device_get(state8.params))
   leaves1 = jax.tree.leaves(jax.device_get(state1.params))
   assert len(leaves8) == len(leaves1) > 0
+  # Adam normalises each update to ~lr (1e-3 here) whatever the gradient's size, so float
+  # rounding of a near-zero gradient (per-device partial sums) can move a parameter by ~1e-5;
+  # a sharding error moves parameters by O(lr).
   for a, b in zip(leaves8, leaves1):
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-5)
   # BatchNorm statistics are computed over the global batch in both cases.
   for a, b in zip(jax.tree.leaves(jax.device_get(state8.batch_stats)),
                   jax.tree.leaves(jax.device_get(state1.batch_stats))):

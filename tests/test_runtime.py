@@ -1,0 +1,38 @@
+"""Tests for liverjax/runtime.py: the XLA compile options liverjax sets."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from liverjax import runtime
+
+
+def _fresh_options(monkeypatch, **env):
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  runtime.compiler_options.cache_clear()
+  try:
+    return runtime.compiler_options()
+  finally:
+    runtime.compiler_options.cache_clear()
+
+
+def test_cpu_compiler_options_are_set_and_accepted(monkeypatch):
+  monkeypatch.delenv("LIVERJAX_XLA_CPU_DEFAULTS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", "")
+  options = _fresh_options(monkeypatch)
+  assert jax.default_backend() == "cpu"
+  assert options == runtime.CPU_COMPILER_OPTIONS
+  # A program compiled with them gives the same convolution as XLA's default kernels.
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+  w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 3, 3, 4)), jnp.float32)
+  conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(jax.jit(conv, compiler_options=options)(x, w),
+                             jax.jit(conv)(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_compiler_options_step_aside_for_the_user(monkeypatch):
+  assert _fresh_options(monkeypatch, LIVERJAX_XLA_CPU_DEFAULTS="0") == {}
+  monkeypatch.delenv("LIVERJAX_XLA_CPU_DEFAULTS")
+  name = next(iter(runtime.CPU_COMPILER_OPTIONS))
+  assert _fresh_options(monkeypatch, XLA_FLAGS=f"--{name}=LIBRARY_FUSION_TYPE_REDUCE") == {}
