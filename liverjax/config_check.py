@@ -172,6 +172,11 @@ def _check_unet(config) -> None:
   _int(config, "translate.batch_size", 1)
   _int(config, "eval.batch_size", 1)
   _int(config, "eval.figure_slices", 0)
+  if _choice(config, "eval.adapt_bn", ("none", "volume")) != "none":
+    _int(config, "eval.adapt_bn_slices", 1)
+    if _get(config, "model.norm") != "batch":
+      raise ConfigError("eval.adapt_bn", "re-estimates batch-norm statistics: needs "
+                        "model.norm='batch'", _get(config, "eval.adapt_bn"))
 
 
 def discriminator_output_size(size: int, layers: int) -> int:

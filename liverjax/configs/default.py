@@ -208,4 +208,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (to the source domain's training-slice body histogram, computed at evaluation).
   # Per-volume standardisation is `data.normalization = "zscore"` (train and test).
   ev.intensity = "none"
+  # Test-time batch-norm statistics of the target-domain test volumes (AdaBN, Li et al. 2016):
+  # "volume" re-estimates every batch-norm mean / variance on each target volume's own slices
+  # (at most adapt_bn_slices, evenly spaced; no labels, nothing learned) before predicting it;
+  # "none" uses the source running averages. Needs model.norm = "batch".
+  ev.adapt_bn = "none"
+  ev.adapt_bn_slices = 64
   return config

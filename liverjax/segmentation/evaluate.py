@@ -25,12 +25,19 @@ source domain's training slices (body = intensity > 0.05; a second or so), so
 any checkpoint can be evaluated with or without it. The other test-time option,
 per-volume standardisation, is a data setting (`data.normalization="zscore"`)
 that the model must be trained with too.
+
+Test-time batch norm (`eval.adapt_bn`): "volume" re-estimates the batch-norm
+statistics on each target-domain test volume's own slices (`adapt_bn_slices`
+evenly spaced ones; AdaBN) and predicts that volume with them; the source
+domain keeps the training running averages. Each scan is adapted alone, as a
+deployed model would see it; no label is used.
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -51,6 +58,7 @@ CHAOS_KEYS = ("ravd", "assd", "mssd")
 RAW_KEYS = ("dice_raw", "ravd_raw", "assd_raw", "mssd_raw")
 POSTPROCESS = ("largest_component", "none")
 INTENSITY = ("none", "histogram_match")
+ADAPT_BN = ("none", "volume")
 
 
 def postprocess_prediction(prediction: np.ndarray, method: str) -> np.ndarray:
@@ -108,13 +116,33 @@ def _score(prediction: np.ndarray, v, surface: bool, suffix: str = "") -> dict:
   return {k + suffix: float(chaos[k]) for k in ("dice",) + CHAOS_KEYS}
 
 
+def adapted_state(stats_fn, state, image: np.ndarray, max_slices: int, mesh):
+  """`state` with batch-norm statistics re-estimated on one volume (test-time adaptation).
+
+  Args:
+    stats_fn: from `state.make_volume_stats_fn`.
+    image: f32[Z,S,S] in [0,1]; at most `max_slices` (>= 1) evenly spaced slices are used.
+
+  Returns:
+    The train state with `batch_stats` replaced by those of the volume's slices.
+  """
+  z = image.shape[0]
+  index = np.unique(np.linspace(0, z - 1, min(z, max_slices)).round().astype(int))
+  slices = jax.device_put(image[index, ..., None].astype(np.float32),
+                          runtime.replicated_sharding(mesh))
+  return state.replace(batch_stats=stats_fn(state, slices))
+
+
 def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
                      surface_metrics: bool = True, keep_predictions: bool = False,
-                     postprocess: str = "none") -> list[dict]:
+                     postprocess: str = "none", stats_fn=None,
+                     adapt_slices: int = 64) -> list[dict]:
   """Scores each volume (`preprocess.PreparedVolume`).
 
   Args:
     postprocess: `eval.postprocess` ("none" | "largest_component").
+    stats_fn: None, or `state.make_volume_stats_fn` to predict each volume with batch-norm
+      statistics of its own `adapt_slices` slices (`adapted_state`).
 
   Returns:
     One dict per volume: patient_id, modality, sequence, slices; the loss
@@ -130,8 +158,11 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
     raise ValueError(f"eval.postprocess={postprocess!r}: expected one of {POSTPROCESS}")
   results = []
   for v in volumes:
-    prediction, sums = predict_volume(predict_fn, state, v.image, v.mask, mesh=mesh,
-                                 batch_size=batch_size)
+    volume_state = state
+    if stats_fn is not None:
+      volume_state = adapted_state(stats_fn, state, v.image, adapt_slices, mesh)
+    prediction, sums = predict_volume(predict_fn, volume_state, v.image, v.mask, mesh=mesh,
+                                      batch_size=batch_size)
     figures = {k: float(x) for k, x in losses.losses_from_sums(sums).items()}
     r = dict(patient_id=v.patient_id, modality=v.modality, sequence=v.sequence,
              slices=int(v.image.shape[0]), **{k: figures[k] for k in LOSS_KEYS})
@@ -185,8 +216,11 @@ def harmonize_volumes(volumes: list, reference: np.ndarray) -> list:
 
 
 def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, mesh,
-                     split: str = "test", examples_per_domain: int = 4):
+                     split: str = "test", examples_per_domain: int = 4, stats_fn=None):
   """Evaluates on `split` of each target domain.
+
+  `stats_fn` (`state.make_volume_stats_fn`) is needed with `config.eval.adapt_bn="volume"`,
+  which re-estimates batch-norm statistics per volume of a domain other than the source.
 
   `config.eval.postprocess` and `config.eval.intensity` apply (module docstring):
   with "histogram_match" every volume of a domain other than `config.data.source`
@@ -201,6 +235,11 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
   """
   if config.eval.intensity not in INTENSITY:
     raise ValueError(f"eval.intensity={config.eval.intensity!r}: expected one of {INTENSITY}")
+  adapt_bn = config.eval.get("adapt_bn", "none")
+  if adapt_bn not in ADAPT_BN:
+    raise ValueError(f"eval.adapt_bn={adapt_bn!r}: expected one of {ADAPT_BN}")
+  if adapt_bn != "none" and stats_fn is None:
+    raise ValueError("eval.adapt_bn='volume' needs the batch-statistics function (stats_fn)")
   reference = None
   if config.eval.intensity == "histogram_match":
     reference = intensity_reference(data, config)
@@ -213,9 +252,12 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
       continue
     if reference is not None and domain != config.data.source:
       volumes = harmonize_volumes(volumes, reference)
+    adapt = adapt_bn == "volume" and domain != config.data.source
     results = evaluate_volumes(predict_fn, state, volumes, mesh=mesh,
                                batch_size=config.eval.batch_size, keep_predictions=True,
-                               postprocess=config.eval.postprocess)
+                               postprocess=config.eval.postprocess,
+                               stats_fn=stats_fn if adapt else None,
+                               adapt_slices=int(config.eval.get("adapt_bn_slices", 64)))
     summary[domain] = summarize(results)
     if domain == "mr":
       for seq in seqs:
@@ -261,6 +303,8 @@ def experiment_name(config) -> str:
     name += "+zscore"
   if config.eval.get("intensity", "none") == "histogram_match":
     name += "+histmatch"
+  if config.eval.get("adapt_bn", "none") != "none":
+    name += "+adabn"
   return name
 
 
@@ -282,6 +326,9 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
   mesh = runtime.create_mesh()
   graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)
   predict_fn = state_lib.make_predict_fn(graphdef, mesh)
+  stats_fn = None
+  if config.eval.get("adapt_bn", "none") != "none":
+    stats_fn = state_lib.make_volume_stats_fn(graphdef, mesh)
   if config.eval.checkpoint:
     state, step = checkpointing.restore_path(config.eval.checkpoint, abstract_state)
     source = str(config.eval.checkpoint)
@@ -293,12 +340,13 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
   logging.info("evaluating the checkpoint %s (step %d)", source, step)
   summary, per_volume, examples = evaluate_domains(
       predict_fn, state, data, config, mesh=mesh,
-      examples_per_domain=config.eval.figure_slices)
+      examples_per_domain=config.eval.figure_slices, stats_fn=stats_fn)
   results = dict(
       experiment=experiment_name(config),
       source=config.data.source, targets=list(config.data.targets),
       normalization=config.data.normalization,
       postprocess=config.eval.postprocess, intensity=config.eval.intensity,
+      adapt_bn=config.eval.get("adapt_bn", "none"),
       organs=list(config.model.organs),
       augment=dict({s: bool(config.augment.get(s, False)) for s in augment_pipeline.SWITCHES},
                    cyclegan=config.translate.cyclegan_workdir),

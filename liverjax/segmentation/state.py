@@ -271,6 +271,29 @@ def make_train_step(config, graphdef, tx, mesh):
 
 
 @functools.cache
+def make_volume_stats_fn(graphdef, mesh):
+  """jit(state, images f32[N,H,W,1]) -> batch_stats: every batch norm's mean and variance
+  over these N slices (train-mode statistics, momentum 0), for test-time adaptation.
+
+  The slices are one batch, replicated on every device (no padding slices may enter the
+  statistics). Returns a state of the `state.batch_stats` structure; parameters are unused
+  beyond the forward pass and nothing is learned.
+  """
+  replicated = runtime.replicated_sharding(mesh)
+
+  def volume_stats(state, images):
+    model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
+    for _, module in nnx.iter_modules(model):
+      if isinstance(module, nnx.BatchNorm):
+        module.momentum = 0.0
+    model(images, train=True)
+    return nnx.state(model, nnx.BatchStat)
+
+  return jax.jit(volume_stats, in_shardings=(replicated, replicated), out_shardings=replicated,
+                 compiler_options=runtime.compiler_options())
+
+
+@functools.cache
 def make_predict_fn(graphdef, mesh):
   """jit(state, images f32[B,H,W,1], masks) -> (prediction u8[B,H,W,1], loss sums).
 

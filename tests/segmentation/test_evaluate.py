@@ -1,10 +1,11 @@
 """Per-volume evaluation: perfect and empty predictors, summaries, figure examples,
-post-processing and test-time histogram matching."""
+post-processing, test-time histogram matching and batch-norm adaptation."""
 import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from liverjax import runtime
 from liverjax.configs import default
@@ -12,6 +13,7 @@ from liverjax.data import dataset as dataset_lib
 from liverjax.data import preprocess
 from liverjax.segmentation import evaluate
 from liverjax.segmentation import losses
+from liverjax.segmentation import state as state_lib
 
 
 def _volume(pid="1", sequence="ct", z=6, size=16, seed=0):
@@ -172,3 +174,69 @@ def test_evaluate_domains_with_histogram_match_and_postprocess():
   assert {"dice_raw", "assd_raw"} <= set(per_volume[0]) and len(examples) == 1
   with pytest.raises(ValueError, match="eval.intensity"):
     evaluate.evaluate_domains(brightness, None, data, _config(intensity="zscore"), mesh=mesh)
+
+
+def _tiny_unet_state(mesh):
+  config = _config(adapt_bn="volume")
+  config.model.update(depth=2, base_features=4, norm="batch")
+  config.data.image_size = 16
+  graphdef, state, _ = state_lib.create_train_state(config, mesh, runtime.prng_key(config, 0))
+  return config, graphdef, state
+
+
+def test_adapt_bn_statistics_are_the_volume_slices_and_remove_intensity_scale():
+  # AdaBN re-estimates every batch norm on the volume: the first one's mean / variance are
+  # those of the first conv's output over the volume's slices, and a prediction becomes
+  # invariant to a global intensity scale of the volume (conv is linear, batch norm
+  # removes the scale), which the source running averages do not give.
+  mesh = runtime.create_mesh()
+  config, graphdef, state = _tiny_unet_state(mesh)
+  stats_fn = state_lib.make_volume_stats_fn(graphdef, mesh)
+  predict_fn = state_lib.make_predict_fn(graphdef, mesh)
+  v = _volume(z=6)
+  adapted = evaluate.adapted_state(stats_fn, state, v.image, 64, mesh)
+  model = nnx.merge(graphdef, state.params, state.batch_stats)
+  first = model.down[0].block1
+  conv_out = np.asarray(first.conv(jnp.asarray(v.image[..., None])), np.float64)
+  stats = nnx.merge(graphdef, state.params, adapted.batch_stats).down[0].block1.norm
+  np.testing.assert_allclose(stats.mean[...], conv_out.reshape(-1, 4).mean(0), atol=1e-5)
+  np.testing.assert_allclose(stats.var[...], conv_out.reshape(-1, 4).var(0), rtol=1e-3,
+                             atol=1e-6)
+  # Only 3 of 6 slices: statistics differ from the full volume's.
+  few = evaluate.adapted_state(stats_fn, state, v.image, 3, mesh)
+  assert not np.allclose(nnx.merge(graphdef, state.params, few.batch_stats)
+                         .down[0].block1.norm.mean[...], stats.mean[...])
+
+  def logits(vol_state, image):
+    _, sums = evaluate.predict_volume(predict_fn, vol_state, image, v.mask, mesh=mesh,
+                                      batch_size=8)
+    return losses.losses_from_sums(sums)["bce"]
+  scaled = (0.5 * v.image).astype(np.float32)
+  adapted_scaled = evaluate.adapted_state(stats_fn, state, scaled, 64, mesh)
+  np.testing.assert_allclose(logits(adapted_scaled, scaled), logits(adapted, v.image),
+                             rtol=1e-3)
+  assert not np.isclose(logits(state, scaled), logits(state, v.image), rtol=1e-3)
+
+
+def test_evaluate_domains_adapts_only_target_volumes():
+  mesh = runtime.create_mesh()
+  config, graphdef, state = _tiny_unet_state(mesh)
+  data = _dataset()
+  config.data.targets = ("ct", "mr")
+  data.splits["CT"]["test"] = ["0"]  # the source domain evaluated too
+  calls = []
+  stats_fn = state_lib.make_volume_stats_fn(graphdef, mesh)
+
+  def counting(state, images):
+    calls.append(images.shape[0])
+    return stats_fn(state, images)
+
+  predict_fn = state_lib.make_predict_fn(graphdef, mesh)
+  summary, per_volume, _ = evaluate.evaluate_domains(
+      predict_fn, state, data, config, mesh=mesh, examples_per_domain=1, stats_fn=counting)
+  assert calls == [6, 6]  # the two MR test volumes, not the CT (source) one
+  assert {"ct", "mr"} <= set(summary)
+  with pytest.raises(ValueError, match="adapt_bn"):
+    evaluate.evaluate_domains(predict_fn, state, data, _config(adapt_bn="batch"), mesh=mesh)
+  with pytest.raises(ValueError, match="stats_fn"):
+    evaluate.evaluate_domains(predict_fn, state, data, config, mesh=mesh)
