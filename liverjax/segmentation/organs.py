@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liverjax.data import dataset as dataset_lib
 from liverjax.data import nifti
 from liverjax.segmentation import losses
 
@@ -60,18 +61,12 @@ def stack_labels(volumes) -> tuple[np.ndarray, np.ndarray]:
     mask as 1 where it has none; known f32[N]: 1.0 for slices of volumes with an organ map).
     Where an organ map exists its liver is the volume's liver mask (the mask wins).
   """
-  maps, known = [], []
-  for v in volumes:
-    organs = getattr(v, "organs", None)
-    liver = np.asarray(v.mask) > 0
-    if organs is None:
-      m = np.where(liver, LIVER, 0).astype(np.int32)
-    else:
-      m = np.asarray(organs).astype(np.int32)
-      m = np.where(liver, LIVER, np.where(m == LIVER, 0, m))
-    maps.append(m)
-    known.append(np.full(m.shape[0], float(organs is not None), np.float32))
-  return np.concatenate(maps), np.concatenate(known)
+  maps = dataset_lib.stack_organs(volumes)  # the liver mask as LIVER where no map exists
+  liver = np.concatenate([np.asarray(v.mask) > 0 for v in volumes])
+  maps = np.where(liver, LIVER, np.where(maps == LIVER, 0, maps)).astype(np.int32)
+  known = np.concatenate([np.full(v.mask.shape[0], float(getattr(v, "organs", None) is not None),
+                                  np.float32) for v in volumes])
+  return maps, known
 
 
 def organ_targets(labels: jax.Array, known: jax.Array, ids: Sequence[int]

@@ -80,7 +80,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
   extras = {"is_t2": dataset_lib.slice_is_t2(train_volumes)}
   if not state_lib.train_organ_ids(config.model):
-    extras["organs"] = dataset_lib.stack_organs(train_volumes)
+    if config.augment.get("location_scale_local", False):  # the only other reader of organs
+      extras["organs"] = dataset_lib.stack_organs(train_volumes)
   else:
     extras["organs"], extras["organs_known"] = organs_lib.stack_labels(train_volumes)
     logging.info("multi-organ training on %s: organ labels on %d of %d slices",

@@ -26,6 +26,7 @@ def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():
     assert best.augment == recipe.augment and best.data == recipe.data
     assert best.train.steps == real.BEST_STEPS > recipe.train.steps
     assert best.eval.intensity == real.BEST_INTENSITY[source]
+    assert best.eval.adapt_bn == real.BEST_ADAPT_BN[source]
   assert real.get_real_config("ct", "gin_ipa").train.batch_size == 8
   assert real.get_real_config("ct", "gin").train.batch_size == 16
   assert real.get_real_config("ct") == importlib.import_module(
