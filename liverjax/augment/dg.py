@@ -90,7 +90,9 @@ def gin(key: Array, images: Array, *, layers: int = 4, channels: int = 2,
         slope: float = 0.01, per_slice: bool = True) -> Array:
   """Global intensity non-linear augmentation, one random net per slice (or per batch).
 
-  Per slice (the paper; `per_slice=False`: one net shared by the batch): a net of `layers` conv layers (1 -> `channels` -> ... -> 1; each layer's kernel size
+  Per slice (the paper; `per_slice=False`: one net and one alpha shared by the batch, so the
+  batch has one appearance, as a test volume has, and its batch-norm statistics are that
+  appearance's; see `eval.adapt_bn`): a net of `layers` conv layers (1 -> `channels` -> ... -> 1; each layer's kernel size
   drawn from `kernel_choices`, weights and biases N(0, 1), edge-padded, leaky ReLU of negative slope `slope`
   after all but the last) gives g; mixed = alpha g + (1 - alpha) x with alpha ~ U(alpha_range);
   mixed is rescaled to the Frobenius norm of x (as the paper), then mapped linearly onto [0, 1] by
@@ -118,8 +120,8 @@ def gin(key: Array, images: Array, *, layers: int = 4, channels: int = 2,
     g = jax.vmap(net)(jax.random.split(k_net, x.shape[0]), x[:, None])[:, 0]
   else:
     g = net(k_net, x)
-  alpha = jax.random.uniform(k_alpha, (x.shape[0], 1, 1, 1), minval=alpha_range[0],
-                             maxval=alpha_range[1])
+  alpha = jax.random.uniform(k_alpha, (x.shape[0] if per_slice else 1, 1, 1, 1),
+                             minval=alpha_range[0], maxval=alpha_range[1])
   mixed = alpha * g + (1.0 - alpha) * x
   norm_in = jnp.sqrt(jnp.sum(x * x, axis=(1, 2, 3), keepdims=True))
   norm_mix = jnp.sqrt(jnp.sum(mixed * mixed, axis=(1, 2, 3), keepdims=True))

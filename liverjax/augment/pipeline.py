@@ -80,7 +80,8 @@ def _domain(key, images, augment_config, source, is_t2):
 def _gin_kwargs(c) -> dict:
   return dict(layers=int(c.get("gin_layers", 4)), channels=int(c.get("gin_channels", 2)),
               kernel_choices=tuple(int(k) for k in c.get("gin_kernels", (1, 3))),
-              alpha_range=tuple(float(a) for a in c.get("gin_alpha", (0.0, 1.0))))
+              alpha_range=tuple(float(a) for a in c.get("gin_alpha", (0.0, 1.0))),
+              per_slice=not c.get("gin_per_batch", False))
 
 
 def _per_slice(key, prob: float, augmented: Array, original: Array) -> Array:

@@ -119,6 +119,10 @@ def get_config() -> ml_collections.ConfigDict:
   augment.gin_channels = 2  # intermediate channels of the random net
   augment.gin_kernels = (1, 3)  # kernel sizes drawn per layer (odd)
   augment.gin_alpha = (0.0, 1.0)  # range of the blend weight of the GIN output
+  # One random net (and alpha) per batch instead of per slice: every batch then has a single
+  # appearance, so its batch-norm statistics are that appearance's, as with eval.adapt_bn
+  # on a test volume.
+  augment.gin_per_batch = False
   # IPA (needs gin): every slice is seen as two GIN views (the second blended
   # from two GIN appearances through a smooth random mask of ipa_grid x ipa_grid
   # control points); the loss adds ipa_weight x the symmetric KL between the two

@@ -47,6 +47,18 @@ def test_gin_is_keyed_in_range_and_keeps_the_mask():
   assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
 
 
+def test_gin_per_batch_gives_the_batch_one_appearance():
+  # Identical slices get identical GIN outputs with one net per batch, different ones per slice.
+  x, m, _ = _batch()
+  same = jnp.repeat(x[:1], x.shape[0], axis=0)
+  per_batch, _ = _fn(gin=True, gin_per_batch=True)(jax.random.key(3), same, m)
+  per_slice, _ = _fn(gin=True)(jax.random.key(3), same, m)
+  for i in range(1, x.shape[0]):
+    np.testing.assert_allclose(np.asarray(per_batch[i]), np.asarray(per_batch[0]), atol=1e-6)
+  assert not np.allclose(np.asarray(per_slice[1]), np.asarray(per_slice[0]), atol=1e-3)
+  assert not np.allclose(np.asarray(per_batch[0]), np.asarray(same[0]), atol=1e-3)
+
+
 def test_gin_prob_leaves_some_slices_original():
   x, m, _ = _batch()
   out, _ = _fn(gin=True, gin_prob=0.5)(jax.random.key(2), x, m)
