@@ -7,7 +7,7 @@ ResnetGenerator (Johnson et al. layout, as in the CycleGAN paper), with F = `fea
   Rk:     [reflect pad 1, 3x3 VALID conv, instance norm, ReLU, reflect pad 1, 3x3 VALID conv,
            instance norm] + identity
   uk:     3x3 stride-2 transposed conv (output exactly 2x), instance norm, ReLU; computed as
-          four sub-pixel convolutions (`up_conv_3x3`) with the `nnx.ConvTranspose` kernel
+          four interleaved sub-pixel convolutions (`up_conv_3x3`) of the `nnx.ConvTranspose` kernel
   Images in [0,1] are mapped to [-1,1] on the way in; the tanh output is mapped back with
   (tanh + 1) / 2, so the generator takes and returns images in [0,1].
 
@@ -30,7 +30,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from liverjax.models.unet import _reshape
@@ -83,9 +82,9 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
-# Sub-pixel taps of a 3x3 stride-2 SAME transposed conv, per axis: output row 2q+a reads input
-# rows q-1+u (u = 0, 1) with kernel tap _SUBPIXEL_TAPS[a, u]; tap 3 is a zero row (no input).
-_SUBPIXEL_TAPS = np.array([[0, 2], [3, 1]])
+# Per axis, output parity a of a 3x3 stride-2 SAME transposed conv: (kernel taps, input padding).
+# Even outputs y[2q] = k[0] x[q-1] + k[2] x[q]; odd outputs y[2q+1] = k[1] x[q] (`up_conv_3x3`).
+_SUBPIXEL = ((slice(0, 3, 2), (1, 0)), (slice(1, 2), (0, 0)))
 
 
 def up_conv_3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, dtype: Any) -> jax.Array:
@@ -101,22 +100,23 @@ def up_conv_3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, dtype: 
     padding="SAME")(x)` with that kernel and bias. Derivation, per axis: `lax.conv_transpose`
     dilates x (x[i] at 2i), pads it by (2, 1) and correlates with the unflipped kernel k, so
     y[p] = sum_t k[t] z[p + t - 2] with z[2i] = x[i]: y[2q] = k[0] x[q-1] + k[2] x[q] and
-    y[2q+1] = k[1] x[q]. So one 2x2-window stride-1 conv over x zero-padded by (1, 0) gives the
-    four parities (a, b) as 4*Cout channels, interleaved by depth-to-space. XLA's CPU backend
-    runs the transposed conv's backward pass as an lhs-dilated conv without its fast kernels;
-    this form does 16 instead of 36 multiply-adds per input pixel and channel pair.
+    y[2q+1] = k[1] x[q]. So each output parity (a, b) is a stride-1 conv of x with a 2x2, 2x1,
+    1x2 or 1x1 sub-kernel (x zero-padded by (1, 0) where two taps are read), and the four are
+    interleaved (depth-to-space). XLA's CPU backend runs the transposed conv as an lhs-dilated
+    conv without its fast kernels: this form is ~13x faster fwd+bwd (64 px, batch 8). One 2x2
+    conv to 4*Cout channels (zero taps included) would be 1.5x slower than these four.
   """
   x = x.astype(dtype)
-  cin, cout = kernel.shape[2:]
-  k = jnp.pad(kernel.astype(dtype), ((0, 1), (0, 1), (0, 0), (0, 0)))  # tap 3 is zero
-  w = k[_SUBPIXEL_TAPS][:, :, _SUBPIXEL_TAPS]  # [a,u,b,v,Cin,Cout]
-  w = jnp.transpose(w, (1, 3, 4, 0, 2, 5)).reshape(2, 2, cin, 4 * cout)  # [u,v,Cin,(a,b,Cout)]
-  y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 0), (1, 0)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  n, h, wd, _ = y.shape
-  y = _reshape(y, (n, h, wd, 2, 2, cout), (0, None, None, None, None, None))
-  y = jnp.transpose(y, (0, 1, 3, 2, 4, 5))  # [B,H,a,W,b,Cout]
-  y = _reshape(y, (n, 2 * h, 2 * wd, cout), (0, None, None, 5))
+  kernel = kernel.astype(dtype)
+  rows = []
+  for taps_a, pad_a in _SUBPIXEL:
+    rows.append(jnp.stack([
+        jax.lax.conv_general_dilated(x, kernel[taps_a, taps_b], (1, 1), (pad_a, pad_b),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        for taps_b, pad_b in _SUBPIXEL], axis=3))  # [B,H,W,b,Cout]
+  y = jnp.stack(rows, axis=2)  # [B,H,a,W,b,Cout]
+  n, h, _, w, _, cout = y.shape
+  y = _reshape(y, (n, 2 * h, 2 * w, cout), (0, None, None, 5))
   return y if bias is None else y + bias.astype(dtype)
 
 
