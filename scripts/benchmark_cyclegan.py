@@ -128,14 +128,18 @@ def _alternate(fns: dict, n: int, rounds: int) -> dict[str, list[float]]:
   return times
 
 
+def _speedup(times: dict[str, list[float]], name: str) -> float:
+  """The median over rounds of ConvTranspose time / `name` time in the same round (paired: the
+  load of a shared machine changes between rounds more than within one)."""
+  return statistics.median(old / new for old, new in zip(times["ConvTranspose"], times[name]))
+
+
 def _report(label: str, times: dict[str, list[float]]) -> None:
-  """Prints the median (and every round) of each variant in ms, and its speed-up."""
-  base = statistics.median(times["ConvTranspose"])
+  """Prints the median (and every round) of each variant in ms, and its paired speed-up."""
   for name, ts in times.items():
-    med = statistics.median(ts)
     rounds = ", ".join(f"{1e3 * t:.1f}" for t in ts)
-    print(f"  {label} {name:>13}: median {1e3 * med:.1f} ms ({rounds}); "
-          f"{base / med:.2f}x vs ConvTranspose")
+    print(f"  {label} {name:>13}: median {1e3 * statistics.median(ts):.1f} ms ({rounds}); "
+          f"{_speedup(times, name):.2f}x vs ConvTranspose")
 
 
 def benchmark_layers(config) -> None:
@@ -226,8 +230,8 @@ def main(argv):
           f"{2 * rate * batch:.1f} images/s (median {1e3 / rate:.0f} ms/step; rounds "
           f"{', '.join(f'{1e3 * t:.0f}' for t in ts)} ms)")
   if _COMPARE.value:
-    speedup = statistics.median(times["ConvTranspose"]) / statistics.median(times["sub-pixel"])
-    print(f"  sub-pixel vs ConvTranspose: {speedup:.2f}x")
+    print(f"  sub-pixel vs ConvTranspose: {_speedup(times, 'sub-pixel'):.2f}x (median of the "
+          f"per-round ratios)")
   metrics = jax.device_get(run(variants[0])())
   print(f"losses after the run: total_g {float(metrics['total_g']):.4f} "
         f"d_a {float(metrics['d_a']):.4f} d_b {float(metrics['d_b']):.4f}")
