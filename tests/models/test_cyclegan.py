@@ -61,6 +61,80 @@ def test_generator_rejects_bad_sizes():
     gen(jnp.zeros((1, 16, 16, 3)))
 
 
+@pytest.mark.parametrize("hw", [(8, 8), (6, 6), (3, 5)])
+def test_up_conv_3x3_is_conv_transpose(hw):
+  """The sub-pixel form equals nnx.ConvTranspose (3x3, stride 2, SAME), values and gradients."""
+  cin, cout = 5, 3
+  module = nnx.ConvTranspose(cin, cout, (3, 3), strides=(2, 2), padding="SAME",
+                             rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(1)
+  normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)  # noqa: E731
+  kernel, bias = normal(3, 3, cin, cout), normal(cout)
+  x = normal(2, *hw, cin)
+  weights = normal(2, 2 * hw[0], 2 * hw[1], cout)
+
+  graphdef, state = nnx.split(module)
+
+  def reference(x, kernel, bias):
+    nnx.replace_by_pure_dict(state, {"kernel": kernel, "bias": bias})
+    return nnx.merge(graphdef, state)(x)
+
+  def new(x, kernel, bias):
+    return cyclegan.up_conv_3x3(x, kernel, bias, jnp.float32)
+
+  expected = jax.jit(reference)(x, kernel, bias)
+  got = jax.jit(new)(x, kernel, bias)
+  assert got.shape == expected.shape == (2, 2 * hw[0], 2 * hw[1], cout)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
+  # A weighted sum makes every output pixel matter to the gradients.
+  loss = lambda f: lambda *a: jnp.sum(f(*a) * weights)  # noqa: E731
+  grads_ref = jax.jit(jax.grad(loss(reference), argnums=(0, 1, 2)))(x, kernel, bias)
+  grads_new = jax.jit(jax.grad(loss(new), argnums=(0, 1, 2)))(x, kernel, bias)
+  for g_new, g_ref in zip(grads_new, grads_ref):
+    assert float(jnp.abs(g_ref).max()) > 0
+    np.testing.assert_allclose(np.asarray(g_new), np.asarray(g_ref), atol=1e-4, rtol=1e-5)
+  # No bias, bfloat16 compute: the dtype follows `dtype`.
+  y16 = cyclegan.up_conv_3x3(x, kernel, None, jnp.bfloat16)
+  assert y16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y16, np.float32), np.asarray(expected - bias),
+                             atol=0.15)
+
+
+def test_generator_params_and_output_unchanged_by_subpixel_up(monkeypatch):
+  """The up-sampling modules keep their ConvTranspose params (same tree, same checkpoints), and
+  the generator computes what it computed with nnx.ConvTranspose applied directly."""
+  # eval_shape + random values: an eager nnx init of the generator takes ~8 s.
+  gen = nnx.eval_shape(lambda: cyclegan.ResnetGenerator(features=4, n_blocks=1,
+                                                        rngs=nnx.Rngs(0)))
+  assert isinstance(gen.up1, nnx.ConvTranspose) and isinstance(gen.up2, nnx.ConvTranspose)
+  graphdef, state = nnx.split(gen)
+  flat = nnx.to_flat_state(state)
+  shapes = {"/".join(map(str, path)): tuple(v.shape) for path, v in flat}
+  conv = lambda i, o, k=3: {"kernel": (k, k, i, o)}  # noqa: E731
+  norm = lambda c: {"scale": (c,), "bias": (c,)}  # noqa: E731
+  expected = {"stem": conv(1, 4, 7), "stem_norm": norm(4), "down1": conv(4, 8),
+              "down1_norm": norm(8), "down2": conv(8, 16), "down2_norm": norm(16),
+              "blocks/0/conv1": conv(16, 16), "blocks/0/norm1": norm(16),
+              "blocks/0/conv2": conv(16, 16), "blocks/0/norm2": norm(16),
+              "up1": conv(16, 8), "up1_norm": norm(8), "up2": conv(8, 4), "up2_norm": norm(4),
+              "out": {"kernel": (7, 7, 4, 1), "bias": (1,)}}
+  assert shapes == {f"{layer}/{name}": shape for layer, params in expected.items()
+                    for name, shape in params.items()}
+  # Random values everywhere (scales around 1), so the comparison rests on no initialisation.
+  # (numpy: eager jax.random compiles once per shape, ~0.5 s each.)
+  rng = np.random.default_rng(5)
+  nnx.replace_by_pure_dict(state, nnx.traversals.unflatten_mapping({
+      path: jnp.asarray(0.1 * rng.normal(size=v.shape) + (path[-1] == "scale"), jnp.float32)
+      for path, v in flat}))
+  # A new function object per jit: jit caches traces per function, and the patch must retrace.
+  apply = lambda: jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))  # noqa: E731
+  x = _uniform((2, 16, 24, 1), seed=7)
+  y = apply()(state, x)
+  assert float(y.std()) > 0.05  # not saturated
+  monkeypatch.setattr(cyclegan, "_up", lambda module, x: module(x))
+  np.testing.assert_allclose(np.asarray(y), np.asarray(apply()(state, x)), atol=1e-5)
+
+
 @pytest.mark.parametrize("n_layers,size,out", [(3, 64, 6), (2, 32, 6), (3, 128, 14)])
 def test_discriminator_output_shape(n_layers, size, out):
   disc = cyclegan.PatchDiscriminator(features=4, n_layers=n_layers, rngs=nnx.Rngs(0))
