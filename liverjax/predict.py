@@ -74,6 +74,7 @@ from liverjax.data import orientation
 from liverjax.data import pipeline
 from liverjax.data import preprocess
 from liverjax.reporting import prediction as writers
+from liverjax.segmentation import evaluate
 from liverjax.segmentation import postprocess
 from liverjax.segmentation import state as state_lib
 
@@ -211,8 +212,22 @@ def prepare(model: Model, volume: chaos.Volume) -> np.ndarray:
       mr_percentiles=tuple(data.mr_percentiles)).image
 
 
-def predict_logits(model: Model, volume: chaos.Volume,
-                   batch_size: int | None = None) -> np.ndarray:
+def adapts_batch_norm(model: Model, volume: chaos.Volume, adapt_bn: str = "auto") -> bool:
+  """Whether `volume` is predicted with batch-norm statistics of its own slices.
+
+  adapt_bn: "on", "off", or "auto": as the checkpoint was evaluated, i.e. its
+  `eval.adapt_bn` is "volume" and the scan's modality is not the training source's.
+  """
+  if adapt_bn not in ("auto", "on", "off"):
+    raise PredictError(f"adapt_bn={adapt_bn!r}: expected auto, on or off")
+  if adapt_bn != "auto":
+    return adapt_bn == "on"
+  return (model.config.eval.get("adapt_bn", "none") == "volume"
+          and str(volume.modality).lower() != str(model.config.data.source).lower())
+
+
+def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = None,
+                   adapt_bn: str = "auto") -> np.ndarray:
   """Liver logits of a scan on its own grid.
 
   Args:
@@ -220,6 +235,7 @@ def predict_logits(model: Model, volume: chaos.Volume,
     volume: a scan in the display orientation, image [Z,H,W].
     batch_size: slices per device call (default the checkpoint's
       `eval.batch_size`; rounded up to the device count).
+    adapt_bn: see `adapts_batch_norm` (test-time batch-norm adaptation on this scan).
 
   Returns:
     f32 [Z,H,W]: the model's logits at S x S, resized bilinearly to H x W
@@ -228,7 +244,12 @@ def predict_logits(model: Model, volume: chaos.Volume,
   images = prepare(model, volume)[..., None]
   batch_size = int(batch_size or model.config.eval.batch_size)
   fn = _logits_fn(model.graphdef, model.mesh)
-  small = [np.asarray(runtime.gather(fn(model.state, batch)))[:valid]
+  state = model.state
+  if adapts_batch_norm(model, volume, adapt_bn):
+    state = evaluate.adapted_state(
+        state_lib.make_volume_stats_fn(model.graphdef, model.mesh), state, images[..., 0],
+        int(model.config.eval.get("adapt_bn_slices", 64)), model.mesh)
+  small = [np.asarray(runtime.gather(fn(state, batch)))[:valid]
            for batch, valid in pipeline.eval_batches(images, batch_size, model.mesh)]
   small = np.concatenate(small)
   h, w = volume.image.shape[1:]
@@ -238,7 +259,7 @@ def predict_logits(model: Model, volume: chaos.Volume,
 
 
 def predict_volume(model: Model, volume: chaos.Volume, *, keep_largest: bool = True,
-                   batch_size: int | None = None) -> np.ndarray:
+                   batch_size: int | None = None, adapt_bn: str = "auto") -> np.ndarray:
   """The predicted liver mask of a scan, on the scan's own grid.
 
   Args:
@@ -246,12 +267,12 @@ def predict_volume(model: Model, volume: chaos.Volume, *, keep_largest: bool = T
     volume: a `liverjax.data.chaos.Volume` (or `nifti.NiftiVolume`) in the display
       orientation, as the readers return it: image [Z,H,W] (CT in HU, MR raw).
     keep_largest: keep only the largest 3D connected component.
-    batch_size: see `predict_logits`.
+    batch_size, adapt_bn: see `predict_logits`.
 
   Returns:
     uint8 [Z,H,W] 0/1.
   """
-  mask = (predict_logits(model, volume, batch_size) > 0).astype(np.uint8)
+  mask = (predict_logits(model, volume, batch_size, adapt_bn) > 0).astype(np.uint8)
   return postprocess.largest_component(mask) if keep_largest else mask
 
 
@@ -518,14 +539,14 @@ def liver_ml(mask: np.ndarray, spacing) -> float:
 def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest: bool = True,
                   save_probabilities: bool = False, dicom_seg_output: bool = True,
                   chaos_format: str = "ground_truth", modality: str | None = None,
-                  batch_size: int | None = None) -> list[dict]:
+                  batch_size: int | None = None, adapt_bn: str = "auto") -> list[dict]:
   """Predicts every scan of `inputs` and writes its outputs under `out`.
 
   Args:
     model: from `load_model`.
     inputs: paths (see `find_scans`).
     out: the output folder; one subfolder per scan (its name made unique).
-    keep_largest, batch_size: see `predict_volume`.
+    keep_largest, batch_size, adapt_bn: see `predict_volume`.
     save_probabilities: also write the probability map.
     dicom_seg_output: write a DICOM-SEG for DICOM input.
     chaos_format: see `write_outputs`.
@@ -558,7 +579,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     scan = read_scan(ref, modality)
     for p in scan.problems:
       logging.warning("%s", p)
-    logits = predict_logits(model, scan.volume, batch_size)
+    logits = predict_logits(model, scan.volume, batch_size, adapt_bn)
     mask = (logits > 0).astype(np.uint8)
     if keep_largest:
       mask = postprocess.largest_component(mask)
@@ -569,6 +590,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
                             software_version=f"step {model.step}")
     seconds = time.time() - start
     record = dict(name=ref.name, input=str(ref.path), modality=scan.volume.modality,
+                  adapted_batch_norm=adapts_batch_norm(model, scan.volume, adapt_bn),
                   sequence=scan.volume.sequence, slices=int(mask.shape[0]),
                   liver_ml=round(liver_ml(mask, scan.volume.spacing), 2),
                   seconds=round(seconds, 2), outputs=outputs, problems=scan.problems)
@@ -599,6 +621,9 @@ def _define_flags() -> None:
   flags.DEFINE_bool("no_postprocess", False, "Keep every predicted voxel (default: the "
                     "largest 3D connected component).")
   flags.DEFINE_bool("save_probabilities", False, "Also write probabilities.nii.gz.")
+  flags.DEFINE_enum("adapt_bn", "auto", ["auto", "on", "off"], "Test-time batch-norm "
+                    "adaptation on each scan; auto: as the checkpoint's eval.adapt_bn, for "
+                    "scans of the modality it was not trained on.")
   flags.DEFINE_bool("dicom_seg", True, "Write a DICOM-SEG for DICOM input (highdicom).")
   flags.DEFINE_enum("chaos_format", "ground_truth", ["ground_truth", "submission"],
                     "CHAOS input's PNGs: named as the ground truth (CT liver_GT_NNN.png "
@@ -630,7 +655,7 @@ def main(argv) -> None:
     predict_paths(model, inputs, f.out, keep_largest=not f.no_postprocess,
                   save_probabilities=f.save_probabilities, dicom_seg_output=f.dicom_seg,
                   chaos_format=f.chaos_format,
-                  modality=f.modality, batch_size=f.batch_size)
+                  modality=f.modality, batch_size=f.batch_size, adapt_bn=f.adapt_bn)
   except (PredictError, chaos.ChaosError) as e:
     print(f"liverjax.predict: {e}", file=sys.stderr)
     sys.exit(1)

@@ -209,3 +209,28 @@ def test_command_line_ends_with_one_line_naming_the_bad_file(trained, tmp_path):
   assert run.returncode == 1
   last = run.stderr.strip().splitlines()[-1]
   assert last.startswith("liverjax.predict: ") and str(four_d) in last and "3D" in last
+
+
+def test_batch_norm_adaptation_follows_the_checkpoint_config(model, trained):
+  # "auto" adapts only where the checkpoint was evaluated so (eval.adapt_bn="volume") and only
+  # scans of the modality it was not trained on; "on" / "off" force it; adapting changes the
+  # logits (the scan's own statistics replace the training running averages).
+  volumes, _ = chaos.load_volumes(trained[1], ("ct", "t2"))
+  mr = next(v for v in volumes if v.modality == "MR")
+  ct = next(v for v in volumes if v.modality == "CT")
+  assert model.config.data.source == "ct"
+  assert not predict.adapts_batch_norm(model, mr)  # the saved config says adapt_bn "none"
+  model.config.eval.adapt_bn = "volume"
+  try:
+    assert predict.adapts_batch_norm(model, mr) and not predict.adapts_batch_norm(model, ct)
+    assert predict.adapts_batch_norm(model, ct, "on")
+    assert not predict.adapts_batch_norm(model, mr, "off")
+    on = predict.predict_logits(model, mr, adapt_bn="on")
+    off = predict.predict_logits(model, mr, adapt_bn="off")
+    assert on.shape == off.shape == mr.image.shape
+    assert not np.allclose(on, off, atol=1e-3)
+    np.testing.assert_allclose(predict.predict_logits(model, mr), on, atol=1e-5)
+  finally:
+    model.config.eval.adapt_bn = "none"
+  with pytest.raises(predict.PredictError, match="adapt_bn"):
+    predict.adapts_batch_norm(model, mr, "yes")
