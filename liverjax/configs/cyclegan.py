@@ -5,9 +5,9 @@ where the CycleGAN-based U-Net configs (`unet.py:<direction>,cyclegan`, `*_cycle
 for the generators. Presets (`--config=configs/cyclegan.py:<preset>`):
 
   default  the paper-sized nets (F=32, 6 blocks, PatchGAN F=64), 4000 steps of 8 slices:
-           meant for an accelerator; on a 2-core CPU it runs at ~0.13-0.16 steps/s (~7 h)
+           meant for an accelerator; on a 2-core CPU its step runs at ~0.28 steps/s (~4 h)
   cpu      small nets (F=16, 4 blocks, PatchGAN F=32), 600 steps of 8 slices at 64 px:
-           ~15-20 min on a 2-core CPU (0.73 steps/s measured for the step alone)
+           6 min on a 2-core CPU (365 s measured end to end, ~1.6 steps/s)
 """
 from liverjax.configs import default
 
