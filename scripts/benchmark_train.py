@@ -50,7 +50,7 @@ def main():
   config.augment.augmix = args.augment in ("augmix", "both")
   config.augment.domain = args.augment in ("domain", "both")
   if args.recipe != "none":
-    config.augment.update(real.RECIPES[args.recipe][0])
+    config.augment.update(real.RECIPES[args.recipe]["augment"])
   mesh = runtime.create_mesh()
   rng = np.random.default_rng(0)
   images = rng.random((args.batch, args.size, args.size, 1), dtype=np.float32)

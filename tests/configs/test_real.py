@@ -9,14 +9,17 @@ from liverjax.configs import real
 DIRECTIONS = {"ct_to_mr": "ct", "mr_to_ct": "mr"}
 
 
-@pytest.mark.parametrize("recipe", ["gin", "gin_ipa", "slaug"])
+@pytest.mark.parametrize("recipe", ["gin", "gin_ipa", "slaug", "augmix", "domain_augmix",
+                                    "histmatch", "multiorgan"])
 def test_named_recipe_files_are_the_table(recipe):
   for stem, source in DIRECTIONS.items():
     config = importlib.import_module(f"liverjax.configs.real.{stem}_{recipe}").get_config()
     assert config == real.get_real_config(source, recipe)
     pipeline.check_augment_config(config.augment)  # a recipe the train step accepts
-    for field, value in real.RECIPES[recipe][0].items():
-      assert config.augment[field] == value
+    assert real.RECIPES[recipe]  # every named recipe sets something
+    for section, fields in real.RECIPES[recipe].items():
+      for field, value in fields.items():
+        assert config[section][field] == value
 
 
 def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():

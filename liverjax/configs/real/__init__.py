@@ -37,18 +37,21 @@ def set_real_sources(config: ml_collections.ConfigDict) -> ml_collections.Config
   return config
 
 
-# Recipe -> (config.augment fields, config.train fields) it sets. The two-view
-# recipes (IPA, SLAug's saliency fusion) run two forward/backward passes over
-# the batch, so they take 8 source slices per step: about the cost of the
-# plain 16-slice step.
+# Recipe -> {config section: fields it sets}. The two-view recipes (IPA, SLAug's
+# saliency fusion) run two forward/backward passes over the batch, so they take
+# 8 source slices per step: about the cost of the plain 16-slice step.
+# "histmatch" and "multiorgan" change the evaluation or the model, not the
+# augmentation (README: evaluation options).
 _SLAUG = dict(location_scale=True, location_scale_local=True, saliency_fusion=True)
 RECIPES = {
-    "baseline": (dict(), dict()),
-    "augmix": (dict(augmix=True), dict()),
-    "domain_augmix": (dict(domain=True, augmix=True), dict()),
-    "gin": (dict(gin=True), dict()),
-    "gin_ipa": (dict(gin=True, ipa=True), dict(batch_size=8)),
-    "slaug": (_SLAUG, dict(batch_size=8)),
+    "baseline": {},
+    "augmix": dict(augment=dict(augmix=True)),
+    "domain_augmix": dict(augment=dict(domain=True, augmix=True)),
+    "gin": dict(augment=dict(gin=True)),
+    "gin_ipa": dict(augment=dict(gin=True, ipa=True), train=dict(batch_size=8)),
+    "slaug": dict(augment=_SLAUG, train=dict(batch_size=8)),
+    "histmatch": dict(eval=dict(intensity="histogram_match")),
+    "multiorgan": dict(model=dict(organs=("liver", "spleen", "kidney_r", "kidney_l"))),
 }
 # The best recipe per source domain and its test-time intensity option (`eval.intensity`),
 # from the real-protocol runs in docs/results.md, and the steps the best configs train for
@@ -82,8 +85,8 @@ def get_real_config(source: str, recipe: str = "baseline") -> ml_collections.Con
   16 base channels, 400 steps of 16 slices. The source modality's patients go
   80/20 to train / validation (the best checkpoint by validation Dice is
   evaluated; no source test patients with 9-10 volumes), the target
-  modality's all to test. `recipe`: a key of RECIPES (its augmentation and
-  train fields set on top).
+  modality's all to test. `recipe`: a key of RECIPES (its fields set on top,
+  section by section).
   """
   if recipe not in RECIPES:
     raise ValueError(f"unknown recipe {recipe!r}; expected one of {list(RECIPES)}")
@@ -93,7 +96,6 @@ def get_real_config(source: str, recipe: str = "baseline") -> ml_collections.Con
   config.data.image_size = 64
   config.data.split = (0.8, 0.2, 0.0)
   config.train.update(batch_size=16, steps=400, log_every=50, eval_every=100)
-  augment, train = RECIPES[recipe]
-  config.augment.update(augment)
-  config.train.update(train)
+  for section, fields in RECIPES[recipe].items():
+    config[section].update(fields)
   return config
