@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from liverjax.models.unet import _reshape
+from liverjax.models.unet import sharded_reshape
 
 INSTANCE_NORM_EPS = 1e-5
 LEAKY_SLOPE = 0.2
@@ -117,7 +117,7 @@ def up_conv_3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, dtype: 
         for taps_b, pad_b in _SUBPIXEL], axis=3))  # [B,H,W,b,Cout]
   y = jnp.stack(rows, axis=2)  # [B,H,a,W,b,Cout]
   n, h, _, w, _, cout = y.shape
-  y = _reshape(y, (n, 2 * h, 2 * w, cout), (0, None, None, 5))
+  y = sharded_reshape(y, (n, 2 * h, 2 * w, cout), (0, None, None, 5))
   return y if bias is None else y + bias.astype(dtype)
 
 

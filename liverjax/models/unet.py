@@ -117,9 +117,7 @@ def batch_norm_relu(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: fl
   return _batch_norm_relu_forward(x, scale, bias, epsilon)[0]
 
 
-batch_norm_relu.defvjp(
-    lambda x, scale, bias, epsilon: _batch_norm_relu_forward(x, scale, bias, epsilon),
-    _batch_norm_relu_backward)
+batch_norm_relu.defvjp(_batch_norm_relu_forward, _batch_norm_relu_backward)
 
 
 class ConvNormReLU(nnx.Module):
@@ -175,7 +173,8 @@ class DoubleConv(nnx.Module):
     return self.block2(self.block1(x, train=train), train=train)
 
 
-def _reshape(x: jax.Array, shape: tuple[int, ...], keep: tuple[int | None, ...]) -> jax.Array:
+def sharded_reshape(x: jax.Array, shape: tuple[int, ...],
+                    keep: tuple[int | None, ...]) -> jax.Array:
   """Reshapes `x` to `shape`; output axis i keeps the sharding of input axis keep[i] (None:
   unsharded). With explicit mesh axes JAX cannot infer the sharding of a reshape that splits or
   merges axes, so it is given here (the batch axis stays sharded, spatial axes are whole)."""
@@ -198,7 +197,7 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   output, whose ties are zeros with zero ReLU gradient, so the parameter gradients are the same.
   """
   b, h, w, c = x.shape
-  y = _reshape(x, (b, h // 2, 2, w // 2, 2, c), (0, None, None, None, None, 3))
+  y = sharded_reshape(x, (b, h // 2, 2, w // 2, 2, c), (0, None, None, None, None, 3))
   return jnp.max(y, axis=(2, 4))
 
 
@@ -220,7 +219,7 @@ def up_conv_2x2(x: jax.Array, kernel: jax.Array, bias: jax.Array, dtype: Any) ->
   k = kernel[::-1, ::-1].astype(dtype)
   y = jnp.einsum("nhwc,abco->nhawbo", x, k)
   n, h, _, w, _, o = y.shape
-  y = _reshape(y, (n, 2 * h, 2 * w, o), (0, None, None, 5))
+  y = sharded_reshape(y, (n, 2 * h, 2 * w, o), (0, None, None, 5))
   return y + bias.astype(dtype)
 
 

@@ -79,13 +79,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   config_dict = config.to_dict()
 
   extras = {"is_t2": dataset_lib.slice_is_t2(train_volumes)}
-  if not state_lib.train_organ_ids(config.model):
-    if config.augment.get("location_scale_local", False):  # the only other reader of organs
-      extras["organs"] = dataset_lib.stack_organs(train_volumes)
-  else:
+  if state_lib.train_organ_ids(config.model):
     extras["organs"], extras["organs_known"] = organs_lib.stack_labels(train_volumes)
     logging.info("multi-organ training on %s: organ labels on %d of %d slices",
                  tuple(config.model.organs), int(extras["organs_known"].sum()), len(images))
+  elif config.augment.get("location_scale_local", False):  # the only other reader of organs
+    extras["organs"] = dataset_lib.stack_organs(train_volumes)
   batches = pipeline.train_batches(
       images, masks, global_batch_size=config.train.batch_size, mesh=mesh,
       seed=config.seed, start_step=start_step, use_tf=config.data.use_tf,
