@@ -156,6 +156,8 @@ def _check_unet(config) -> None:
   _int(config, "train.log_every", 1)
   _int(config, "train.eval_every", 1)
   _int(config, "train.keep_checkpoints", 1)
+  if "ema_decay" in config.train:
+    _number(config, "train.ema_decay", 0, 1, high_open=True)
   if steps and _get(config, "train.warmup_steps") > steps:
     raise ConfigError("train.warmup_steps", f"longer than train.steps = {steps}",
                       _get(config, "train.warmup_steps"))

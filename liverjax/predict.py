@@ -188,7 +188,7 @@ def _logits_fn(graphdef, mesh):
   batch = runtime.batch_sharding(mesh)
 
   def logits(state, images):
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model = nnx.merge(graphdef, state_lib.inference_params(state), state.batch_stats)
     return model(images, train=False)[..., 0].astype(jnp.float32)
 
   return jax.jit(logits, in_shardings=(replicated, batch), out_shardings=batch,

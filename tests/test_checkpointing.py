@@ -31,7 +31,9 @@ def test_checkpoint_location(tmp_path):
     checkpointing.checkpoint_location(tmp_path / "nowhere")
 
 
-def test_save_restore_gives_identical_predictions(tiny_config, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_save_restore_gives_identical_predictions(tiny_config, tmp_path, ema_decay):
+  tiny_config.train.ema_decay = ema_decay  # the moving average is saved and predicts
   mesh = runtime.create_mesh()
   graphdef, state, tx = train.create_train_state(tiny_config, mesh, runtime.prng_key(tiny_config, 0))
   step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)

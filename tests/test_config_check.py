@@ -65,6 +65,7 @@ def test_every_shipped_config_passes():
     ("train.schedule", "linear", "config.train.schedule"),
     ("train.warmup_steps", 1000, "config.train.warmup_steps=1000: longer than train.steps"),
     ("train.eval_every", 0, "config.train.eval_every=0"),
+    ("train.ema_decay", 1.0, "config.train.ema_decay=1.0: expected a number >= 0 and < 1"),
     ("augment.domain_prob", 1.5, "config.augment.domain_prob=1.5"),
     ("augment.augmix_depth", (3, 1), "config.augment.augmix_depth"),
     ("augment.augmix_severity", 11, "config.augment.augmix_severity=11"),

@@ -93,6 +93,9 @@ def get_config() -> ml_collections.ConfigDict:
   train.log_every = 20
   train.eval_every = 100  # validation Dice; also when checkpoints are written
   train.keep_checkpoints = 2  # latest N kept, plus the best by validation Dice
+  # Exponential moving average of the weights (0: off). When on, validation,
+  # evaluation and prediction use the average (segmentation/state.py update_ema).
+  train.ema_decay = 0.0
 
   # ---------------------------------------------------------------- augment
   config.augment = augment = ml_collections.ConfigDict()

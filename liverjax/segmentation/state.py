@@ -38,12 +38,36 @@ class TrainState:
     opt_state: the optax state.
     nonfinite_step: int32 scalar, the first step whose loss or gradients were
       not finite (that update was skipped), or -1.
+    ema_params: None (`train.ema_decay` = 0), else the exponential moving average
+      of `params` (`update_ema`); validation, evaluation and prediction then use
+      it (`inference_params`). None adds no leaves, so checkpoints made without
+      an average keep their structure.
   """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
   nonfinite_step: jax.Array
+  ema_params: Any = None
+
+
+def inference_params(state: TrainState):
+  """The parameters a trained U-Net predicts with: the moving average when kept, else
+  `state.params`."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def update_ema(ema_params, params, step: jax.Array, decay: float):
+  """One step of the parameters' exponential moving average.
+
+  ema <- d * ema + (1 - d) * params with d = min(decay, (1 + step) / (10 + step)):
+  the warm-up keeps the first steps from being dominated by the initial weights
+  (after ~10 / (1 - decay) steps d = decay). `step` is the optimizer step just
+  taken (int32 scalar); returns a pytree like `params` (float32).
+  """
+  t = step.astype(jnp.float32)
+  d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+  return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema_params, params)
 
 
 def create_optimizer(train_config) -> optax.GradientTransformation:
@@ -76,9 +100,10 @@ def _init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation
   def init(key):
     model = unet.create_unet(config.model, rngs=nnx.Rngs(key))
     _, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    ema = jax.tree.map(jnp.copy, params) if config.train.get("ema_decay", 0.0) else None
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=batch_stats, opt_state=tx.init(params),
-                      nonfinite_step=jnp.full((), -1, jnp.int32))
+                      nonfinite_step=jnp.full((), -1, jnp.int32), ema_params=ema)
 
   return init
 
@@ -153,7 +178,8 @@ def _ipa_loss_fn(params, view1, view2, masks, batch_stats, *, graphdef, weights,
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
                tx: optax.GradientTransformation, weights, augment_fn=None,
                organ_ids: tuple[int, ...] = (),
-               views: str | None = None, consistency_weight: float = 0.0):
+               views: str | None = None, consistency_weight: float = 0.0,
+               ema_decay: float = 0.0):
   """One optimizer step on a global batch. Pure; jit it with `make_train_step`.
 
   Args:
@@ -182,6 +208,7 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
       of both gradients, the batch statistics those after both passes; metric
       "global_total" is the first pass's loss; ~2x the plain step). Static.
     consistency_weight: IPA's consistency weight (static).
+    ema_decay: the decay of `update_ema` when `state.ema_params` is kept (static).
 
   Returns:
     (new_state, metrics): metrics are scalars: the loss terms of
@@ -224,13 +251,18 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
   new_params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_ema = None
+  if state.ema_params is not None:
+    new_ema = keep(update_ema(state.ema_params, new_params, state.step + 1, ema_decay),
+                   state.ema_params)
   new_state = TrainState(
       step=state.step + 1,
       params=keep(new_params, state.params),
       batch_stats=keep(new_stats, state.batch_stats),
       opt_state=keep(new_opt, state.opt_state),
       nonfinite_step=jnp.where(finite | (state.nonfinite_step >= 0),
-                               state.nonfinite_step, state.step + 1))
+                               state.nonfinite_step, state.step + 1),
+      ema_params=new_ema)
   metrics = dict(terms, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
   return new_state, metrics
 
@@ -263,7 +295,8 @@ def make_train_step(config, graphdef, tx, mesh):
                            augment_fn=make_augment_fn(config),
                            organ_ids=train_organ_ids(config.model),
                            views=augment_pipeline.two_view_mode(config.augment),
-                           consistency_weight=float(config.augment.get("ipa_weight", 0.0)))
+                           consistency_weight=float(config.augment.get("ipa_weight", 0.0)),
+                           ema_decay=float(config.train.get("ema_decay", 0.0)))
   return jax.jit(step,
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated),
@@ -282,7 +315,7 @@ def make_volume_stats_fn(graphdef, mesh):
   replicated = runtime.replicated_sharding(mesh)
 
   def volume_stats(state, images):
-    model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
+    model = nnx.merge(graphdef, inference_params(state), state.batch_stats, copy=True)
     for _, module in nnx.iter_modules(model):
       if isinstance(module, nnx.BatchNorm):
         module.momentum = 0.0
@@ -306,7 +339,7 @@ def make_predict_fn(graphdef, mesh):
   batch_sharding = runtime.batch_sharding(mesh)
 
   def predict(state, images, masks):
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model = nnx.merge(graphdef, inference_params(state), state.batch_stats)
     logits = model(images, train=False)[..., :1]
     return (logits > 0).astype(jnp.uint8), losses.loss_sums(logits, masks)
 

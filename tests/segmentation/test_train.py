@@ -110,6 +110,47 @@ def test_nonfinite_loss_stops_with_the_step(tiny_config):
     training.check_finite(state)
 
 
+def test_update_ema_warms_up_then_uses_the_decay():
+  ema, params = {"w": jnp.ones(3)}, {"w": jnp.zeros(3)}
+  # step 1: d = min(0.9, 2 / 11); step 1000: d = 0.9.
+  np.testing.assert_allclose(train.update_ema(ema, params, jnp.int32(1), 0.9)["w"], 2 / 11)
+  np.testing.assert_allclose(train.update_ema(ema, params, jnp.int32(1000), 0.9)["w"], 0.9,
+                             rtol=1e-6)
+
+
+def test_ema_follows_the_parameters_without_changing_training(tiny_config):
+  mesh = runtime.create_mesh()
+  batch = {k: jax.device_put(v, runtime.batch_sharding(mesh)) for k, v in _batch().items()}
+  plain, _ = _run_steps(tiny_config, mesh, _batch(), 3)
+  assert plain.ema_params is None
+  tiny_config.train.ema_decay = 0.5
+  graphdef, state, tx = train.create_train_state(tiny_config, mesh,
+                                                 runtime.prng_key(tiny_config, 0))
+  step_fn = train.make_train_step(tiny_config, graphdef, tx, mesh)
+  expected = jax.device_get(state.params)
+  for i in range(3):
+    state, _ = step_fn(state, batch, runtime.prng_key(tiny_config, i))
+    d = min(0.5, (2 + i) / (11 + i))
+    expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, expected,
+                            jax.device_get(state.params))
+  for a, b in zip(jax.tree.leaves(jax.device_get(state.ema_params)), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # The average only watches: the trained parameters are those of the run without it.
+  for a, b in zip(jax.tree.leaves(jax.device_get(state.params)),
+                  jax.tree.leaves(jax.device_get(plain.params))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Prediction uses the average, not the latest weights.
+  predict = train.make_predict_fn(graphdef, mesh)
+  images, masks = batch["image"], batch["mask"]
+  with_ema = jax.device_get(predict(state, images, masks)[1])
+  as_params = jax.device_get(predict(
+      state.replace(params=state.ema_params, ema_params=None), images, masks)[1])
+  latest = jax.device_get(predict(state.replace(ema_params=None), images, masks)[1])
+  jax.tree.map(np.testing.assert_array_equal, with_ema, as_params)
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(with_ema),
+                                                      jax.tree.leaves(latest)))
+
+
 def test_train_and_evaluate_resumes_after_interruption(tiny_config, tmp_path, monkeypatch):
   workdir = tmp_path / "run"
   real_batches = pipeline.train_batches
