@@ -8,6 +8,7 @@ checkpoint says how it was made.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -54,7 +55,7 @@ def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          config_dict: dict | None = None, metrics: dict | None = None) -> None:
   """Saves `state` (a pytree) and `config_dict` (JSON-able) at `step`."""
-  items = {"state": ocp.args.StandardSave(state)}
+  items = {"state": ocp.args.StandardSave(_fields_to_save(state))}
   if config_dict is not None:
     items["config"] = ocp.args.JsonSave(config_dict)
   manager.save(step, args=ocp.args.Composite(**items),
@@ -75,9 +76,11 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
-  abstract = jax.tree.map(_as_abstract, abstract_state)
+  abstract = jax.tree.map(_as_abstract, _fields_to_save(abstract_state))
   restored = manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  if _is_dataclass_state(abstract_state):
+    return abstract_state.replace(**restored["state"]), step
   return restored["state"], step
 
 
@@ -143,6 +146,24 @@ def checkpoint_location(path: str | pathlib.Path) -> tuple[pathlib.Path, int | N
     return path, None
   raise FileNotFoundError(f"checkpoint not found: {path} (expected a workdir, its "
                           "checkpoints/ folder, or a checkpoints/<step> folder)")
+
+
+def _is_dataclass_state(state: Any) -> bool:
+  return dataclasses.is_dataclass(state) and not isinstance(state, type)
+
+
+def _fields_to_save(state: Any) -> Any:
+  """A dataclass state (the train states) as the dict of its fields that are not None.
+
+  Orbax stores a dataclass by field name, a None field as an entry of its own; leaving
+  None fields out keeps an optional part (the U-Net's `ema_params`) from changing the
+  stored tree, so checkpoints made before or without it restore alike. Other pytrees
+  are returned as they are.
+  """
+  if not _is_dataclass_state(state):
+    return state
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if getattr(state, f.name) is not None}
 
 
 def _as_abstract(x):

@@ -1,6 +1,10 @@
 """Checkpoints: retention (latest N + best), save -> restore -> identical predictions."""
+from typing import Any
+
+import flax
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from liverjax import checkpointing
@@ -63,3 +67,30 @@ def test_save_restore_gives_identical_predictions(tiny_config, tmp_path, ema_dec
   by_path, step = checkpointing.restore_path(tmp_path / "checkpoints" / "2", abstract)
   assert step == 2
   assert checkpointing.restore_config(manager, 2)["model"]["depth"] == tiny_config.model.depth
+
+
+@flax.struct.dataclass
+class _TrainStateBeforeEma:
+  """The U-Net train state as checkpoints before `ema_params` stored it."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  nonfinite_step: jax.Array
+
+
+def test_checkpoints_made_before_the_moving_average_still_restore(tiny_config, tmp_path):
+  mesh = runtime.create_mesh()
+  _, state, _ = train.create_train_state(tiny_config, mesh, runtime.prng_key(tiny_config, 0))
+  old = _TrainStateBeforeEma(step=state.step, params=state.params,
+                             batch_stats=state.batch_stats, opt_state=state.opt_state,
+                             nonfinite_step=state.nonfinite_step)
+  manager = checkpointing.create_manager(tmp_path, keep=1)
+  manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(old)), force=True)
+  manager.wait_until_finished()
+  abstract = train.abstract_train_state(tiny_config, mesh)[1]
+  restored, step = checkpointing.restore(manager, abstract)
+  assert step == 3 and isinstance(restored, train.TrainState) and restored.ema_params is None
+  for a, b in zip(jax.tree.leaves(jax.device_get(state)),
+                  jax.tree.leaves(jax.device_get(restored))):
+    np.testing.assert_array_equal(a, b)

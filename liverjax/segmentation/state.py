@@ -40,8 +40,8 @@ class TrainState:
       not finite (that update was skipped), or -1.
     ema_params: None (`train.ema_decay` = 0), else the exponential moving average
       of `params` (`update_ema`); validation, evaluation and prediction then use
-      it (`inference_params`). None adds no leaves, so checkpoints made without
-      an average keep their structure.
+      it (`inference_params`). A None field is not stored (`checkpointing.save`), so
+      checkpoints made without an average restore as before.
   """
   step: jax.Array
   params: Any
