@@ -294,12 +294,13 @@ def clahe(image: Array, clip_limit: Array | float = 2.0, tiles: tuple[int, int] 
 
 def affine(image: Array, mask: Array, angle: Array | float = 0.0,
            translate_xy: Array | Sequence[float] = (0.0, 0.0),
-           flip: Array | bool = False) -> tuple[Array, Array]:
-  """Moves a slice and its mask together: left-right flip, then rotation, then translation.
+           flip: Array | bool = False, scale: Array | float = 1.0) -> tuple[Array, Array]:
+  """Moves a slice and its mask together: left-right flip, then rotation and scaling, then
+  translation.
 
   `angle` in degrees, counter-clockwise on screen about the slice centre (as
-  cv2.getRotationMatrix2D); `translate_xy` = (dx, dy) in pixels (x to the right, y down); `flip`
-  a boolean (mirror x). All may be traced. Implemented with one sampling grid through
+  cv2.getRotationMatrix2D); `scale` a zoom factor about the centre (> 1 enlarges); `translate_xy`
+  = (dx, dy) in pixels (x to the right, y down); `flip` a boolean (mirror x). All may be traced. Implemented with one sampling grid through
   `jax.scipy.ndimage.map_coordinates`: bilinear (order 1) for the image, nearest (order 0) for the
   mask, 0 outside the slice. Takes `image` f32[H, W, 1] in [0, 1] and `mask` [H, W, 1] (any
   numeric dtype, typically 0/1 f32); returns (image, mask) with their shapes and dtypes.
@@ -309,8 +310,9 @@ def affine(image: Array, mask: Array, angle: Array | float = 0.0,
   yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
                         indexing='ij')
   t = jnp.asarray(translate_xy, jnp.float32)
-  u = xx - cx - t[0]
-  v = yy - cy - t[1]
+  zoom = jnp.asarray(scale, jnp.float32)
+  u = (xx - cx - t[0]) / zoom
+  v = (yy - cy - t[1]) / zoom
   theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
   c, s = jnp.cos(theta), jnp.sin(theta)
   # Inverse of the forward rotation x' = c x + s y, y' = -s x + c y (y pointing down).
@@ -475,6 +477,25 @@ def random_affine(key: Array, image: Array, mask: Array, severity: int,
                      _signed(u[4], u[5], severity) * MAX_TRANSLATE * h])
   do_flip = u[6] < flip_prob
   return affine(image, mask, angle, shift, do_flip)
+
+
+def random_spatial(key: Array, image: Array, mask: Array, *, max_rotate: float = 15.0,
+                   scale_range: tuple[float, float] = (0.85, 1.2),
+                   max_translate: float = 0.08) -> tuple[Array, Array]:
+  """A random rotation, zoom and shift of a slice and its mask together (no flip: the liver
+  stays on its side).
+
+  angle ~ U(-max_rotate, max_rotate) degrees, scale log-uniform in `scale_range`, shift ~
+  U(-max_translate, max_translate) x the slice size per axis; then `affine` (bilinear image,
+  nearest mask, 0 outside). Takes image f32[H, W, 1] in [0, 1] and mask [H, W, 1] (0/1 or a
+  label map, any numeric dtype); returns (image, mask) with their shapes and dtypes.
+  """
+  h, w = image.shape[:2]
+  u = jax.random.uniform(key, (4,), minval=-1.0, maxval=1.0)
+  lo, hi = jnp.log(scale_range[0]), jnp.log(scale_range[1])
+  scale = jnp.exp(lo + (u[1] + 1.0) / 2.0 * (hi - lo))
+  shift = jnp.stack([u[2] * max_translate * w, u[3] * max_translate * h])
+  return affine(image, mask, u[0] * max_rotate, shift, False, scale)
 
 
 SampledOp = Callable[[Array, Array, Array, int], Array]

@@ -1,6 +1,7 @@
 """The on-device augmentation of a training batch, driven by `config.augment`.
 
-Order: the CT<->MR domain transformation (`liverjax.augment.domain`, images only), then the
+Order: the spatial augmentation (`ops.random_spatial`: rotation, zoom, shift of image, mask and
+organ map together), the CT<->MR domain transformation (`liverjax.augment.domain`, images only), then the
 single-source domain-generalisation augmentations of `liverjax.augment.dg` (GIN, location-scale;
 images only, they use the organ label map but never move anything), then AugMix
 (`liverjax.augment.augmix`, image and mask). Identity where all are off. The config fields are
@@ -16,6 +17,7 @@ fused by the model's saliency). `augment_views` gives their two views, aligned w
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -24,11 +26,12 @@ import jax.numpy as jnp
 from liverjax.augment import augmix as augmix_lib
 from liverjax.augment import dg
 from liverjax.augment import domain
+from liverjax.augment import ops
 
 Array = jax.Array
 
 # The on/off fields of `config.augment`, in the order the augmentations run.
-SWITCHES = ("domain", "gin", "ipa", "location_scale", "location_scale_local",
+SWITCHES = ("spatial", "domain", "gin", "ipa", "location_scale", "location_scale_local",
             "saliency_fusion", "augmix")
 
 
@@ -61,6 +64,22 @@ def two_view_mode(augment_config: Any) -> str | None:
   if augment_config.get("saliency_fusion", False):
     return "saliency"
   return None
+
+
+def _spatial(key, images, masks, organs, c):
+  """`ops.random_spatial` per slice, the same motion for image, mask and organ map."""
+  if not c.get("spatial", False):
+    return images, masks, organs
+  move = functools.partial(
+      ops.random_spatial, max_rotate=float(c.get("spatial_rotate", 15.0)),
+      scale_range=tuple(float(v) for v in c.get("spatial_scale", (0.85, 1.2))),
+      max_translate=float(c.get("spatial_translate", 0.08)))
+  keys = jax.random.split(key, images.shape[0])
+  images, masks = jax.vmap(move)(keys, images, masks)
+  if organs is not None:
+    _, moved = jax.vmap(move)(keys, images, organs[..., None])
+    organs = moved[..., 0]
+  return images, masks, organs
 
 
 def _domain(key, images, augment_config, source, is_t2):
@@ -165,6 +184,8 @@ def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
   check_augment_config(augment_config)
   k_domain, k_augmix = jax.random.split(key)  # the streams of the domain + AugMix recipes
   k_dg = jax.random.fold_in(key, 2)
+  images, masks, organs = _spatial(jax.random.fold_in(key, 3), images, masks, organs,
+                                   augment_config)
   images = _domain(k_domain, images, augment_config, source, is_t2)
   images = _dg_one_view(k_dg, images, masks, augment_config, organs)
   return _augmix(k_augmix, images, masks, augment_config)
@@ -190,6 +211,7 @@ def augment_views(key: Array, images: Array, masks: Array, augment_config: Any, 
   c = augment_config
   k_domain, k_augmix = jax.random.split(key)
   k_dg, k_pick = jax.random.split(jax.random.fold_in(key, 2))
+  images, masks, organs = _spatial(jax.random.fold_in(key, 3), images, masks, organs, c)
   images = _domain(k_domain, images, c, source, is_t2)
   if mode == "ipa":
     v1, v2 = dg.gin_ipa(k_dg, images, grid=int(c.get("ipa_grid", 4)), **_gin_kwargs(c))

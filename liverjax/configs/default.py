@@ -99,6 +99,13 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- augment
   config.augment = augment = ml_collections.ConfigDict()
+  # Spatial augmentation (first, image + mask + organ map alike; augment/ops.py
+  # random_spatial): rotation in +-spatial_rotate degrees, zoom log-uniform in
+  # spatial_scale, shift in +-spatial_translate x the slice size; no flip.
+  augment.spatial = False
+  augment.spatial_rotate = 15.0
+  augment.spatial_scale = (0.85, 1.2)
+  augment.spatial_translate = 0.08
   augment.domain = False  # the CT<->MRI domain transformation
   augment.domain_prob = 0.8  # chance that a slice is domain-transformed
   augment.augmix = False  # AugMix

@@ -128,3 +128,40 @@ def test_two_view_mode_and_config_errors():
 
 def test_default_label_count_covers_every_organ():
   assert default.get_config().augment.ls_num_labels == len(nifti.ORGANS)
+
+
+def test_spatial_moves_image_mask_and_organs_together_and_is_keyed():
+  x, masks, organs = _batch()
+  c = _config(spatial=True)
+  key = jax.random.key(3)
+  moved_x, moved_m, moved_o = pipeline._spatial(key, x, masks, organs, c)
+  again = pipeline._spatial(key, x, masks, organs, c)
+  for a, b in zip((moved_x, moved_m, moved_o), again):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(moved_m, masks)  # it moved
+  assert moved_o.dtype == organs.dtype and set(np.unique(moved_o)) <= set(np.unique(organs))
+  # The mask and the organ map stay the liver's label; the image's liver tissue (0.3) stays
+  # under the mask away from the bilinear edge.
+  np.testing.assert_array_equal(np.asarray(moved_m[..., 0]) > 0.5, np.asarray(moved_o) == 1)
+  inner = np.asarray(jax.vmap(lambda m: jax.scipy.signal.convolve2d(m, jnp.ones((3, 3)), "same"))(
+      moved_m[..., 0])) > 8.5
+  np.testing.assert_allclose(np.asarray(moved_x[..., 0])[inner], 0.3, atol=1e-5)
+  assert float(moved_x.min()) >= 0.0 and float(moved_x.max()) <= 1.0
+
+
+def test_spatial_zoom_scales_the_area_and_nothing_moves_without_range():
+  x, masks, organs = _batch()
+  still = _config(spatial=True, spatial_rotate=0.0, spatial_scale=(1.0, 1.0),
+                  spatial_translate=0.0)
+  out = pipeline._spatial(jax.random.key(0), x, masks, organs, still)
+  np.testing.assert_allclose(out[0], x, atol=1e-6)
+  np.testing.assert_array_equal(out[1], masks)
+  zoom = _config(spatial=True, spatial_rotate=0.0, spatial_scale=(1.2, 1.2),
+                 spatial_translate=0.0)
+  area = lambda m: float(jnp.sum(m))
+  _, zoomed, _ = pipeline._spatial(jax.random.key(0), x, masks, organs, zoom)
+  assert area(zoomed) == pytest.approx(1.44 * area(masks), rel=0.1)
+  # augment_batch runs it first, with the recipes after it.
+  out_x, out_m = pipeline.augment_batch(jax.random.key(1), x, masks, _config(spatial=True,
+                                        gin=True), source="ct", organs=organs)
+  assert out_x.shape == x.shape and not np.array_equal(out_m, masks)
