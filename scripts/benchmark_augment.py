@@ -73,6 +73,8 @@ def _benchmarks(severity: int):
       (f'random_affine(sev={severity})', lambda key, x, m: jax.vmap(
           functools.partial(ops.random_affine, severity=severity))(
               jax.random.split(key, x.shape[0]), x, m)),
+      ('random_spatial(15 deg, zoom 0.85-1.2, 8 %)', lambda key, x, m: jax.vmap(
+          ops.random_spatial)(jax.random.split(key, x.shape[0]), x, m)),
   ]
   for name, fn in ops.RANDOM_PHOTOMETRIC_OPS:
     out.append((f'random_{name}(sev={severity})',

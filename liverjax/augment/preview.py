@@ -52,6 +52,11 @@ def preview_panels(key, image, mask, augment_config, source: str,
   geo_img, geo_mask = ops.random_affine(next(keys), image, mask, severity,
                                         float(augment_config.get("flip_prob", 0.5)))
   panels.append(("rotate/translate/flip", geo_img, geo_mask))
+  sp_img, sp_mask = ops.random_spatial(
+      next(keys), image, mask, max_rotate=float(augment_config.spatial_rotate),
+      scale_range=tuple(float(v) for v in augment_config.spatial_scale),
+      max_translate=float(augment_config.spatial_translate))
+  panels.append(("spatial (rotate/zoom/shift)", sp_img, sp_mask))
   targets = ("t1", "t2") if source == "ct" else ("ct",)
   for target in targets:
     out = domain.domain_transform(next(keys), image, source=source, target=target)
