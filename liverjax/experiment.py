@@ -85,6 +85,9 @@ def workdir_lock(workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
     yield path
 
 
+MODES = ("train", "evaluate", "checkpoint_curve")
+
+
 def run_segmentation(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                      train: bool = True) -> dict:
   """Trains (unless `train` is False) and evaluates a U-Net; writes the report into `workdir`.
@@ -112,6 +115,23 @@ def _run_segmentation(config, workdir, train):
     experiment_report.write_experiment_report(results, examples, workdir)
   logging.info("\n%s", experiment_report.summary_table(results))
   return results
+
+
+def run_checkpoint_curve(config: ml_collections.ConfigDict,
+                         workdir: str | pathlib.Path) -> list[dict]:
+  """Scores every kept U-Net checkpoint of `workdir` on the test patients
+  (`evaluate.checkpoint_curve`); writes checkpoint_curve.{json,md,png} into `workdir`.
+
+  Returns:
+    The rows of `evaluate.checkpoint_curve`.
+  """
+  with workdir_lock(workdir):
+    data = dataset_lib.load_dataset(config.data)
+    rows = evaluate.checkpoint_curve(config, workdir, data=data)
+    if jax.process_index() == 0:
+      experiment_report.write_checkpoint_curve(rows, config.data.source, workdir)
+    logging.info("\n%s", experiment_report.checkpoint_curve_table(rows))
+    return rows
 
 
 def run_cyclegan(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
@@ -144,19 +164,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   Args:
     config: the experiment config (`liverjax/configs/default.py` and variants).
     workdir: the output folder.
-    mode: "train" (train, then evaluate) or "evaluate" (the U-Net's best or
-      `eval.checkpoint` checkpoint, no training).
+    mode: "train" (train, then evaluate), "evaluate" (the U-Net's best or
+      `eval.checkpoint` checkpoint, no training) or "checkpoint_curve" (every kept
+      U-Net checkpoint on the test patients, `run_checkpoint_curve`).
 
   Returns:
-    The results dict of the run.
+    The results dict of the run (the curve's rows for "checkpoint_curve").
   """
-  if mode not in ("train", "evaluate"):
-    raise ValueError(f"mode={mode!r}: expected 'train' or 'evaluate'")
+  if mode not in MODES:
+    raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+  if config.experiment == "segmentation" and mode == "checkpoint_curve":
+    return run_checkpoint_curve(config, workdir)
   if config.experiment == "segmentation":
     return run_segmentation(config, workdir, train=mode == "train")
   if config.experiment == "cyclegan":
     if mode != "train":
-      raise ValueError("mode='evaluate' is for U-Net experiments; a CycleGAN run "
+      raise ValueError(f"mode={mode!r} is for U-Net experiments; a CycleGAN run "
                        "reports its translation quality when it trains")
     return run_cyclegan(config, workdir)
   raise ValueError(f"config.experiment={config.experiment!r}: expected one of {EXPERIMENTS}")

@@ -6,7 +6,8 @@ Flags:
                  `--config=unet.py:ct_to_mr,augmix`); any field can be overridden,
                  e.g. --config.train.steps=1000 --config.data.root=/data/CHAOS_Train_Sets
   --workdir      where checkpoints, metrics and figures go (default: workdir/<config name>)
-  --mode         train (train, then evaluate the best checkpoint) | evaluate
+  --mode         train (train, then evaluate the best checkpoint) | evaluate |
+                 checkpoint_curve (every kept checkpoint on the test patients)
   --distributed  call jax.distributed.initialize() (multi-host); also done when
                  JAX_COORDINATOR_ADDRESS is set
 
@@ -39,7 +40,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG, "Experiment configuration file.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default workdir/<config name>).")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "What to run.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", list(experiment.MODES),
+    "What to run: train (then evaluate), evaluate, or checkpoint_curve (every kept U-Net "
+    "checkpoint on the test patients).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Initialise jax.distributed (multi-host runs).")
 
@@ -58,7 +62,7 @@ def main(argv):
   config = _CONFIG.value
   config_check.check(config)
   if config.experiment == "cyclegan" and _MODE.value != "train":
-    raise cli.UsageError("--mode=evaluate is for U-Net experiments; a CycleGAN run reports "
+    raise cli.UsageError(f"--mode={_MODE.value} is for U-Net experiments; a CycleGAN run reports "
                          "its translation quality when it trains")
   runtime.setup_process(_DISTRIBUTED.value)
   config_check.check_devices(config, jax.device_count())

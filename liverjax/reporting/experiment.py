@@ -157,3 +157,48 @@ def plot_curves(records: list[dict], path) -> bool:
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return True
+
+
+def checkpoint_curve_table(rows: list[dict]) -> str:
+  """Markdown: one line per checkpoint (`evaluate.checkpoint_curve` rows), source validation
+  Dice and the mean ± std Dice of each test group."""
+  groups = [k[:-len("_dice")] for k in rows[0] if k.endswith("_dice") and k != "val_dice"]
+  head = "| step | source val Dice | " + " | ".join(
+      f"{GROUP_NAMES.get(g, g)} Dice" for g in groups) + " |"
+  lines = [head, "|" + "---|" * (2 + len(groups))]
+  for r in rows:
+    val = "-" if r["val_dice"] is None else f"{r['val_dice']:.3f}"
+    cells = [f"{r[g + '_dice']:.3f} ± {r[g + '_dice_std']:.3f}" for g in groups]
+    lines.append(f"| {r['step']} | {val} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def write_checkpoint_curve(rows: list[dict], source: str, workdir) -> None:
+  """Writes checkpoint_curve.json, checkpoint_curve.md and checkpoint_curve.png into
+  `workdir`: the test Dice of each group and the source validation Dice per checkpoint."""
+  workdir = pathlib.Path(workdir)
+  (workdir / "checkpoint_curve.json").write_text(
+      json.dumps(rows, indent=1, default=_json_default))
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 3.6))
+  steps = [r["step"] for r in rows]
+  val = [(r["step"], r["val_dice"]) for r in rows if r["val_dice"] is not None]
+  if val:
+    ax.plot(*zip(*val), "k--o", label=f"{source.upper()} validation (source)")
+  for key in rows[0]:
+    if key.endswith("_dice") and key != "val_dice" and "/" not in key:
+      group = key[:-len("_dice")]
+      ax.plot(steps, [r[key] for r in rows], "o-", label=f"{GROUP_NAMES.get(group, group)} test")
+  ax.set_xlabel("checkpoint step")
+  ax.set_ylabel("mean Dice per volume")
+  ax.set_ylim(0, 1)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(workdir / "checkpoint_curve.png", dpi=110)
+  plt.close(fig)
+  (workdir / "checkpoint_curve.md").write_text(
+      f"# Every kept checkpoint, trained on {source.upper()}\n\n"
+      "Test patients per group; the run itself evaluates the checkpoint with the best source "
+      "validation Dice.\n\n" + checkpoint_curve_table(rows)
+      + "\n\n![checkpoint_curve.png](checkpoint_curve.png)\n")

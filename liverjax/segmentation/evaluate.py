@@ -42,6 +42,7 @@ import numpy as np
 from absl import logging
 
 from liverjax import checkpointing
+from liverjax import metric_writer
 from liverjax import runtime
 from liverjax.augment import pipeline as augment_pipeline
 from liverjax.data import dataset as dataset_lib
@@ -216,8 +217,10 @@ def harmonize_volumes(volumes: list, reference: np.ndarray) -> list:
 
 
 def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, mesh,
-                     split: str = "test", examples_per_domain: int = 4, stats_fn=None):
-  """Evaluates on `split` of each target domain.
+                     split: str = "test", examples_per_domain: int = 4, stats_fn=None,
+                     surface_metrics: bool = True):
+  """Evaluates on `split` of each target domain (with `surface_metrics`, the CHAOS
+  RAVD / ASSD / MSSD as well as the Dice).
 
   `stats_fn` (`state.make_volume_stats_fn`) is needed with `config.eval.adapt_bn="volume"`,
   which re-estimates batch-norm statistics per volume of a domain other than the source.
@@ -255,6 +258,7 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
     adapt = adapt_bn == "volume" and domain != config.data.source
     results = evaluate_volumes(predict_fn, state, volumes, mesh=mesh,
                                batch_size=config.eval.batch_size, keep_predictions=True,
+                               surface_metrics=surface_metrics,
                                postprocess=config.eval.postprocess,
                                stats_fn=stats_fn if adapt else None,
                                adapt_slices=int(config.eval.get("adapt_bn_slices", 64)))
@@ -324,11 +328,7 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
   if data is None:
     data = dataset_lib.load_dataset(config.data)
   mesh = runtime.create_mesh()
-  graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)
-  predict_fn = state_lib.make_predict_fn(graphdef, mesh)
-  stats_fn = None
-  if config.eval.get("adapt_bn", "none") != "none":
-    stats_fn = state_lib.make_volume_stats_fn(graphdef, mesh)
+  abstract_state, predict_fn, stats_fn = _evaluation_fns(config, mesh)
   if config.eval.checkpoint:
     state, step = checkpointing.restore_path(config.eval.checkpoint, abstract_state)
     source = str(config.eval.checkpoint)
@@ -353,3 +353,55 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
       checkpoint=source, step=int(step), data_root=data.root,
       summary=summary, volumes=per_volume)
   return results, examples
+
+
+def _evaluation_fns(config, mesh):
+  """(abstract train state, `make_predict_fn`, `make_volume_stats_fn` or None) of `config`."""
+  graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)
+  stats_fn = None
+  if config.eval.get("adapt_bn", "none") != "none":
+    stats_fn = state_lib.make_volume_stats_fn(graphdef, mesh)
+  return abstract_state, state_lib.make_predict_fn(graphdef, mesh), stats_fn
+
+
+def checkpoint_curve(config, workdir, *, data: dataset_lib.Dataset | None = None
+                     ) -> list[dict]:
+  """Every kept checkpoint of `workdir/checkpoints` scored on the test patients of
+  `config.data.targets`, with `config.eval`'s options (post-processing, intensity, AdaBN).
+
+  A study of how the target score moves during training (docs/results.md: on real
+  scans the CT -> MR Dice falls as training goes on). The target labels draw the curve
+  only; the checkpoint a run evaluates is still chosen by source validation Dice.
+  Keep more checkpoints with `train.keep_checkpoints`.
+
+  Returns:
+    One dict per checkpoint, by step: "step", "val_dice" (the source validation Dice
+    logged at that step, or None), and per test group g of `evaluate_domains`
+    ("ct", "mr", "mr/t2", ...) "<g>_dice" and "<g>_dice_std": mean and std of the
+    per-volume Dice. Raises FileNotFoundError without checkpoints.
+  """
+  workdir = pathlib.Path(workdir)
+  manager = checkpointing.create_manager(workdir, read_only=True)
+  steps = sorted(manager.all_steps())
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+  if data is None:
+    data = dataset_lib.load_dataset(config.data)
+  mesh = runtime.create_mesh()
+  abstract_state, predict_fn, stats_fn = _evaluation_fns(config, mesh)
+  val = {r["step"]: r["val_dice"] for r in metric_writer.read_scalars(workdir)
+         if r.get("split") == "val" and "val_dice" in r}
+  rows = []
+  for step in steps:
+    state, _ = checkpointing.restore(manager, abstract_state, step)
+    summary, _, _ = evaluate_domains(predict_fn, state, data, config, mesh=mesh,
+                                     examples_per_domain=1, stats_fn=stats_fn,
+                                     surface_metrics=False)
+    row = {"step": int(step), "val_dice": val.get(step)}
+    for group, figures in summary.items():
+      row[f"{group}_dice"] = figures["dice"]["mean"]
+      row[f"{group}_dice_std"] = figures["dice"]["std"]
+    logging.info("checkpoint %d: %s", step, ", ".join(
+        f"{k} {v:.3f}" for k, v in row.items() if k.endswith("_dice") and v is not None))
+    rows.append(row)
+  return rows

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from liverjax import experiment
+from liverjax import metric_writer
 from liverjax import runtime
 from liverjax.configs import default
 from liverjax.data import dataset as dataset_lib
@@ -240,3 +242,22 @@ def test_evaluate_domains_adapts_only_target_volumes():
     evaluate.evaluate_domains(predict_fn, state, data, _config(adapt_bn="batch"), mesh=mesh)
   with pytest.raises(ValueError, match="stats_fn"):
     evaluate.evaluate_domains(predict_fn, state, data, config, mesh=mesh)
+
+
+def test_checkpoint_curve_scores_every_kept_checkpoint_like_the_evaluation(tiny_config, tmp_path):
+  workdir = tmp_path / "run"
+  results = experiment.run_segmentation(tiny_config, workdir)  # 6 steps, checkpoints 3 and 6
+  rows = experiment.run(tiny_config, workdir, "checkpoint_curve")
+  assert [r["step"] for r in rows] == [3, 6]
+  logged = {r["step"]: r["val_dice"] for r in metric_writer.read_scalars(workdir)
+            if r.get("split") == "val"}
+  assert [r["val_dice"] for r in rows] == [logged[3], logged[6]]
+  # The evaluated checkpoint's row holds the run's own test Dice, group by group.
+  best = next(r for r in rows if r["step"] == results["step"])
+  for group, summary in results["summary"].items():
+    assert best[f"{group}_dice"] == pytest.approx(summary["dice"]["mean"], abs=1e-9)
+  for name in ("checkpoint_curve.json", "checkpoint_curve.md", "checkpoint_curve.png"):
+    assert (workdir / name).stat().st_size > 0
+  assert "| 6 |" in (workdir / "checkpoint_curve.md").read_text()
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    evaluate.checkpoint_curve(tiny_config, tmp_path / "empty")
