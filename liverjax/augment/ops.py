@@ -302,8 +302,9 @@ def affine(image: Array, mask: Array, angle: Array | float = 0.0,
   cv2.getRotationMatrix2D); `scale` a zoom factor about the centre (> 1 enlarges); `translate_xy`
   = (dx, dy) in pixels (x to the right, y down); `flip` a boolean (mirror x). All may be traced. Implemented with one sampling grid through
   `jax.scipy.ndimage.map_coordinates`: bilinear (order 1) for the image, nearest (order 0) for the
-  mask, 0 outside the slice. Takes `image` f32[H, W, 1] in [0, 1] and `mask` [H, W, 1] (any
-  numeric dtype, typically 0/1 f32); returns (image, mask) with their shapes and dtypes.
+  mask, 0 outside the slice. Takes `image` f32[H, W, 1] in [0, 1] and `mask` [H, W, C] (any
+  numeric dtype, typically 0/1 f32 with C = 1; every channel moves alike); returns (image, mask)
+  with their shapes and dtypes.
   """
   h, w = image.shape[:2]
   cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
@@ -321,9 +322,11 @@ def affine(image: Array, mask: Array, angle: Array | float = 0.0,
   xs = jnp.where(jnp.asarray(flip, bool), (w - 1) - xs, xs)
   img = jax.scipy.ndimage.map_coordinates(image[..., 0].astype(jnp.float32), [ys, xs], order=1,
                                           mode='constant', cval=0.0)
-  msk = jax.scipy.ndimage.map_coordinates(mask[..., 0].astype(jnp.float32), [ys, xs], order=0,
-                                          mode='constant', cval=0.0)
-  return _finish(img[..., None], image), msk[..., None].astype(mask.dtype)
+  nearest = lambda m: jax.scipy.ndimage.map_coordinates(m, [ys, xs], order=0, mode='constant',
+                                                        cval=0.0)
+  msk = jnp.stack([nearest(mask[..., i].astype(jnp.float32)) for i in range(mask.shape[-1])],
+                  axis=-1)
+  return _finish(img[..., None], image), msk.astype(mask.dtype)
 
 
 def flip(image: Array, mask: Array, do_flip: Array | bool = True) -> tuple[Array, Array]:

@@ -75,11 +75,13 @@ def _spatial(key, images, masks, organs, c):
       scale_range=tuple(float(v) for v in c.get("spatial_scale", (0.85, 1.2))),
       max_translate=float(c.get("spatial_translate", 0.08)))
   keys = jax.random.split(key, images.shape[0])
-  images, masks = jax.vmap(move)(keys, images, masks)
-  if organs is not None:
-    _, moved = jax.vmap(move)(keys, images, organs[..., None])
-    organs = moved[..., 0]
-  return images, masks, organs
+  if organs is None:
+    images, masks = jax.vmap(move)(keys, images, masks)
+    return images, masks, None
+  # One motion for both label maps: the organ ids are small integers, exact in float32.
+  labels = jnp.concatenate([masks, organs[..., None].astype(masks.dtype)], axis=-1)
+  images, labels = jax.vmap(move)(keys, images, labels)
+  return images, labels[..., :1], labels[..., 1].astype(organs.dtype)
 
 
 def _domain(key, images, augment_config, source, is_t2):
