@@ -156,8 +156,7 @@ def _check_unet(config) -> None:
   _int(config, "train.log_every", 1)
   _int(config, "train.eval_every", 1)
   _int(config, "train.keep_checkpoints", 1)
-  if "ema_decay" in config.train:
-    _number(config, "train.ema_decay", 0, 1, high_open=True)
+  _number(config, "train.ema_decay", 0, 1, high_open=True)
   if steps and _get(config, "train.warmup_steps") > steps:
     raise ConfigError("train.warmup_steps", f"longer than train.steps = {steps}",
                       _get(config, "train.warmup_steps"))
@@ -170,13 +169,12 @@ def _check_unet(config) -> None:
   _number(config, "augment.augmix_alpha", 0, low_open=True)
   _int(config, "augment.augmix_severity", 1, 10)
   _number(config, "augment.flip_prob", 0, 1)
-  if "spatial" in config.augment:
-    _number(config, "augment.spatial_rotate", 0, 180)
-    _number(config, "augment.spatial_translate", 0, 0.5)
-    low, high = _numbers(config, "augment.spatial_scale", 2)
-    if not 0 < low <= high:
-      raise ConfigError("augment.spatial_scale", "expected (min, max) zoom with 0 < min <= max",
-                        _get(config, "augment.spatial_scale"))
+  _number(config, "augment.spatial_rotate", 0, 180)
+  _number(config, "augment.spatial_translate", 0, 0.5)
+  low, high = _numbers(config, "augment.spatial_scale", 2)
+  if not 0 < low <= high:
+    raise ConfigError("augment.spatial_scale", "expected (min, max) zoom with 0 < min <= max",
+                      _get(config, "augment.spatial_scale"))
   _number(config, "translate.mix", 0, 1)
   _int(config, "translate.batch_size", 1)
   _int(config, "eval.batch_size", 1)

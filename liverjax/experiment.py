@@ -173,9 +173,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   """
   if mode not in MODES:
     raise ValueError(f"mode={mode!r}: expected one of {MODES}")
-  if config.experiment == "segmentation" and mode == "checkpoint_curve":
-    return run_checkpoint_curve(config, workdir)
   if config.experiment == "segmentation":
+    if mode == "checkpoint_curve":
+      return run_checkpoint_curve(config, workdir)
     return run_segmentation(config, workdir, train=mode == "train")
   if config.experiment == "cyclegan":
     if mode != "train":
