@@ -95,6 +95,21 @@ def _pyplot():
   return plt
 
 
+def _dice_axes(ax, xlabel: str, ylabel: str = "Dice") -> None:
+  """Labels, the [0, 1] range, legend and grid of a Dice-over-steps panel."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_ylim(0, 1)
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+
+
+def _save(plt, fig, path) -> None:
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def plot_predictions(examples: list, path) -> None:
   """A grid: one row per example, columns image / true mask / predicted mask.
 
@@ -120,9 +135,7 @@ def plot_predictions(examples: list, path) -> None:
       ax.set_title(label, fontsize=7)
     for ax in row:
       ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(plt, fig, path)
 
 
 def plot_curves(records: list[dict], path) -> bool:
@@ -148,21 +161,20 @@ def plot_curves(records: list[dict], path) -> bool:
   if val:
     ax1.plot([r["step"] for r in val], [r["val_dice"] for r in val], "o-",
              label="validation Dice (per volume)")
-  ax1.set_xlabel("step")
-  ax1.set_ylabel("Dice")
-  ax1.set_ylim(0, 1)
-  ax1.legend(fontsize=8)
-  ax1.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _dice_axes(ax1, "step")
+  _save(plt, fig, path)
   return True
+
+
+def _curve_groups(rows: list[dict]) -> list[str]:
+  """The test groups ("ct", "mr", "mr/t2", ...) of `evaluate.checkpoint_curve` rows."""
+  return [k[:-len("_dice")] for k in rows[0] if k.endswith("_dice") and k != "val_dice"]
 
 
 def checkpoint_curve_table(rows: list[dict]) -> str:
   """Markdown: one line per checkpoint (`evaluate.checkpoint_curve` rows), source validation
   Dice and the mean ± std Dice of each test group."""
-  groups = [k[:-len("_dice")] for k in rows[0] if k.endswith("_dice") and k != "val_dice"]
+  groups = _curve_groups(rows)
   head = "| step | source val Dice | " + " | ".join(
       f"{GROUP_NAMES.get(g, g)} Dice" for g in groups) + " |"
   lines = [head, "|" + "---|" * (2 + len(groups))]
@@ -185,18 +197,12 @@ def write_checkpoint_curve(rows: list[dict], source: str, workdir) -> None:
   val = [(r["step"], r["val_dice"]) for r in rows if r["val_dice"] is not None]
   if val:
     ax.plot(*zip(*val), "k--o", label=f"{source.upper()} validation (source)")
-  for key in rows[0]:
-    if key.endswith("_dice") and key != "val_dice" and "/" not in key:
-      group = key[:-len("_dice")]
-      ax.plot(steps, [r[key] for r in rows], "o-", label=f"{GROUP_NAMES.get(group, group)} test")
-  ax.set_xlabel("checkpoint step")
-  ax.set_ylabel("mean Dice per volume")
-  ax.set_ylim(0, 1)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(workdir / "checkpoint_curve.png", dpi=110)
-  plt.close(fig)
+  for group in _curve_groups(rows):
+    if "/" not in group:  # the domains; their sequences are in the table
+      ax.plot(steps, [r[f"{group}_dice"] for r in rows], "o-",
+              label=f"{GROUP_NAMES.get(group, group)} test")
+  _dice_axes(ax, "checkpoint step", "mean Dice per volume")
+  _save(plt, fig, workdir / "checkpoint_curve.png")
   (workdir / "checkpoint_curve.md").write_text(
       f"# Every kept checkpoint, trained on {source.upper()}\n\n"
       "Test patients per group; the run itself evaluates the checkpoint with the best source "
