@@ -74,6 +74,12 @@ def test_an_installed_copy_runs_outside_the_repository(tmp_path):
                  cwd=tmp_path, capture_output=True, text=True, timeout=600, check=True)
   installed = tmp_path / "site" / "liverjax" / "configs"
   assert (installed / "mri_to_ct.py").exists() and (installed / "real" / "ct_to_mr.py").exists()
+  # Every module is in the wheel. (A subpackage without __init__.py is left out by
+  # find_packages; the run below would not notice where an editable install of the
+  # repository is on the path, since its finder supplies the missing modules.)
+  def modules(root):
+    return {p.relative_to(root).as_posix() for p in (root / "liverjax").rglob("*.py")}
+  assert modules(tmp_path / "site") == modules(REPO)
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
   run = subprocess.run([sys.executable, "-m", "liverjax.main", "--config=mri_to_ct",

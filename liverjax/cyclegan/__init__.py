@@ -1,0 +1,1 @@
+"""The CycleGAN CT <-> MRI: losses, train state and step, training, translation, quality."""

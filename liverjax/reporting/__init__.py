@@ -1,0 +1,1 @@
+"""Tables, figures and files written from results: experiments, the study, CycleGAN, predictions, DICOM-SEG."""
