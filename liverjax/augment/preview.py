@@ -29,6 +29,18 @@ from liverjax.augment import domain
 from liverjax.augment import ops
 from liverjax.data import dataset as dataset_lib
 
+# Each augmentation compiled once per image shape and setting (eagerly, every op of
+# every call would be dispatched, and every lax loop compiled, one by one).
+_random_affine = jax.jit(ops.random_affine, static_argnums=(3, 4))
+_random_spatial = jax.jit(ops.random_spatial,
+                          static_argnames=("max_rotate", "scale_range", "max_translate"))
+_domain_transform = jax.jit(domain.domain_transform, static_argnames=("source", "target"))
+_augmix = jax.jit(augmix_lib.augmix, static_argnames=("width", "depth", "alpha", "severity",
+                                                       "flip_prob"))
+_gin = jax.jit(dg.gin)
+_location_scale = jax.jit(dg.location_scale, static_argnames=("num_labels",))
+
+
 def preview_panels(key, image, mask, augment_config, source: str,
                    organs=None) -> list[tuple[str, np.ndarray, np.ndarray]]:
   """The panels of one row.
@@ -49,30 +61,30 @@ def preview_panels(key, image, mask, augment_config, source: str,
   panels = [("original", image, mask)]
   for name, fn in ops.RANDOM_PHOTOMETRIC_OPS:
     panels.append((name, jax.jit(fn, static_argnums=2)(next(keys), image, severity), mask))
-  geo_img, geo_mask = ops.random_affine(next(keys), image, mask, severity,
+  geo_img, geo_mask = _random_affine(next(keys), image, mask, severity,
                                         float(augment_config.get("flip_prob", 0.5)))
   panels.append(("rotate/translate/flip", geo_img, geo_mask))
-  sp_img, sp_mask = ops.random_spatial(
+  sp_img, sp_mask = _random_spatial(
       next(keys), image, mask, max_rotate=float(augment_config.spatial_rotate),
       scale_range=tuple(float(v) for v in augment_config.spatial_scale),
       max_translate=float(augment_config.spatial_translate))
   panels.append(("spatial (rotate/zoom/shift)", sp_img, sp_mask))
   targets = ("t1", "t2") if source == "ct" else ("ct",)
   for target in targets:
-    out = domain.domain_transform(next(keys), image, source=source, target=target)
+    out = _domain_transform(next(keys), image, source=source, target=target)
     panels.append((f"domain: {source.upper()}->{target.upper()}-like", out, mask))
   for i in range(2):
     depth = tuple(int(d) for d in augment_config.augmix_depth)
-    a_img, a_mask = augmix_lib.augmix(
+    a_img, a_mask = _augmix(
         next(keys), image, mask, width=int(augment_config.augmix_width), depth=depth,
         alpha=float(augment_config.augmix_alpha), severity=severity,
         flip_prob=float(augment_config.get("flip_prob", 0.5)))
     panels.append((f"AugMix #{i + 1}", a_img, a_mask))
   labels = (mask[..., 0] > 0.5).astype(np.int32) if organs is None else np.asarray(organs)
-  panels.append(("GIN", dg.gin(next(keys), image[None])[0], mask))
-  panels.append(("location-scale (global)", dg.location_scale(next(keys), image[None])[0], mask))
+  panels.append(("GIN", _gin(next(keys), image[None])[0], mask))
+  panels.append(("location-scale (global)", _location_scale(next(keys), image[None])[0], mask))
   panels.append(("location-scale (organs)",
-                 dg.location_scale(next(keys), image[None], labels=labels[None],
+                 _location_scale(next(keys), image[None], labels=labels[None],
                                    num_labels=int(augment_config.get("ls_num_labels", 16)))[0],
                  mask))
   return [(t, np.asarray(im)[..., 0], np.asarray(m)[..., 0]) for t, im, m in panels]
