@@ -27,7 +27,7 @@ setuptools.setup(
         "tensorboard",  # TensorBoard scalars/images (tf.summary needs it)
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist"],  # -n 2: the suite on both cores
         # scripts/benchmark_vs_monai.py only: the PyTorch/MONAI side of the comparison.
         "bench": ["torch", "monai"],
     },
