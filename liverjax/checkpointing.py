@@ -1,10 +1,11 @@
 """Every orbax call of the project, in one place.
 
-Layout: `workdir/checkpoints/<step>/{state,config}`. Retention: the latest
+Layout: `workdir/checkpoints/<step>/{state,config,source_stats}`. Retention: the latest
 `keep` checkpoints plus the best one by validation Dice (`metrics["val_dice"]`).
 The state is any pytree of arrays (the train state of
 `liverjax.segmentation.state` or of `liverjax.cyclegan.state`); the config is stored as JSON beside it so that a
-checkpoint says how it was made.
+checkpoint says how it was made, and `source_stats` (JSON, optional) holds what prediction on new
+scans needs from the training data, e.g. the source domain's intensity quantiles.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 BEST_METRIC = "val_dice"
+ITEM_NAMES = ("state", "config", "source_stats")
 
 
 def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
@@ -49,15 +51,18 @@ def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
       enable_async_checkpointing=False,
       create=True)
   return ocp.CheckpointManager(directory, options=options,
-                               item_names=("state", "config"))
+                               item_names=ITEM_NAMES)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         config_dict: dict | None = None, metrics: dict | None = None) -> None:
-  """Saves `state` (a pytree) and `config_dict` (JSON-able) at `step`."""
+         config_dict: dict | None = None, metrics: dict | None = None,
+         source_stats: dict | None = None) -> None:
+  """Saves `state` (a pytree), `config_dict` and `source_stats` (JSON-able) at `step`."""
   items = {"state": ocp.args.StandardSave(_fields_to_save(state))}
   if config_dict is not None:
     items["config"] = ocp.args.JsonSave(config_dict)
+  if source_stats is not None:
+    items["source_stats"] = ocp.args.JsonSave(source_stats)
   manager.save(step, args=ocp.args.Composite(**items),
                metrics=None if metrics is None else
                {k: float(v) for k, v in metrics.items()}, force=True)
@@ -84,17 +89,27 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
   return restored["state"], step
 
 
-def restore_config(manager: ocp.CheckpointManager, step: int) -> dict | None:
-  """Returns the config dict saved with the checkpoint at `step`, or None."""
-  path = pathlib.Path(manager.directory) / str(step) / "config" / "metadata"
+def _restore_json(manager: ocp.CheckpointManager, step: int, item: str) -> dict | None:
+  path = pathlib.Path(manager.directory) / str(step) / item / "metadata"
   if path.exists():
     return json.loads(path.read_text())
   try:
     restored = manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return restored["config"]
+        step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))
+    return restored[item]
   except Exception:  # pylint: disable=broad-except
     return None
+
+
+def restore_config(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """Returns the config dict saved with the checkpoint at `step`, or None."""
+  return _restore_json(manager, step, "config")
+
+
+def restore_source_stats(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """Returns the `source_stats` dict saved with the checkpoint at `step`, or None
+  (checkpoints made before it was kept, CycleGAN checkpoints)."""
+  return _restore_json(manager, step, "source_stats")
 
 
 def best_step(manager: ocp.CheckpointManager,
@@ -128,7 +143,7 @@ def open_read_only(directory: str | pathlib.Path,
       read_only=True, best_fn=(lambda m: m[best_metric]) if best_metric else None,
       best_mode="max")
   return ocp.CheckpointManager(pathlib.Path(directory).absolute(),
-                               item_names=("state", "config"), options=options)
+                               item_names=ITEM_NAMES, options=options)
 
 
 def checkpoint_location(path: str | pathlib.Path) -> tuple[pathlib.Path, int | None]:

@@ -16,9 +16,15 @@ Flags:
   --modality     CT | MR for NIfTI files whose dataset.json does not say it
                  (default: CT when the image has values below -50, else MR)
   --batch_size   slices per device call (default: the checkpoint's eval.batch_size)
+  --adapt_bn     auto (default) | on | off: batch-norm statistics of each scan's own slices
+                 (auto: as the checkpoint was evaluated, for the modality it was not trained on)
+  --intensity    auto (default) | histogram_match | none: match each scan's intensity histogram
+                 to the training domain's (auto: as the checkpoint was evaluated,
+                 `eval.intensity`, for the modality it was not trained on)
 
 The preprocessing (normalisation, CT window, MR percentiles, image size) is the
-one saved with the checkpoint, never a flag. Each scan is read in the display
+one saved with the checkpoint, never a flag; so are the training domain's intensity
+quantiles that histogram matching maps a scan to. Each scan is read in the display
 orientation of `liverjax.data.orientation`, preprocessed as in training,
 predicted slice by slice in batches on the device (channel 0 of the logits:
 the liver), the logits resized back to the scan's native in-plane size
@@ -69,6 +75,7 @@ from liverjax import metric_writer
 from liverjax import runtime
 from liverjax.configs import default as default_config
 from liverjax.data import chaos
+from liverjax.data import harmonize
 from liverjax.data import nifti
 from liverjax.data import orientation
 from liverjax.data import pipeline
@@ -109,6 +116,9 @@ class Model:
     mesh: the device mesh the slices are split over.
     step: the checkpoint's step.
     checkpoint: the checkpoint folder.
+    source_stats: what the checkpoint keeps of its training data
+      (`{"intensity_quantiles": [101 floats]}`), or None for a checkpoint made
+      before it was kept.
   """
   config: ml_collections.ConfigDict
   state: Any
@@ -116,6 +126,7 @@ class Model:
   mesh: Any
   step: int
   checkpoint: str
+  source_stats: dict | None = None
 
 
 def config_from_saved(saved: dict) -> ml_collections.ConfigDict:
@@ -178,7 +189,8 @@ def load_model(path: str | pathlib.Path, mesh=None) -> Model:
   graphdef, abstract, _ = state_lib.abstract_train_state(config, mesh)
   state, step = checkpointing.restore(manager, abstract, step)
   return Model(config=config, state=state, graphdef=graphdef, mesh=mesh, step=int(step),
-               checkpoint=str(directory / str(step)))
+               checkpoint=str(directory / str(step)),
+               source_stats=checkpointing.restore_source_stats(manager, step))
 
 
 @functools.cache
@@ -212,6 +224,46 @@ def prepare(model: Model, volume: chaos.Volume) -> np.ndarray:
       mr_percentiles=tuple(data.mr_percentiles)).image
 
 
+def _off_source(model: Model, volume: chaos.Volume) -> bool:
+  return str(volume.modality).lower() != str(model.config.data.source).lower()
+
+
+def matches_histogram(model: Model, volume: chaos.Volume, intensity: str = "auto") -> bool:
+  """Whether `volume`'s intensities are histogram-matched to the training domain's.
+
+  intensity: "histogram_match", "none", or "auto": as the checkpoint was evaluated,
+  i.e. its `eval.intensity` is "histogram_match" and the scan's modality is not the
+  training source's.
+  """
+  if intensity not in ("auto", "histogram_match", "none"):
+    raise PredictError(f"intensity={intensity!r}: expected auto, histogram_match or none")
+  if intensity != "auto":
+    return intensity == "histogram_match"
+  return (model.config.eval.get("intensity", "none") == "histogram_match"
+          and _off_source(model, volume))
+
+
+def prepare_input(model: Model, volume: chaos.Volume, intensity: str = "auto") -> np.ndarray:
+  """`prepare`, then histogram matching where `matches_histogram` says so.
+
+  Returns:
+    f32 [Z,S,S] in [0,1], the slices the model sees.
+
+  Raises:
+    PredictError: matching asked for, and the checkpoint holds no intensity quantiles
+      (made before they were kept: retrain, or pass intensity="none").
+  """
+  images = prepare(model, volume)
+  if not matches_histogram(model, volume, intensity):
+    return images
+  quantiles = (model.source_stats or {}).get("intensity_quantiles")
+  if quantiles is None:
+    raise PredictError(f"{model.checkpoint}: histogram matching needs the training domain's "
+                       "intensity quantiles, which this checkpoint (made before they were kept) "
+                       "does not hold; retrain it, or pass --intensity=none")
+  return harmonize.histogram_match(images, None, np.asarray(quantiles, np.float32))
+
+
 def adapts_batch_norm(model: Model, volume: chaos.Volume, adapt_bn: str = "auto") -> bool:
   """Whether `volume` is predicted with batch-norm statistics of its own slices.
 
@@ -222,12 +274,11 @@ def adapts_batch_norm(model: Model, volume: chaos.Volume, adapt_bn: str = "auto"
     raise PredictError(f"adapt_bn={adapt_bn!r}: expected auto, on or off")
   if adapt_bn != "auto":
     return adapt_bn == "on"
-  return (model.config.eval.get("adapt_bn", "none") == "volume"
-          and str(volume.modality).lower() != str(model.config.data.source).lower())
+  return model.config.eval.get("adapt_bn", "none") == "volume" and _off_source(model, volume)
 
 
 def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = None,
-                   adapt_bn: str = "auto") -> np.ndarray:
+                   adapt_bn: str = "auto", intensity: str = "auto") -> np.ndarray:
   """Liver logits of a scan on its own grid.
 
   Args:
@@ -236,12 +287,14 @@ def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = 
     batch_size: slices per device call (default the checkpoint's
       `eval.batch_size`; rounded up to the device count).
     adapt_bn: see `adapts_batch_norm` (test-time batch-norm adaptation on this scan).
+    intensity: see `matches_histogram` (test-time histogram matching, before the
+      batch-norm adaptation, as in the evaluation).
 
   Returns:
     f32 [Z,H,W]: the model's logits at S x S, resized bilinearly to H x W
     (probability = sigmoid; liver where > 0).
   """
-  images = prepare(model, volume)[..., None]
+  images = prepare_input(model, volume, intensity)[..., None]
   batch_size = int(batch_size or model.config.eval.batch_size)
   fn = _logits_fn(model.graphdef, model.mesh)
   state = model.state
@@ -259,7 +312,8 @@ def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = 
 
 
 def predict_volume(model: Model, volume: chaos.Volume, *, keep_largest: bool = True,
-                   batch_size: int | None = None, adapt_bn: str = "auto") -> np.ndarray:
+                   batch_size: int | None = None, adapt_bn: str = "auto",
+                   intensity: str = "auto") -> np.ndarray:
   """The predicted liver mask of a scan, on the scan's own grid.
 
   Args:
@@ -267,12 +321,12 @@ def predict_volume(model: Model, volume: chaos.Volume, *, keep_largest: bool = T
     volume: a `liverjax.data.chaos.Volume` (or `nifti.NiftiVolume`) in the display
       orientation, as the readers return it: image [Z,H,W] (CT in HU, MR raw).
     keep_largest: keep only the largest 3D connected component.
-    batch_size, adapt_bn: see `predict_logits`.
+    batch_size, adapt_bn, intensity: see `predict_logits`.
 
   Returns:
     uint8 [Z,H,W] 0/1.
   """
-  mask = (predict_logits(model, volume, batch_size, adapt_bn) > 0).astype(np.uint8)
+  mask = (predict_logits(model, volume, batch_size, adapt_bn, intensity) > 0).astype(np.uint8)
   return postprocess.largest_component(mask) if keep_largest else mask
 
 
@@ -539,14 +593,15 @@ def liver_ml(mask: np.ndarray, spacing) -> float:
 def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest: bool = True,
                   save_probabilities: bool = False, dicom_seg_output: bool = True,
                   chaos_format: str = "ground_truth", modality: str | None = None,
-                  batch_size: int | None = None, adapt_bn: str = "auto") -> list[dict]:
+                  batch_size: int | None = None, adapt_bn: str = "auto",
+                  intensity: str = "auto") -> list[dict]:
   """Predicts every scan of `inputs` and writes its outputs under `out`.
 
   Args:
     model: from `load_model`.
     inputs: paths (see `find_scans`).
     out: the output folder; one subfolder per scan (its name made unique).
-    keep_largest, batch_size, adapt_bn: see `predict_volume`.
+    keep_largest, batch_size, adapt_bn, intensity: see `predict_volume`.
     save_probabilities: also write the probability map.
     dicom_seg_output: write a DICOM-SEG for DICOM input.
     chaos_format: see `write_outputs`.
@@ -579,7 +634,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     scan = read_scan(ref, modality)
     for p in scan.problems:
       logging.warning("%s", p)
-    logits = predict_logits(model, scan.volume, batch_size, adapt_bn)
+    logits = predict_logits(model, scan.volume, batch_size, adapt_bn, intensity)
     mask = (logits > 0).astype(np.uint8)
     if keep_largest:
       mask = postprocess.largest_component(mask)
@@ -591,6 +646,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     seconds = time.time() - start
     record = dict(name=ref.name, input=str(ref.path), modality=scan.volume.modality,
                   adapted_batch_norm=adapts_batch_norm(model, scan.volume, adapt_bn),
+                  histogram_matched=matches_histogram(model, scan.volume, intensity),
                   sequence=scan.volume.sequence, slices=int(mask.shape[0]),
                   liver_ml=round(liver_ml(mask, scan.volume.spacing), 2),
                   seconds=round(seconds, 2), outputs=outputs, problems=scan.problems)
@@ -624,6 +680,10 @@ def _define_flags() -> None:
   flags.DEFINE_enum("adapt_bn", "auto", ["auto", "on", "off"], "Test-time batch-norm "
                     "adaptation on each scan; auto: as the checkpoint's eval.adapt_bn, for "
                     "scans of the modality it was not trained on.")
+  flags.DEFINE_enum("intensity", "auto", ["auto", "histogram_match", "none"], "Test-time "
+                    "histogram matching of each scan to the training domain's intensities; "
+                    "auto: as the checkpoint's eval.intensity, for scans of the modality it "
+                    "was not trained on.")
   flags.DEFINE_bool("dicom_seg", True, "Write a DICOM-SEG for DICOM input (highdicom).")
   flags.DEFINE_enum("chaos_format", "ground_truth", ["ground_truth", "submission"],
                     "CHAOS input's PNGs: named as the ground truth (CT liver_GT_NNN.png "
@@ -655,7 +715,8 @@ def main(argv) -> None:
     predict_paths(model, inputs, f.out, keep_largest=not f.no_postprocess,
                   save_probabilities=f.save_probabilities, dicom_seg_output=f.dicom_seg,
                   chaos_format=f.chaos_format,
-                  modality=f.modality, batch_size=f.batch_size, adapt_bn=f.adapt_bn)
+                  modality=f.modality, batch_size=f.batch_size, adapt_bn=f.adapt_bn,
+                  intensity=f.intensity)
   except (PredictError, chaos.ChaosError) as e:
     print(f"liverjax.predict: {e}", file=sys.stderr)
     sys.exit(1)

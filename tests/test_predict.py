@@ -1,4 +1,5 @@
 """liverjax.predict: a tiny U-Net trained here, predicted on DICOM / CHAOS / NIfTI scans."""
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from liverjax import checkpointing
 from liverjax import predict
 from liverjax import runtime
 from liverjax.data import chaos
+from liverjax.data import harmonize
 from liverjax.data import orientation
 from liverjax.data import preprocess
 from liverjax.data import synthetic
@@ -24,6 +26,9 @@ from tests.conftest import SHARED_DATA
 from tests.conftest import make_tiny_config
 
 REAL_T2 = SHARED_DATA / "real_dev" / "chaos_t2"
+# The "training domain's" intensity quantiles saved with the tiny checkpoint: a made-up
+# bright distribution, far from the synthetic T2 scan's own.
+SOURCE_QUANTILES = np.linspace(0.3, 0.95, 101).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,8 @@ def trained(tmp_path_factory):
   for i in range(3):
     state, _ = step(state, batch, runtime.prng_key(config, i))
   manager = checkpointing.create_manager(tmp / "workdir")
-  checkpointing.save(manager, 3, state, config.to_dict(), metrics={"val_dice": 0.5})
+  checkpointing.save(manager, 3, state, config.to_dict(), metrics={"val_dice": 0.5},
+                     source_stats={"intensity_quantiles": SOURCE_QUANTILES.tolist()})
   return tmp / "workdir", root
 
 
@@ -234,3 +240,38 @@ def test_batch_norm_adaptation_follows_the_checkpoint_config(model, trained):
     model.config.eval.adapt_bn = "none"
   with pytest.raises(predict.PredictError, match="adapt_bn"):
     predict.adapts_batch_norm(model, mr, "yes")
+
+
+def test_histogram_matching_follows_the_checkpoint_config(model, trained):
+  # "auto" matches only where the checkpoint was evaluated so (eval.intensity="histogram_match")
+  # and only scans of the modality it was not trained on, to the quantiles saved with it.
+  volumes, _ = chaos.load_volumes(trained[1], ("ct", "t2"))
+  mr = next(v for v in volumes if v.modality == "MR")
+  ct = next(v for v in volumes if v.modality == "CT")
+  np.testing.assert_array_equal(model.source_stats["intensity_quantiles"], SOURCE_QUANTILES)
+  assert not predict.matches_histogram(model, mr)  # the saved config says intensity "none"
+  np.testing.assert_array_equal(predict.prepare_input(model, mr), predict.prepare(model, mr))
+  model.config.eval.intensity = "histogram_match"
+  try:
+    assert predict.matches_histogram(model, mr) and not predict.matches_histogram(model, ct)
+    assert predict.matches_histogram(model, ct, "histogram_match")
+    assert not predict.matches_histogram(model, mr, "none")
+    np.testing.assert_array_equal(predict.prepare_input(model, ct), predict.prepare(model, ct))
+    matched, plain = predict.prepare_input(model, mr), predict.prepare(model, mr)
+    np.testing.assert_allclose(matched, harmonize.histogram_match(plain, None, SOURCE_QUANTILES),
+                               atol=1e-6)
+    body = matched[plain > harmonize.BODY_THRESHOLD]  # the scan's body now has the saved levels
+    np.testing.assert_allclose(np.quantile(body, [0.1, 0.5, 0.9]),
+                               SOURCE_QUANTILES[[10, 50, 90]], atol=0.03)
+    assert not np.allclose(predict.predict_logits(model, mr),
+                           predict.predict_logits(model, mr, intensity="none"), atol=1e-3)
+    # A checkpoint made before the quantiles were kept: one line naming it.
+    old = dataclasses.replace(model, source_stats=None)
+    with pytest.raises(predict.PredictError, match="intensity quantiles.*--intensity=none"):
+      predict.prepare_input(old, mr)
+    np.testing.assert_array_equal(predict.prepare_input(old, mr, "none"),
+                                  predict.prepare(model, mr))
+  finally:
+    model.config.eval.intensity = "none"
+  with pytest.raises(predict.PredictError, match="intensity"):
+    predict.matches_histogram(model, mr, "zscore")

@@ -23,6 +23,7 @@ from liverjax import runtime
 from liverjax import training
 from liverjax.augment import pipeline as augment_pipeline
 from liverjax.data import dataset as dataset_lib
+from liverjax.data import harmonize
 from liverjax.data import pipeline
 from liverjax.segmentation import evaluate
 from liverjax.segmentation import organs as organs_lib
@@ -62,6 +63,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                               f"(data.source={source!r}, data.mr_sequences="
                               f"{tuple(config.data.mr_sequences)})", tuple(config.data.split))
   images, masks = dataset_lib.stack_slices(train_volumes)
+  # What `liverjax.predict` needs from the training data to prepare a new scan as the
+  # evaluation does (`eval.intensity`): the source domain's intensity quantiles
+  # (`evaluate.intensity_reference`), computed before any translation of the slices.
+  source_stats = {"intensity_quantiles": harmonize.reference_quantiles(images).tolist()}
   if slice_transform is not None:
     images = slice_transform(images)
 
@@ -117,7 +122,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       writer.write_scalars(step, val, split="val")
       logging.info("step %d  validation: Dice %.4f  total loss %.4f", step,
                    val["val_dice"], val["val_total"])
-    checkpointing.save(manager, step, state, config_dict, metrics=val or {"val_dice": 0.0})
+    checkpointing.save(manager, step, state, config_dict, metrics=val or {"val_dice": 0.0},
+                       source_stats=source_stats)
 
   training.train_loop(state, step_fn, start_step=start_step, total_steps=config.train.steps,
                       log_every=config.train.log_every, writer=writer, log_line=log_line,

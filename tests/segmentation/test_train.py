@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from liverjax import checkpointing
 from liverjax import configs
 from liverjax import experiment
 from liverjax import metric_writer
@@ -11,6 +12,7 @@ from liverjax import runtime
 from liverjax import training
 from liverjax.data import dataset as dataset_lib
 from liverjax.data import pipeline
+from liverjax.segmentation import evaluate
 from liverjax.segmentation import state as train
 from liverjax.segmentation import train as segmentation_train
 
@@ -176,6 +178,14 @@ def test_train_and_evaluate_resumes_after_interruption(tiny_config, tmp_path, mo
   assert steps == [2, 4, 6]  # no step logged twice, ends at train.steps
   assert results["step"] in (3, 6)
   assert (workdir / "metrics.json").exists() and (workdir / "metrics.md").exists()
+  # Each checkpoint keeps the source intensity quantiles the evaluation matches target scans
+  # to (eval.intensity), for liverjax.predict on new scans.
+  stats = checkpointing.restore_source_stats(
+      checkpointing.open_read_only(workdir / "checkpoints"), 6)
+  np.testing.assert_allclose(
+      stats["intensity_quantiles"],
+      evaluate.intensity_reference(dataset_lib.load_dataset(tiny_config.data), tiny_config),
+      atol=1e-7)
 
 
 def test_no_training_patients_is_a_config_error_naming_the_split(tiny_config, tmp_path):
