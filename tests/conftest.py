@@ -13,8 +13,12 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests compile the same tiny programs (U-Net steps, augmentation): a
-# persistent compilation cache for the session turns repeats into cache hits.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="liverjax-jax-cache-"))
+# persistent compilation cache for the session turns repeats into cache hits. Under
+# pytest-xdist (`-n 2`) the workers of one run share it (one program compiled once).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_CACHE = (os.path.join(tempfile.gettempdir(), f"liverjax-jax-cache-{_RUN}") if _RUN
+          else tempfile.mkdtemp(prefix="liverjax-jax-cache-"))
+jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -59,3 +63,20 @@ def make_tiny_config(tmp_path, **overrides):
 @pytest.fixture
 def tiny_config(tmp_path):
   return make_tiny_config(tmp_path)
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: a test of half a minute or more (end-to-end runs); run first")
+  # `-n 2` (pytest-xdist) without a --dist choice: hand out whole files (a module's fixtures
+  # and compiled programs stay in one worker), in collection order, so the files holding
+  # the slow tests (sorted first below) start at once on both workers instead of one
+  # worker finishing a long test alone at the end.
+  if getattr(config.option, "dist", "no") == "load":
+    config.option.dist = "loadfile"
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+  """The slow tests first (stable otherwise)."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_main_trains_evaluates_and_reevaluates(tmp_path):
   workdir = tmp_path / "run"
   flags = [f"--config={REPO / 'configs' / 'mri_to_ct.py'}", f"--workdir={workdir}",
@@ -160,6 +163,7 @@ def _final_results(workdir):
   return results
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_moment_then_rerun_gives_the_same_results(tmp_path):
   """kill -9 before the first checkpoint, inside a checkpoint write, at an arbitrary
   moment of training and while reporting; each time the same command resumes, and
@@ -214,6 +218,7 @@ def _run_all(commands, cwd, env):
   return out
 
 
+@pytest.mark.slow
 def test_usage_errors_end_in_one_line_with_exit_code_2(tmp_path):
   """Each input error stops `liverjax.main` before anything is read or compiled: one line
   on stderr naming the flag, field or file, no traceback, no config dump, exit code 2."""

@@ -20,6 +20,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_process_with_eight_devices(tmp_path):
   """jax.distributed over loopback (gloo): the same losses as the single-process 8-device mesh."""
   if jax.device_count() != 8:

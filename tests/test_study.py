@@ -30,6 +30,7 @@ def _tiny_study_config(tmp_path):
   return config
 
 
+@pytest.mark.slow
 def test_smoke_study_writes_every_row_and_figure(tmp_path):
   config = _tiny_study_config(tmp_path)
   workdir = tmp_path / "study"

@@ -1,12 +1,15 @@
 """CycleGAN training run end to end (through `liverjax.experiment`, with its report), and resume."""
 import json
 
+import pytest
+
 from liverjax import checkpointing
 from liverjax import experiment
 from liverjax import metric_writer
 from tests.cyclegan.conftest import tiny_cyclegan_config
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_end_to_end_and_resume(tmp_path):
   config = tiny_cyclegan_config(tmp_path)
   config.cyclegan.steps = 2

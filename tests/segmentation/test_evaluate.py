@@ -244,6 +244,7 @@ def test_evaluate_domains_adapts_only_target_volumes():
     evaluate.evaluate_domains(predict_fn, state, data, config, mesh=mesh)
 
 
+@pytest.mark.slow
 def test_checkpoint_curve_scores_every_kept_checkpoint_like_the_evaluation(tiny_config, tmp_path):
   workdir = tmp_path / "run"
   results = experiment.run_segmentation(tiny_config, workdir)  # 6 steps, checkpoints 3 and 6

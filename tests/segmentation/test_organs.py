@@ -116,6 +116,7 @@ def test_multi_organ_steps_lower_the_loss_and_predict_the_liver(tiny_config):
   assert pred.shape == (8, 32, 32, 1)  # channel 0 = liver only
 
 
+@pytest.mark.slow
 def test_multi_organ_experiment_runs_on_chaos_data_without_organ_maps(tiny_config, tmp_path):
   tiny_config.model.organs = ("liver", "spleen", "kidney_r", "kidney_l")
   results = experiment.run_segmentation(tiny_config, tmp_path / "run")
