@@ -179,6 +179,10 @@ def _check_unet(config) -> None:
   _int(config, "translate.batch_size", 1)
   _int(config, "eval.batch_size", 1)
   _int(config, "eval.figure_slices", 0)
+  intensity = _choice(config, "eval.intensity", ("none", "histogram_match"))
+  if _number(config, "eval.intensity_gamma", 0, low_open=True) != 1.0 and intensity == "none":
+    raise ConfigError("eval.intensity_gamma", "applies after histogram matching: needs "
+                      "eval.intensity='histogram_match'", _get(config, "eval.intensity_gamma"))
   if _choice(config, "eval.adapt_bn", ("none", "volume")) != "none":
     _int(config, "eval.adapt_bn_slices", 1)
     if _get(config, "model.norm") != "batch":

@@ -244,7 +244,8 @@ def matches_histogram(model: Model, volume: chaos.Volume, intensity: str = "auto
 
 
 def prepare_input(model: Model, volume: chaos.Volume, intensity: str = "auto") -> np.ndarray:
-  """`prepare`, then histogram matching where `matches_histogram` says so.
+  """`prepare`, then histogram matching where `matches_histogram` says so (to the
+  checkpoint's saved quantiles, then its `eval.intensity_gamma`, as in the evaluation).
 
   Returns:
     f32 [Z,S,S] in [0,1], the slices the model sees.
@@ -261,7 +262,8 @@ def prepare_input(model: Model, volume: chaos.Volume, intensity: str = "auto") -
     raise PredictError(f"{model.checkpoint}: histogram matching needs the training domain's "
                        "intensity quantiles, which this checkpoint (made before they were kept) "
                        "does not hold; retrain it, or pass --intensity=none")
-  return harmonize.histogram_match(images, None, np.asarray(quantiles, np.float32))
+  return harmonize.histogram_match(images, None, np.asarray(quantiles, np.float32),
+                                   float(model.config.eval.get("intensity_gamma", 1.0)))
 
 
 def adapts_batch_norm(model: Model, volume: chaos.Volume, adapt_bn: str = "auto") -> bool:

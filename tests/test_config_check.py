@@ -71,6 +71,10 @@ def test_every_shipped_config_passes():
     ("augment.augmix_severity", 11, "config.augment.augmix_severity=11"),
     ("translate.mix", -0.1, "config.translate.mix"),
     ("eval.batch_size", 0, "config.eval.batch_size=0"),
+    ("eval.intensity", "zscore", "config.eval.intensity='zscore': expected one of"),
+    ("eval.intensity_gamma", 0.0, "config.eval.intensity_gamma=0.0: expected a number > 0"),
+    ("eval.intensity_gamma", 0.5, "config.eval.intensity_gamma=0.5: applies after histogram "
+                                  "matching"),
 ])
 def test_a_bad_field_is_named(field, value, message):
   config = default.get_config()

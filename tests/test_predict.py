@@ -263,6 +263,9 @@ def test_histogram_matching_follows_the_checkpoint_config(model, trained):
     body = matched[plain > harmonize.BODY_THRESHOLD]  # the scan's body now has the saved levels
     np.testing.assert_allclose(np.quantile(body, [0.1, 0.5, 0.9]),
                                SOURCE_QUANTILES[[10, 50, 90]], atol=0.03)
+    model.config.eval.intensity_gamma = 0.5  # then x ** gamma, as the evaluation does
+    np.testing.assert_allclose(predict.prepare_input(model, mr), np.sqrt(matched), atol=1e-6)
+    model.config.eval.intensity_gamma = 1.0
     assert not np.allclose(predict.predict_logits(model, mr),
                            predict.predict_logits(model, mr, intensity="none"), atol=1e-3)
     # A checkpoint made before the quantiles were kept: one line naming it.
@@ -273,5 +276,6 @@ def test_histogram_matching_follows_the_checkpoint_config(model, trained):
                                   predict.prepare(model, mr))
   finally:
     model.config.eval.intensity = "none"
+    model.config.eval.intensity_gamma = 1.0
   with pytest.raises(predict.PredictError, match="intensity"):
     predict.matches_histogram(model, mr, "zscore")

@@ -222,6 +222,11 @@ def get_config() -> ml_collections.ConfigDict:
   # (to the source domain's training-slice body histogram, computed at evaluation).
   # Per-volume standardisation is `data.normalization = "zscore"` (train and test).
   ev.intensity = "none"
+  # With "histogram_match": the matched intensities x in [0, 1] then become x ** gamma (1: none;
+  # < 1 brightens the mid-tones, 0 and 1 stay). CT -> T2: T2's liver sits lower in its body
+  # histogram than CT's does, so matching alone leaves it darker than the CT-trained model
+  # expects (configs/real BEST_INTENSITY_GAMMA, docs/results.md).
+  ev.intensity_gamma = 1.0
   # Test-time batch-norm statistics of the target-domain test volumes (AdaBN, Li et al. 2016):
   # "volume" re-estimates every batch-norm mean / variance on each target volume's own slices
   # (at most adapt_bn_slices, evenly spaced; no labels, nothing learned) before predicting it;

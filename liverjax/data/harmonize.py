@@ -49,7 +49,7 @@ def reference_quantiles(images: np.ndarray, body: np.ndarray | None = None,
 
 
 def histogram_match(volume: np.ndarray, body: np.ndarray | None,
-                    reference: np.ndarray) -> np.ndarray:
+                    reference: np.ndarray, gamma: float = 1.0) -> np.ndarray:
   """Maps a prepared volume's intensities so its body histogram matches `reference`.
 
   The volume's own body quantiles q_k (at the levels of `reference`) are mapped to reference[k],
@@ -60,12 +60,15 @@ def histogram_match(volume: np.ndarray, body: np.ndarray | None,
     volume: float [Z, H, W] (any shape) in [0, 1], one prepared volume.
     body: bool of the same shape, or None: volume > BODY_THRESHOLD (0.05).
     reference: float [n] non-decreasing quantiles from `reference_quantiles`.
+    gamma: then x -> x ** gamma (> 0; 1: nothing; < 1 brightens the mid-tones, 0 and 1 stay).
 
   Returns:
     float32, same shape, in [0, 1]. A volume without body voxels is returned unchanged (as float32).
   """
   x = np.asarray(volume, np.float32)
   ref = np.asarray(reference, np.float64)
+  if not gamma > 0:
+    raise ValueError(f'harmonize.py histogram_match: gamma must be > 0, got {gamma}')
   if ref.ndim != 1 or ref.size < 2 or np.any(np.diff(ref) < 0):
     raise ValueError(f'harmonize.py histogram_match: reference must be non-decreasing quantiles '
                      f'[n >= 2], got shape {ref.shape}')
@@ -77,5 +80,7 @@ def histogram_match(volume: np.ndarray, body: np.ndarray | None,
   fp = np.concatenate([[0.0], np.clip(ref, 0.0, 1.0), [1.0]])
   # np.interp needs increasing xp: spread ties (flat stretches of the histogram) by a tiny step.
   xp = np.maximum.accumulate(xp + 1e-9 * np.arange(xp.size))
-  out = np.interp(x, xp, fp)
-  return np.clip(out, 0.0, 1.0).astype(np.float32)
+  out = np.clip(np.interp(x, xp, fp), 0.0, 1.0)
+  if gamma != 1.0:
+    out = out ** float(gamma)
+  return out.astype(np.float32)

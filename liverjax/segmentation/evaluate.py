@@ -20,7 +20,8 @@ post-processed. "none" scores the raw prediction only.
 Test-time intensity (`eval.intensity`): "histogram_match" maps each target-domain
 test volume (a domain other than `data.source`) so that its body-intensity
 histogram matches the source domain's (`liverjax.data.harmonize`) before it is
-predicted. The reference quantiles are computed at evaluation time from the
+predicted, then raised to `eval.intensity_gamma`. The reference quantiles are computed at
+evaluation time from the
 source domain's training slices (body = intensity > 0.05; a second or so), so
 any checkpoint can be evaluated with or without it. The other test-time option,
 per-volume standardisation, is a data setting (`data.normalization="zscore"`)
@@ -210,9 +211,10 @@ def intensity_reference(data: dataset_lib.Dataset, config) -> np.ndarray:
   return harmonize.reference_quantiles(np.concatenate([v.image for v in volumes]))
 
 
-def harmonize_volumes(volumes: list, reference: np.ndarray) -> list:
-  """Copies of `volumes` (`PreparedVolume`) with each image histogram-matched to `reference`."""
-  return [dataclasses.replace(v, image=harmonize.histogram_match(v.image, None, reference))
+def harmonize_volumes(volumes: list, reference: np.ndarray, gamma: float = 1.0) -> list:
+  """Copies of `volumes` (`PreparedVolume`) with each image histogram-matched to `reference`
+  (then x -> x ** gamma, `eval.intensity_gamma`)."""
+  return [dataclasses.replace(v, image=harmonize.histogram_match(v.image, None, reference, gamma))
           for v in volumes]
 
 
@@ -254,7 +256,7 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
       logging.warning("no %s volumes of domain %s to evaluate", split, domain)
       continue
     if reference is not None and domain != config.data.source:
-      volumes = harmonize_volumes(volumes, reference)
+      volumes = harmonize_volumes(volumes, reference, float(config.eval.intensity_gamma))
     adapt = adapt_bn == "volume" and domain != config.data.source
     results = evaluate_volumes(predict_fn, state, volumes, mesh=mesh,
                                batch_size=config.eval.batch_size, keep_predictions=True,
@@ -307,6 +309,8 @@ def experiment_name(config) -> str:
     name += "+zscore"
   if config.eval.get("intensity", "none") == "histogram_match":
     name += "+histmatch"
+    if float(config.eval.get("intensity_gamma", 1.0)) != 1.0:
+      name += f"_gamma{float(config.eval.intensity_gamma):g}"
   if config.eval.get("adapt_bn", "none") != "none":
     name += "+adabn"
   return name
@@ -346,6 +350,7 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
       source=config.data.source, targets=list(config.data.targets),
       normalization=config.data.normalization,
       postprocess=config.eval.postprocess, intensity=config.eval.intensity,
+      intensity_gamma=float(config.eval.intensity_gamma),
       adapt_bn=config.eval.get("adapt_bn", "none"),
       organs=list(config.model.organs),
       augment=dict({s: bool(config.augment.get(s, False)) for s in augment_pipeline.SWITCHES},

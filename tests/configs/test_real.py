@@ -30,6 +30,7 @@ def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():
     assert best.train.steps == real.BEST_STEPS[source] >= recipe.train.steps
     assert best.train.eval_every * 4 == best.train.steps  # four checkpoints to choose from
     assert best.eval.intensity == real.BEST_INTENSITY[source]
+    assert best.eval.intensity_gamma == real.BEST_INTENSITY_GAMMA[source]
     assert best.eval.adapt_bn == real.BEST_ADAPT_BN[source]
   assert real.get_real_config("ct", "gin_ipa").train.batch_size == 8
   assert real.get_real_config("ct", "gin").train.batch_size == 16

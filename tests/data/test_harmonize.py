@@ -58,3 +58,21 @@ def test_histogram_match_bad_inputs():
     harmonize.histogram_match(v, None, np.array([0.5, 0.2]))
   with pytest.raises(ValueError, match='body shape'):
     harmonize.histogram_match(v, np.ones((2, 4), bool), np.linspace(0, 1, 5))
+
+
+def test_histogram_match_gamma_brightens_after_matching():
+  rng = np.random.default_rng(3)
+  src, src_body = _volume(rng, 1.0)
+  tgt, tgt_body = _volume(rng, 3.0)
+  ref = harmonize.reference_quantiles(src, src_body, n=101)
+  matched = harmonize.histogram_match(tgt, tgt_body, ref)
+  np.testing.assert_array_equal(harmonize.histogram_match(tgt, tgt_body, ref, 1.0), matched)
+  bright = harmonize.histogram_match(tgt, tgt_body, ref, 0.5)
+  np.testing.assert_allclose(bright, np.sqrt(matched), atol=1e-6)
+  # Mid-tones up, ordering kept, air still black, nothing above 1.
+  assert (bright[tgt_body] > matched[tgt_body]).mean() > 0.99
+  order = np.argsort(tgt.ravel(), kind='stable')
+  assert np.all(np.diff(bright.ravel()[order]) >= -1e-6)
+  assert (bright[~tgt_body] == 0).all() and bright.max() <= 1.0
+  with pytest.raises(ValueError, match='gamma'):
+    harmonize.histogram_match(tgt, tgt_body, ref, 0.0)

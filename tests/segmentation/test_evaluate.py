@@ -174,6 +174,13 @@ def test_evaluate_domains_with_histogram_match_and_postprocess():
   assert max(seen) > 0.55  # the predictor saw matched (brighter) volumes
   assert summary["mr"]["dice"]["mean"] > 0.5
   assert {"dice_raw", "assd_raw"} <= set(per_volume[0]) and len(examples) == 1
+  # eval.intensity_gamma < 1 then brightens the matched volumes before prediction.
+  matched_max = max(seen)
+  seen.clear()
+  evaluate.evaluate_domains(brightness, None, data,
+                            _config(intensity="histogram_match", intensity_gamma=0.5),
+                            mesh=mesh, examples_per_domain=1)
+  np.testing.assert_allclose(max(seen), np.sqrt(matched_max), atol=1e-5)
   with pytest.raises(ValueError, match="eval.intensity"):
     evaluate.evaluate_domains(brightness, None, data, _config(intensity="zscore"), mesh=mesh)
 
