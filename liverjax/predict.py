@@ -655,8 +655,11 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     records.append(record)
     progress.append({"seconds": seconds})
     _, _, eta = progress.summarize(i + 1)
-    logging.info("[%d/%d] %s: %s, liver %.1f mL, %d slices, %.1fs (ETA %s) -> %s", i + 1,
-                 len(refs), ref.name, scan.volume.modality, record["liver_ml"],
+    test_time = [name for name, on in (("histogram-matched", record["histogram_matched"]),
+                                       ("AdaBN", record["adapted_batch_norm"])) if on]
+    logging.info("[%d/%d] %s: %s%s, liver %.1f mL, %d slices, %.1fs (ETA %s) -> %s", i + 1,
+                 len(refs), ref.name, scan.volume.modality,
+                 f" ({', '.join(test_time)})" if test_time else "", record["liver_ml"],
                  record["slices"], seconds, eta, out / ref.name)
   out.mkdir(parents=True, exist_ok=True)
   (out / "predictions.json").write_text(json.dumps(
