@@ -19,11 +19,11 @@ post-processed. "none" scores the raw prediction only.
 
 Test-time intensity (`eval.intensity`): "histogram_match" maps each target-domain
 test volume (a domain other than `data.source`) so that its body-intensity
-histogram matches the source domain's (`liverjax.data.harmonize`) before it is
-predicted, then raised to `eval.intensity_gamma`. The reference quantiles are computed at
-evaluation time from the
-source domain's training slices (body = intensity > 0.05; a second or so), so
-any checkpoint can be evaluated with or without it. The other test-time option,
+histogram matches the source domain's (`liverjax.data.harmonize`), then raises it
+to the power `eval.intensity_gamma`, before it is predicted. The reference
+quantiles are computed at evaluation time from the source domain's training
+slices (body = intensity > 0.05; a second or so), so any checkpoint can be
+evaluated with or without it. The other test-time option,
 per-volume standardisation, is a data setting (`data.normalization="zscore"`)
 that the model must be trained with too.
 
