@@ -20,10 +20,12 @@ post-processed. "none" scores the raw prediction only.
 Test-time intensity (`eval.intensity`): "histogram_match" maps each target-domain
 test volume (a domain other than `data.source`) so that its body-intensity
 histogram matches the source domain's (`liverjax.data.harmonize`), then raises it
-to the power `eval.intensity_gamma`, before it is predicted. The reference
-quantiles are computed at evaluation time from the source domain's training
-slices (body = intensity > 0.05; a second or so), so any checkpoint can be
-evaluated with or without it. The other test-time option,
+to the power `eval.intensity_gamma`, before it is predicted. The reference is
+the source domain's body-intensity quantiles (body = intensity > 0.05) that
+training stores with every checkpoint (`source_stats`), the same that
+`liverjax.predict` uses; for a checkpoint made before they were stored they are
+computed from the source training slices (a second or so). So any checkpoint
+can be evaluated with or without it. The other test-time option,
 per-volume standardisation, is a data setting (`data.normalization="zscore"`)
 that the model must be trained with too.
 
@@ -211,6 +213,28 @@ def intensity_reference(data: dataset_lib.Dataset, config) -> np.ndarray:
   return harmonize.reference_quantiles(np.concatenate([v.image for v in volumes]))
 
 
+def checkpoint_reference(manager, step: int, data: dataset_lib.Dataset, config
+                         ) -> np.ndarray | None:
+  """The source intensity quantiles `eval.intensity="histogram_match"` matches to, for the
+  checkpoint at `step` of `manager`: those the checkpoint keeps (`source_stats`, saved by
+  training, the ones `liverjax.predict` uses), so the evaluation and prediction match to the
+  same reference. A checkpoint made before they were saved: computed from `data`'s source
+  training volumes (`intensity_reference`), as it was evaluated then.
+
+  Returns:
+    float32 [101] non-decreasing quantiles in [0, 1], or None when `config.eval.intensity` is
+    not "histogram_match".
+  """
+  if config.eval.intensity != "histogram_match":
+    return None
+  stats = checkpointing.restore_source_stats(manager, step) or {}
+  if "intensity_quantiles" in stats:
+    return np.asarray(stats["intensity_quantiles"], np.float32)
+  logging.info("checkpoint %d keeps no source intensity quantiles (made before they were "
+               "saved): computing them from the source training volumes", step)
+  return intensity_reference(data, config)
+
+
 def harmonize_volumes(volumes: list, reference: np.ndarray, gamma: float = 1.0) -> list:
   """Copies of `volumes` (`PreparedVolume`) with each image histogram-matched to `reference`
   (then x -> x ** gamma, `eval.intensity_gamma`)."""
@@ -220,7 +244,7 @@ def harmonize_volumes(volumes: list, reference: np.ndarray, gamma: float = 1.0) 
 
 def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, mesh,
                      split: str = "test", examples_per_domain: int = 4, stats_fn=None,
-                     surface_metrics: bool = True):
+                     surface_metrics: bool = True, reference: np.ndarray | None = None):
   """Evaluates on `split` of each target domain (with `surface_metrics`, the CHAOS
   RAVD / ASSD / MSSD as well as the Dice).
 
@@ -229,8 +253,9 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
 
   `config.eval.postprocess` and `config.eval.intensity` apply (module docstring):
   with "histogram_match" every volume of a domain other than `config.data.source`
-  is matched to the source's training slices before prediction (and shown so in
-  the figure rows).
+  is matched to `reference` (float [101] source intensity quantiles: the checkpoint's
+  own, `checkpoint_reference`; None computes them from `data`'s source training
+  volumes) before prediction, and shown so in the figure rows.
 
   Returns:
     (summary, per_volume, examples): summary[group] for groups "ct", "mr",
@@ -245,8 +270,9 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
     raise ValueError(f"eval.adapt_bn={adapt_bn!r}: expected one of {ADAPT_BN}")
   if adapt_bn != "none" and stats_fn is None:
     raise ValueError("eval.adapt_bn='volume' needs the batch-statistics function (stats_fn)")
-  reference = None
-  if config.eval.intensity == "histogram_match":
+  if config.eval.intensity != "histogram_match":
+    reference = None
+  elif reference is None:
     reference = intensity_reference(data, config)
   summary, per_volume, examples = {}, [], []
   for domain in config.data.targets:
@@ -335,6 +361,7 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
   abstract_state, predict_fn, stats_fn = _evaluation_fns(config, mesh)
   if config.eval.checkpoint:
     state, step = checkpointing.restore_path(config.eval.checkpoint, abstract_state)
+    manager = checkpointing.open_read_only(pathlib.Path(config.eval.checkpoint).absolute().parent)
     source = str(config.eval.checkpoint)
   else:
     manager = checkpointing.create_manager(workdir, read_only=True)
@@ -344,7 +371,8 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
   logging.info("evaluating the checkpoint %s (step %d)", source, step)
   summary, per_volume, examples = evaluate_domains(
       predict_fn, state, data, config, mesh=mesh,
-      examples_per_domain=config.eval.figure_slices, stats_fn=stats_fn)
+      examples_per_domain=config.eval.figure_slices, stats_fn=stats_fn,
+      reference=checkpoint_reference(manager, step, data, config))
   results = dict(
       experiment=experiment_name(config),
       source=config.data.source, targets=list(config.data.targets),
@@ -401,7 +429,8 @@ def checkpoint_curve(config, workdir, *, data: dataset_lib.Dataset | None = None
     state, _ = checkpointing.restore(manager, abstract_state, step)
     summary, _, _ = evaluate_domains(predict_fn, state, data, config, mesh=mesh,
                                      examples_per_domain=1, stats_fn=stats_fn,
-                                     surface_metrics=False)
+                                     surface_metrics=False,
+                                     reference=checkpoint_reference(manager, step, data, config))
     row = {"step": int(step), "val_dice": val.get(step)}
     for group, figures in summary.items():
       row[f"{group}_dice"] = figures["dice"]["mean"]

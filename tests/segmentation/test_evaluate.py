@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from liverjax import checkpointing
 from liverjax import experiment
 from liverjax import metric_writer
 from liverjax import runtime
@@ -269,3 +270,36 @@ def test_checkpoint_curve_scores_every_kept_checkpoint_like_the_evaluation(tiny_
   assert "| 6 |" in (workdir / "checkpoint_curve.md").read_text()
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     evaluate.checkpoint_curve(tiny_config, tmp_path / "empty")
+
+
+def test_evaluation_matches_to_the_checkpoints_stored_quantiles(tiny_config, tmp_path,
+                                                                  monkeypatch):
+  # eval.intensity="histogram_match" matches target scans to the quantiles the checkpoint keeps
+  # (as liverjax.predict does), not to ones recomputed from whatever data is loaded now.
+  tiny_config.eval.intensity = "histogram_match"
+  tiny_config.data.targets = ("mr",)
+  workdir = tmp_path / "run"
+  results = experiment.run_segmentation(tiny_config, workdir)
+  data = dataset_lib.load_dataset(tiny_config.data)
+  manager = checkpointing.open_read_only(workdir / "checkpoints")
+  stored = evaluate.checkpoint_reference(manager, results["step"], data, tiny_config)
+  np.testing.assert_allclose(stored, evaluate.intensity_reference(data, tiny_config), atol=1e-7)
+  # The evaluation and the checkpoint curve use the stored quantiles, never recomputing them.
+  seen = []
+  real_match = evaluate.harmonize_volumes
+  monkeypatch.setattr(evaluate, "harmonize_volumes",
+                      lambda v, ref, gamma=1.0: (seen.append(np.asarray(ref)),
+                                                 real_match(v, ref, gamma))[1])
+  monkeypatch.setattr(evaluate, "intensity_reference",
+                      lambda *a: pytest.fail("recomputed the reference from the data"))
+  evaluate.evaluate_experiment(tiny_config, workdir, data=data)
+  np.testing.assert_array_equal(seen[-1], stored)
+  evaluate.checkpoint_curve(tiny_config, workdir, data=data)
+  np.testing.assert_array_equal(seen[-1], stored)
+  # A checkpoint made before the quantiles were stored: computed from the data instead.
+  monkeypatch.setattr(checkpointing, "restore_source_stats", lambda manager, step: None)
+  monkeypatch.setattr(evaluate, "intensity_reference", lambda d, c: np.full(101, 0.5, np.float32))
+  evaluate.evaluate_experiment(tiny_config, workdir, data=data)
+  np.testing.assert_array_equal(seen[-1], np.full(101, 0.5, np.float32))
+  tiny_config.eval.intensity = "none"
+  assert evaluate.checkpoint_reference(manager, results["step"], data, tiny_config) is None
