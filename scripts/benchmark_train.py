@@ -2,6 +2,7 @@
 
   python scripts/benchmark_train.py --size=256 --batch=64 --dtype=bfloat16 --augment=both
   python scripts/benchmark_train.py --size=64 --batch=16 --recipe=slaug
+  python scripts/benchmark_train.py --size=64 --batch=16 --best=mr   # best_mr_to_ct's step
 
 Prints slices/s of the jit-compiled, sharded train step (with the chosen
 on-device augmentation) and of the eval (predict) step, timed after warm-up
@@ -36,6 +37,9 @@ def parse_args():
   p.add_argument("--recipe", default="none", choices=["none", "gin", "gin_ipa", "slaug"],
                  help="DG recipe in the step (configs/real RECIPES' augment fields; the "
                       "batch stays --batch)")
+  p.add_argument("--best", default="none", choices=["none", "ct", "mr"],
+                 help="the augmentation and source of configs/real/best_<source>_to_<other>.py "
+                      "(an MR source runs the domain transform of its T2-SPIR slices)")
   p.add_argument("--steps", type=int, default=20, help="timed steps")
   p.add_argument("--warmup", type=int, default=3)
   return p.parse_args()
@@ -51,6 +55,9 @@ def main():
   config.augment.domain = args.augment in ("domain", "both")
   if args.recipe != "none":
     config.augment.update(real.RECIPES[args.recipe]["augment"])
+  if args.best != "none":
+    config.augment = real.get_best_config(args.best).augment
+    config.data.source = args.best
   mesh = runtime.create_mesh()
   rng = np.random.default_rng(0)
   images = rng.random((args.batch, args.size, args.size, 1), dtype=np.float32)
@@ -59,6 +66,8 @@ def main():
   organs = masks[..., 0].astype(np.int32) + (images[..., 0] > 0.3)  # three labels
   batch = {"image": jax.device_put(images, sharding), "mask": jax.device_put(masks, sharding),
            "organs": jax.device_put(organs.astype(np.int32), sharding)}
+  if config.data.source == "mr":  # T2-SPIR slices, as the real MR source
+    batch["is_t2"] = jax.device_put(np.ones(args.batch, np.float32), sharding)
 
   graphdef, state, tx = train.create_train_state(config, mesh, runtime.prng_key(config, 0))
   step_fn = train.make_train_step(config, graphdef, tx, mesh)
@@ -88,7 +97,7 @@ def main():
   print(f"devices: {jax.device_count()} x {dev.platform} ({dev.device_kind}); jax {jax.__version__}")
   print(f"U-Net depth {args.depth}, base {args.features}, norm {args.norm}, dtype {args.dtype}; "
         f"size {args.size}, global batch {args.batch}, augment {args.augment}, "
-        f"recipe {args.recipe}")
+        f"recipe {args.recipe}, best {args.best}")
   print(f"train step: {train_s * 1e3:.1f} ms/step, {args.batch / train_s:.1f} slices/s "
         f"(first call incl. compile {compile_s:.1f} s)")
   print(f"eval step:  {eval_s * 1e3:.1f} ms/batch, {args.batch / eval_s:.1f} slices/s")
