@@ -61,9 +61,10 @@ def preview_panels(key, image, mask, augment_config, source: str,
   panels = [("original", image, mask)]
   for name, fn in ops.RANDOM_PHOTOMETRIC_OPS:
     panels.append((name, jax.jit(fn, static_argnums=2)(next(keys), image, severity), mask))
-  geo_img, geo_mask = _random_affine(next(keys), image, mask, severity,
-                                        float(augment_config.get("flip_prob", 0.5)))
-  panels.append(("rotate/translate/flip", geo_img, geo_mask))
+  flip_prob = float(augment_config.get("flip_prob", 0.5))
+  geo_img, geo_mask = _random_affine(next(keys), image, mask, severity, flip_prob)
+  panels.append(("rotate/translate" + (f"/flip (p={flip_prob:g})" if flip_prob else ""),
+                 geo_img, geo_mask))
   sp_img, sp_mask = _random_spatial(
       next(keys), image, mask, max_rotate=float(augment_config.spatial_rotate),
       scale_range=tuple(float(v) for v in augment_config.spatial_scale),
