@@ -28,7 +28,10 @@ def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():
   for stem, source in DIRECTIONS.items():
     best = importlib.import_module(f"liverjax.configs.real.best_{stem}").get_config()
     recipe = real.get_real_config(source, real.BEST[source])
-    assert best.augment == recipe.augment and best.data == recipe.data
+    assert best.augment == recipe.augment
+    assert best.data.image_size == real.BEST_IMAGE_SIZE[source]
+    recipe.data.image_size = best.data.image_size
+    assert best.data == recipe.data
     assert best.train.steps == real.BEST_STEPS[source] >= recipe.train.steps
     assert best.train.eval_every * 4 == best.train.steps  # four checkpoints to choose from
     assert best.eval.intensity == real.BEST_INTENSITY[source]
