@@ -116,7 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Chance of a left-right flip in AugMix's geometric step (the study lists
   # flips; they put the liver on the wrong side, so 0 keeps that cue). The real
   # protocol (configs/real) sets 0: on real scans flips taught the model to mark
-  # left-sided organs (MR -> CT 0.71 with flips, 0.80-0.84 without).
+  # left-sided organs (MR -> CT 0.71 with flips, 0.79-0.84 without, per seed).
   augment.flip_prob = 0.5
   # AugMix op choice shared by the slices of a batch (magnitudes stay per slice):
   # evaluates one op per chain step instead of all nine (see augmix.augmix_batch).

@@ -55,8 +55,9 @@ RECIPES = {
 }
 # The best recipe per source domain and its test-time intensity option (`eval.intensity`),
 # from the real-protocol runs in docs/results.md, and the steps the best configs train for
-# (~15 min or less on 2 CPU cores at 64 px). MR -> CT: domain + AugMix without flips, 0.821
-# +- 0.038 over 3 seeds with AdaBN (AugMix alone: see docs/results.md, session 12).
+# (~15 min or less on 2 CPU cores). MR -> CT: domain + AugMix without flips, with AdaBN, 3
+# seeds: 0.821 +- 0.038 at 64 px, 0.865 +- 0.034 at 96 px (AugMix alone at 64 px: 0.795 +-
+# 0.116; docs/results.md, session 12).
 BEST = {"ct": "baseline", "mr": "domain_augmix"}
 BEST_INTENSITY = {"ct": "histogram_match", "mr": "none"}
 # CT -> MR: after the matching, T2 intensities x -> x ** 0.3 (`eval.intensity_gamma`). Global
