@@ -221,7 +221,8 @@ def get_config() -> ml_collections.ConfigDict:
   # assd_raw, ... raw). "none": the raw prediction only.
   ev.postprocess = "largest_component"
   # Test-time intensity of the target-domain test volumes: "none" | "histogram_match"
-  # (to the source domain's training-slice body histogram, computed at evaluation).
+  # (to the source domain's training-slice body histogram: the quantiles training stores
+  # with each checkpoint, `source_stats`, which `liverjax.predict` uses too).
   # Per-volume standardisation is `data.normalization = "zscore"` (train and test).
   ev.intensity = "none"
   # With "histogram_match": the matched intensities x in [0, 1] then become x ** gamma (1: none;

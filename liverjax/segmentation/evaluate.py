@@ -253,9 +253,9 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
 
   `config.eval.postprocess` and `config.eval.intensity` apply (module docstring):
   with "histogram_match" every volume of a domain other than `config.data.source`
-  is matched to `reference` (float [101] source intensity quantiles: the checkpoint's
-  own, `checkpoint_reference`; None computes them from `data`'s source training
-  volumes) before prediction, and shown so in the figure rows.
+  is matched to `reference` (float [101] source intensity quantiles, needed then: the
+  checkpoint's own, `checkpoint_reference`) before prediction, and shown so in the
+  figure rows.
 
   Returns:
     (summary, per_volume, examples): summary[group] for groups "ct", "mr",
@@ -273,7 +273,8 @@ def evaluate_domains(predict_fn, state, data: dataset_lib.Dataset, config, *, me
   if config.eval.intensity != "histogram_match":
     reference = None
   elif reference is None:
-    reference = intensity_reference(data, config)
+    raise ValueError("eval.intensity='histogram_match' needs the source intensity quantiles "
+                     "(reference; `checkpoint_reference`)")
   summary, per_volume, examples = {}, [], []
   for domain in config.data.targets:
     seqs = dataset_lib.domain_sequences(domain, config.data)

@@ -169,9 +169,10 @@ def test_evaluate_domains_with_histogram_match_and_postprocess():
       brightness, None, data, _config(intensity="none"), mesh=mesh, examples_per_domain=1)
   assert summary["mr"]["dice"]["mean"] == 0.0 and max(seen) < 0.45
   seen.clear()
+  reference = evaluate.intensity_reference(data, _config(intensity="histogram_match"))
   summary, per_volume, examples = evaluate.evaluate_domains(
       brightness, None, data, _config(intensity="histogram_match"), mesh=mesh,
-      examples_per_domain=1)
+      examples_per_domain=1, reference=reference)
   assert max(seen) > 0.55  # the predictor saw matched (brighter) volumes
   assert summary["mr"]["dice"]["mean"] > 0.5
   assert {"dice_raw", "assd_raw"} <= set(per_volume[0]) and len(examples) == 1
@@ -180,8 +181,11 @@ def test_evaluate_domains_with_histogram_match_and_postprocess():
   seen.clear()
   evaluate.evaluate_domains(brightness, None, data,
                             _config(intensity="histogram_match", intensity_gamma=0.5),
-                            mesh=mesh, examples_per_domain=1)
+                            mesh=mesh, examples_per_domain=1, reference=reference)
   np.testing.assert_allclose(max(seen), np.sqrt(matched_max), atol=1e-5)
+  with pytest.raises(ValueError, match="reference"):  # matching to what: the caller says
+    evaluate.evaluate_domains(brightness, None, data, _config(intensity="histogram_match"),
+                              mesh=mesh)
   with pytest.raises(ValueError, match="eval.intensity"):
     evaluate.evaluate_domains(brightness, None, data, _config(intensity="zscore"), mesh=mesh)
 
