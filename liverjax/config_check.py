@@ -107,6 +107,8 @@ def _check_data(config) -> None:
     if _get(config, f"data.{domain}.liver_label") is not None:
       _int(config, f"data.{domain}.liver_label", 1)
   _int(config, "data.image_size", 8)
+  if _get(config, "data.field_of_view") is not None:
+    _number(config, "data.field_of_view", 1.0)
   _choice(config, "data.normalization", NORMALIZATIONS)
   center, width = _numbers(config, "data.ct_window", 2)
   if width <= 0:

@@ -207,6 +207,9 @@ def _logits_fn(graphdef, mesh):
                  compiler_options=runtime.compiler_options())
 
 
+BACKGROUND_LOGIT = -20.0  # where the field-of-view crop cut the scan: surely not liver
+
+
 def prepare(model: Model, volume: chaos.Volume) -> np.ndarray:
   """The model's input: `volume` normalised and resized as in training.
 
@@ -221,7 +224,8 @@ def prepare(model: Model, volume: chaos.Volume) -> np.ndarray:
   return preprocess.prepare_volume(
       volume, image_size=int(data.image_size), normalization=data.normalization,
       ct_window=tuple(data.ct_window), ct_window_from_dicom=bool(data.ct_window_from_dicom),
-      mr_percentiles=tuple(data.mr_percentiles)).image
+      mr_percentiles=tuple(data.mr_percentiles),
+      field_of_view=data.get("field_of_view")).image
 
 
 def _off_source(model: Model, volume: chaos.Volume) -> bool:
@@ -294,7 +298,9 @@ def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = 
 
   Returns:
     f32 [Z,H,W]: the model's logits at S x S, resized bilinearly to H x W
-    (probability = sigmoid; liver where > 0).
+    (probability = sigmoid; liver where > 0). With the checkpoint's `data.field_of_view`,
+    the S x S grid is first put back where `preprocess.crop_or_pad` took it from (what was
+    cropped away gets the background logit -20), then resized.
   """
   images = prepare_input(model, volume, intensity)[..., None]
   batch_size = int(batch_size or model.config.eval.batch_size)
@@ -308,6 +314,10 @@ def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = 
            for batch, valid in pipeline.eval_batches(images, batch_size, model.mesh)]
   small = np.concatenate(small)
   h, w = volume.image.shape[1:]
+  fov = model.config.data.get("field_of_view")
+  if fov is not None:
+    grid = preprocess.field_of_view_shape((h, w), volume.spacing[1:], small.shape[-1], fov)
+    small = preprocess.uncrop_or_pad(small, grid, BACKGROUND_LOGIT)
   if small.shape[1:] == (h, w):
     return small
   return np.stack([cv2.resize(s, (w, h), interpolation=cv2.INTER_LINEAR) for s in small])

@@ -48,6 +48,7 @@ def test_every_shipped_config_passes():
     ("data.mr_sequences", ("ct",), "config.data.mr_sequences"),
     ("data.image_size", 100, "config.data.image_size=100: must be divisible by 2**model.depth"),
     ("data.image_size", 0, "config.data.image_size=0"),
+    ("data.field_of_view", 0.0, "config.data.field_of_view=0.0: expected a number >= 1"),
     ("data.normalization", "minmax", "config.data.normalization"),
     ("data.ct_window", (40.0, -1.0), "config.data.ct_window"),
     ("data.mr_percentiles", (99.0, 1.0), "config.data.mr_percentiles"),

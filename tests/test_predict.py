@@ -279,3 +279,33 @@ def test_histogram_matching_follows_the_checkpoint_config(model, trained):
     model.config.eval.intensity_gamma = 1.0
   with pytest.raises(predict.PredictError, match="intensity"):
     predict.matches_histogram(model, mr, "zscore")
+
+
+def test_field_of_view_logits_go_back_to_the_scan_grid(model, trained):
+  # With `data.field_of_view`, the model sees the scan resampled to fov / S mm pixels and centred;
+  # its logits go back to the scan's own grid: the centre carries the model's output, and what
+  # the crop cut away (a field of view half the scan's) is background.
+  volumes, _ = chaos.load_volumes(trained[1], ("ct",))
+  ct = volumes[0]
+  z, h, w = ct.image.shape
+  native_fov = h * ct.spacing[1]
+  size = int(model.config.data.image_size)
+  try:
+    model.config.data.field_of_view = native_fov / 2
+    x = predict.prepare(model, ct)
+    assert x.shape == (z, size, size)
+    # Half the field of view on the same S pixels: the centre of the scan, enlarged 2x.
+    whole = preprocess.prepare_volume(ct, image_size=2 * size).image
+    np.testing.assert_allclose(x, whole[:, size // 2:size // 2 + size, size // 2:size // 2 + size],
+                               atol=0.08)
+    logits = predict.predict_logits(model, ct)
+    assert logits.shape == ct.image.shape
+    q = h // 4
+    edge = np.ones((h, w), bool)
+    edge[q - 1:h - q + 1, q - 1:w - q + 1] = False
+    assert np.all(logits[:, edge] == predict.BACKGROUND_LOGIT)
+    assert np.all(logits[:, q + 1:h - q - 1, q + 1:w - q - 1] > predict.BACKGROUND_LOGIT)
+    model.config.data.field_of_view = native_fov * 2  # padded: every voxel has a model logit
+    assert np.all(predict.predict_logits(model, ct) > predict.BACKGROUND_LOGIT)
+  finally:
+    model.config.data.field_of_view = None

@@ -50,6 +50,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Slices are resized to image_size x image_size. 64 keeps the default run at a
   # few minutes on a 2-core CPU; use 256 (CHAOS MR) or 512 (CT) on an accelerator.
   data.image_size = 64
+  # None: each slice is resized whole to image_size (its pixel size follows the scan's field of
+  # view). A side in mm: slices are resampled to field_of_view / image_size mm per pixel and
+  # centred (cropped or zero-padded), so organs keep their size in pixels across scanners and
+  # modalities; `predict` puts the logits back on the scan's grid the same way.
+  data.field_of_view = ml_collections.FieldReference(None, field_type=float)
   # "window": the study's normalisation (CT window, MR robust percentiles, to [0,1]).
   # "zscore": per-volume standardisation over the body, clipped to +-3 std and
   #           mapped to [0,1].

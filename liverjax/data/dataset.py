@@ -260,7 +260,8 @@ def _cache_key(sources: list[Source], data_config, sequences) -> str:
       image_size=data_config.image_size, normalization=data_config.normalization,
       ct_window=list(data_config.ct_window),
       ct_window_from_dicom=data_config.ct_window_from_dicom,
-      mr_percentiles=list(data_config.mr_percentiles))
+      mr_percentiles=list(data_config.mr_percentiles),
+      field_of_view=data_config.get("field_of_view"))
   h.update(json.dumps(settings, sort_keys=True).encode())
   return h.hexdigest()[:16]
 
@@ -279,7 +280,8 @@ def _read_and_prepare(sources, data_config, sequences):
           normalization=data_config.normalization,
           ct_window=tuple(data_config.ct_window),
           ct_window_from_dicom=data_config.ct_window_from_dicom,
-          mr_percentiles=tuple(data_config.mr_percentiles))
+          mr_percentiles=tuple(data_config.mr_percentiles),
+          field_of_view=data_config.get("field_of_view"))
       for v in volumes]
   n_slices = sum(v.image.shape[0] for v in prepared)
   seconds = time.time() - start

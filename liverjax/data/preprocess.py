@@ -135,32 +135,34 @@ def binarize_mask(mask_gray: np.ndarray, modality: str) -> np.ndarray:
   raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}")
 
 
-def _resize_slice(img: np.ndarray, size: int) -> np.ndarray:
+def _resize_slice(img: np.ndarray, size) -> np.ndarray:
+  """One slice to `size` (an int: size x size; or (height, width))."""
+  sh, sw = (size, size) if np.isscalar(size) else size
   h, w = img.shape
-  if h == size and w == size:
+  if h == sh and w == sw:
     return img.copy()
-  if h >= size and w >= size:
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-  if h <= size and w <= size:
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+  if h >= sh and w >= sw:
+    return cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+  if h <= sh and w <= sw:
+    return cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR)
   # Shrinking along one axis, enlarging along the other: one axis at a time.
-  img = cv2.resize(img, (size, h),
-                   interpolation=cv2.INTER_AREA if w > size else cv2.INTER_LINEAR)
-  return cv2.resize(img, (size, size),
-                    interpolation=cv2.INTER_AREA if h > size else cv2.INTER_LINEAR)
+  img = cv2.resize(img, (sw, h),
+                   interpolation=cv2.INTER_AREA if w > sw else cv2.INTER_LINEAR)
+  return cv2.resize(img, (sw, sh),
+                    interpolation=cv2.INTER_AREA if h > sh else cv2.INTER_LINEAR)
 
 
 def resize_volume(image: np.ndarray, mask: np.ndarray | None,
-                  size: int) -> tuple[np.ndarray, np.ndarray | None]:
-  """Resizes every slice to size x size.
+                  size) -> tuple[np.ndarray, np.ndarray | None]:
+  """Resizes every slice to size x size (or to (height, width) when `size` is a pair).
 
   Args:
     image: [Z,H,W] float (any real dtype).
     mask: [Z,H,W] integer labels (kept as they are), or None.
-    size: output height and width.
+    size: output height and width (int), or a (height, width) pair.
 
   Returns:
-    (image float32 [Z,size,size], mask uint8 [Z,size,size] or None). Image:
+    (image float32 [Z,h,w], mask uint8 [Z,h,w] or None), (h, w) from `size`. Image:
     INTER_AREA when shrinking, bilinear when enlarging (per axis when mixed).
     Mask: nearest neighbour (centre-aligned INTER_NEAREST_EXACT), so its set of
     values never grows: a binary mask stays binary.
@@ -170,20 +172,27 @@ def resize_volume(image: np.ndarray, mask: np.ndarray | None,
     raise ValueError(f"image must be [Z,H,W], got shape {image.shape}")
   if mask is not None and np.shape(mask) != image.shape:
     raise ValueError(f"mask shape {np.shape(mask)} != image shape {image.shape}")
-  size = int(size)
-  if size <= 0:
-    raise ValueError(f"size must be > 0, got {size}")
+  sh, sw = _size_hw(size)
   img = image.astype(np.float32, copy=False)
-  out_img = np.empty((img.shape[0], size, size), np.float32)
+  out_img = np.empty((img.shape[0], sh, sw), np.float32)
   for z in range(img.shape[0]):
-    out_img[z] = _resize_slice(img[z], size)
+    out_img[z] = _resize_slice(img[z], (sh, sw))
   if mask is None:
     return out_img, None
-  return out_img, resize_labels(mask, size)
+  return out_img, resize_labels(mask, (sh, sw))
 
 
-def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
-  """Resizes every slice of a label map [Z,H,W] (values 0..255) to uint8 [Z,size,size].
+def _size_hw(size) -> tuple[int, int]:
+  sh, sw = (size, size) if np.isscalar(size) else size
+  sh, sw = int(sh), int(sw)
+  if sh <= 0 or sw <= 0:
+    raise ValueError(f"size must be > 0, got {size}")
+  return sh, sw
+
+
+def resize_labels(labels: np.ndarray, size) -> np.ndarray:
+  """Resizes every slice of a label map [Z,H,W] (values 0..255) to uint8 [Z,size,size]
+  (or [Z,height,width] when `size` is a (height, width) pair).
 
   Nearest neighbour, centre-aligned (INTER_NEAREST_EXACT, registered with the
   image resize of `resize_volume`): the set of values never grows.
@@ -191,9 +200,70 @@ def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
   m = np.asarray(labels).astype(np.uint8, copy=False)
   if m.ndim != 3:
     raise ValueError(f"labels must be [Z,H,W], got shape {m.shape}")
-  out = np.empty((m.shape[0], size, size), np.uint8)
+  sh, sw = _size_hw(size)
+  out = np.empty((m.shape[0], sh, sw), np.uint8)
   for z in range(m.shape[0]):
-    out[z] = cv2.resize(m[z], (size, size), interpolation=_MASK_INTERP)
+    out[z] = cv2.resize(m[z], (sw, sh), interpolation=_MASK_INTERP)
+  return out
+
+
+def field_of_view_shape(shape_hw, spacing_yx, size: int, field_of_view: float) -> tuple[int, int]:
+  """The in-plane size (rows, columns) a slice is resized to before `crop_or_pad`, so that its
+  pixels are `field_of_view / size` mm.
+
+  Args:
+    shape_hw: the native slice shape (H, W).
+    spacing_yx: its native pixel size (row, column) in mm.
+    size: the output slice size S.
+    field_of_view: the output's side in mm (> 0).
+
+  Returns:
+    (round(H * spacing_y * S / fov), round(W * spacing_x * S / fov)), each at least 1.
+  """
+  if not field_of_view > 0:
+    raise ValueError(f"field_of_view must be > 0 mm, got {field_of_view}")
+  (h, w), (sy, sx) = shape_hw, spacing_yx
+  if not (sy > 0 and sx > 0):
+    raise ValueError(f"pixel spacing must be > 0 mm, got {spacing_yx}")
+  scale = size / float(field_of_view)
+  return max(1, int(round(h * sy * scale))), max(1, int(round(w * sx * scale)))
+
+
+def _centre_offsets(n: int, size: int) -> tuple[int, int]:
+  """(start in the input, start in the output) of the centred overlap of n and size."""
+  return (max(0, (n - size) // 2), max(0, (size - n) // 2))
+
+
+def crop_or_pad(volume: np.ndarray, size: int) -> np.ndarray:
+  """Centres [Z, h, w] on a [Z, size, size] grid: crops what lies outside, pads with zeros.
+
+  The same dtype; the centre of the input lands on the centre of the output (to within half a
+  pixel when h - size or w - size is odd). `uncrop_or_pad` is its inverse on the overlap.
+  """
+  v = np.asarray(volume)
+  z, h, w = v.shape
+  (iy, oy), (ix, ox) = _centre_offsets(h, size), _centre_offsets(w, size)
+  ny, nx = min(h, size), min(w, size)
+  out = np.zeros((z, size, size), v.dtype)
+  out[:, oy:oy + ny, ox:ox + nx] = v[:, iy:iy + ny, ix:ix + nx]
+  return out
+
+
+def uncrop_or_pad(volume: np.ndarray, shape_hw, fill) -> np.ndarray:
+  """The inverse of `crop_or_pad`: [Z, S, S] back to [Z, h, w], `fill` where the crop cut.
+
+  Args:
+    volume: [Z, S, S] (e.g. logits on the model's grid).
+    shape_hw: (h, w) that `crop_or_pad` received.
+    fill: the value for the parts of (h, w) that were cropped away (e.g. a background logit).
+  """
+  v = np.asarray(volume)
+  z, size, _ = v.shape
+  h, w = shape_hw
+  (iy, oy), (ix, ox) = _centre_offsets(h, size), _centre_offsets(w, size)
+  ny, nx = min(h, size), min(w, size)
+  out = np.full((z, h, w), fill, v.dtype)
+  out[:, iy:iy + ny, ix:ix + nx] = v[:, oy:oy + ny, ox:ox + nx]
   return out
 
 
@@ -213,12 +283,19 @@ class PreparedVolume:
 
 def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str = "window",
                    ct_window=(40.0, 400.0), ct_window_from_dicom: bool = False,
-                   mr_percentiles=(0.5, 99.5)) -> PreparedVolume:
+                   mr_percentiles=(0.5, 99.5),
+                   field_of_view: float | None = None) -> PreparedVolume:
   """Normalises, binarises and resizes one volume.
 
   Args:
     volume: from `chaos.read_series` / `chaos.load_volumes`.
     image_size: output slice size S.
+    field_of_view: None: the whole slice is resized to S x S (its pixel size then depends on
+      the scan's field of view). A side in mm: every slice is resized to pixels of
+      field_of_view / S mm (`field_of_view_shape`, from the scan's pixel spacing), then
+      centred on the S x S grid (`crop_or_pad`: cropped where the scan is wider, zero-padded
+      where it is narrower), so a liver has the same size in pixels whatever the scanner's
+      field of view.
     normalization: "window" (CT: `window_ct` with `ct_window` = (center,
       width), or the DICOM window when `ct_window_from_dicom` and present; MR:
       `normalize_mr` with `mr_percentiles`) or "zscore" (`standardize_volume`
@@ -227,7 +304,8 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
 
   Returns:
     PreparedVolume: image float32 [Z,S,S] in [0,1], mask uint8 [Z,S,S] 0/1
-    (liver only), spacing (z, y*H/S, x*W/S), organs uint8 [Z,S,S] (the
+    (liver only), spacing (z, y*H/h, x*W/w) with (h, w) the resized slice before centring
+    ((S, S) without `field_of_view`), organs uint8 [Z,S,S] (the
     volume's `organs` label map, nearest-resized like the mask) or None when
     the volume has none.
   """
@@ -248,16 +326,21 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
     raise ValueError(f"normalization must be 'window' or 'zscore', got {normalization!r}")
   mask = binarize_mask(volume.mask, modality)
   h, w = volume.image.shape[1:]
-  image, mask = resize_volume(image, mask, image_size)
+  z, y, x = volume.spacing
+  grid = ((image_size, image_size) if field_of_view is None
+          else field_of_view_shape((h, w), (y, x), image_size, field_of_view))
+  image, mask = resize_volume(image, mask, grid)
   image = np.clip(image, 0.0, 1.0)
   organs = getattr(volume, "organs", None)
   if organs is not None:
     if np.shape(organs) != volume.image.shape:
       raise ValueError(f"{volume.patient_id}: organ map shape {np.shape(organs)} != image "
                        f"shape {volume.image.shape}")
-    organs = resize_labels(organs, image_size)
-  z, y, x = volume.spacing
+    organs = resize_labels(organs, grid)
+  if field_of_view is not None:
+    image, mask = crop_or_pad(image, image_size), crop_or_pad(mask, image_size)
+    organs = None if organs is None else crop_or_pad(organs, image_size)
   return PreparedVolume(
       patient_id=volume.patient_id, modality=volume.modality, sequence=volume.sequence,
       image=image, mask=mask, organs=organs,
-      spacing=(float(z), float(y) * h / image_size, float(x) * w / image_size))
+      spacing=(float(z), float(y) * h / grid[0], float(x) * w / grid[1]))

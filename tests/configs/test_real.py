@@ -30,7 +30,10 @@ def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():
     recipe = real.get_real_config(source, real.BEST[source])
     assert best.augment == recipe.augment
     assert best.data.image_size == real.BEST_IMAGE_SIZE[source]
+    assert best.data.field_of_view == real.BEST_FIELD_OF_VIEW
+    assert recipe.data.field_of_view is None  # the other recipes resize whole slices
     recipe.data.image_size = best.data.image_size
+    recipe.data.field_of_view = best.data.field_of_view
     assert best.data == recipe.data
     assert best.train.steps == real.BEST_STEPS[source] >= recipe.train.steps
     assert best.train.eval_every * 4 == best.train.steps  # four checkpoints to choose from

@@ -174,3 +174,56 @@ def test_prepare_volume_carries_the_organ_map_resized_like_the_mask():
   assert set(np.unique(p.organs)) == {0, 1, 2}  # nearest: no new values
   np.testing.assert_array_equal(p.organs == 1, p.mask == 1)  # registered with the mask
   assert preprocess.prepare_volume(_volume("CT", image, organs), image_size=20).organs is None
+
+
+def _disc_volume(size_px: int, spacing_mm: float, radius_mm: float, modality="CT"):
+  """A 2-slice scan with a centred liver disc of `radius_mm`, on a size_px grid of spacing_mm."""
+  yy, xx = np.mgrid[:size_px, :size_px]
+  c = (size_px - 1) / 2
+  disc = ((yy - c) ** 2 + (xx - c) ** 2) * spacing_mm ** 2 <= radius_mm ** 2
+  hu = np.where(disc, 100.0, -1000.0)[None].repeat(2, 0)
+  mask = (disc * 255).astype(np.uint8)[None].repeat(2, 0)
+  return chaos.Volume(patient_id="p", modality=modality, sequence="ct", image=hu, mask=mask,
+                      spacing=(5.0, spacing_mm, spacing_mm), window=None,
+                      image_files=[], mask_files=[], problems=[])
+
+
+def test_field_of_view_gives_organs_the_same_pixel_size_across_scanners():
+  # The same 80 mm disc, scanned with a 256 mm and a 460 mm field of view (512 px at 0.5 mm /
+  # 256 px at 1.8 mm): resized whole to 64 px its area differs 3.2x; with a 360 mm field of view
+  # both have pixels of 360 / 64 mm, and the disc covers pi r^2 of them, centred.
+  small, large = _disc_volume(512, 0.5, 80.0), _disc_volume(256, 1.8, 80.0)
+  whole = [preprocess.prepare_volume(v, image_size=64).mask[0].sum() for v in (small, large)]
+  assert whole[0] / whole[1] > 2.5
+  expected = np.pi * (80.0 / (360.0 / 64)) ** 2
+  for v in (small, large):
+    p = preprocess.prepare_volume(v, image_size=64, field_of_view=360.0)
+    assert p.image.shape == p.mask.shape == (2, 64, 64)
+    area = p.mask[0].sum()
+    assert abs(area - expected) / expected < 0.06, (area, expected)
+    ys, xs = np.nonzero(p.mask[0])
+    assert abs(ys.mean() - 31.5) < 0.75 and abs(xs.mean() - 31.5) < 0.75
+    # Pixels of 360 / 64 mm, to the rounding of the resized slice to whole pixels (46 px here).
+    assert p.spacing[1:] == pytest.approx((360.0 / 64, 360.0 / 64), rel=0.02)
+  # The 256 mm scan is padded (its border is air, 0); the 460 mm one cropped.
+  padded = preprocess.prepare_volume(small, image_size=64, field_of_view=360.0)
+  assert padded.image[:, :4].max() == 0.0 and padded.image[:, :, -4:].max() == 0.0
+
+
+def test_crop_or_pad_and_its_inverse_keep_the_centre():
+  rng = np.random.default_rng(0)
+  for h, w in ((50, 70), (64, 64), (81, 40)):
+    v = rng.random((2, h, w)).astype(np.float32)
+    out = preprocess.crop_or_pad(v, 64)
+    assert out.shape == (2, 64, 64)
+    back = preprocess.uncrop_or_pad(out, (h, w), -20.0)
+    assert back.shape == (2, h, w)
+    kept = back != -20.0  # the overlap round-trips exactly; what was cropped gets the fill
+    np.testing.assert_array_equal(back[kept], v[kept])
+    assert kept.sum() == 2 * min(h, 64) * min(w, 64)
+    assert out.sum() == pytest.approx(v[kept].sum(), rel=1e-5)  # padding adds zeros only
+  assert preprocess.field_of_view_shape((512, 256), (0.5, 1.0), 64, 256.0) == (64, 64)
+  with pytest.raises(ValueError, match="field_of_view"):
+    preprocess.field_of_view_shape((64, 64), (1.0, 1.0), 64, 0.0)
+  with pytest.raises(ValueError, match="spacing"):
+    preprocess.field_of_view_shape((64, 64), (0.0, 1.0), 64, 300.0)
