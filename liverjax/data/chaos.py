@@ -925,7 +925,11 @@ def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
   z_spacing, note = _z_spacing(kept)
   if note:
     problems.append(f"{image_dir}: {note}")
-  px = kept[0].meta["pixel_spacing"] or (1.0, 1.0)
+  px = kept[0].meta["pixel_spacing"]
+  if px is None:
+    px = (1.0, 1.0)
+    problems.append(f"{image_dir}: no PixelSpacing; in-plane spacing set to 1.0 mm (surface "
+                    f"distances and data.field_of_view take it as given)")
   volume = Volume(
       patient_id=ref.patient_id, modality=ref.modality, sequence=ref.sequence,
       image=np.stack(images).astype(np.float32, copy=False),
@@ -999,7 +1003,11 @@ def read_image_series(image_dir, patient_id: str | None = None,
   z_spacing, note = _z_spacing(kept)
   if note:
     problems.append(f"{image_dir}: {note}")
-  px = kept[0].meta["pixel_spacing"] or (1.0, 1.0)
+  px = kept[0].meta["pixel_spacing"]
+  if px is None:
+    px = (1.0, 1.0)
+    problems.append(f"{image_dir}: no PixelSpacing; in-plane spacing set to 1.0 mm (surface "
+                    f"distances and data.field_of_view take it as given)")
   image = np.stack([s.pixels for s in kept]).astype(np.float32, copy=False)
   volume = Volume(
       patient_id=patient_id or image_dir.name, modality=modality,

@@ -315,6 +315,19 @@ def test_ct_slices_ordered_by_position_not_file_name(tmp_path):
   assert v.spacing == pytest.approx((2.5, 0.661468, 0.661468))  # not SliceThickness 5.0
 
 
+def test_missing_pixel_spacing_is_reported_not_silent(tmp_path):
+  # Without PixelSpacing the in-plane spacing falls back to 1.0 mm; the volume says so, since
+  # surface distances and data.field_of_view rely on it.
+  pdir = pathlib.Path(tmp_path) / "CT" / "1"
+  for k in range(3):
+    write_slice(pdir / "DICOM_anon" / f"i{k:04d},0000b.dcm", position=(-50.0, -50.0, 100.0 - 2.5 * k),
+                instance=k + 1, fill=100 * (k + 1), drop=("PixelSpacing",))
+    write_mask(pdir / "Ground" / f"liver_GT_{k:03d}.png", ct_mask(k))
+  v = chaos.read_series(_ref(tmp_path, "CT", 1, "ct"))
+  assert v.spacing[1:] == (1.0, 1.0)
+  assert any("no PixelSpacing" in p and "1.0 mm" in p for p in v.problems), v.problems
+
+
 def test_ordering_fallbacks_slice_location_then_instance_number(tmp_path):
   d = tmp_path / "CT" / "1"
   # No ImagePositionPatient: increasing SliceLocation (names and numbers disagree).
