@@ -816,6 +816,15 @@ def _z_spacing(kept: list[_Slice]) -> tuple[float, str | None]:
   return 1.0, "no slice positions or SliceThickness; z spacing set to 1.0 mm"
 
 
+def _pixel_spacing(kept: list[_Slice]) -> tuple[tuple[float, float], str | None]:
+  """(row, column) mm of the series' first slice, and a note when PixelSpacing is missing."""
+  px = kept[0].meta["pixel_spacing"]
+  if px is None:
+    return (1.0, 1.0), ("no PixelSpacing; in-plane spacing set to 1.0 mm (surface distances "
+                        "and data.field_of_view take it as given)")
+  return (float(px[0]), float(px[1])), None
+
+
 def read_series(ref: SeriesRef) -> Volume:
   """Reads one series and its masks.
 
@@ -922,14 +931,9 @@ def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
     raise ChaosError(f"{mask_dir}: the masks of all {len(kept)} usable slices of {image_dir} "
                      f"are empty (no liver value {lo}..{hi}); a CHAOS series always shows the "
                      f"liver ({label}); series skipped")
-  z_spacing, note = _z_spacing(kept)
-  if note:
-    problems.append(f"{image_dir}: {note}")
-  px = kept[0].meta["pixel_spacing"]
-  if px is None:
-    px = (1.0, 1.0)
-    problems.append(f"{image_dir}: no PixelSpacing; in-plane spacing set to 1.0 mm (surface "
-                    f"distances and data.field_of_view take it as given)")
+  z_spacing, z_note = _z_spacing(kept)
+  px, px_note = _pixel_spacing(kept)
+  problems += [f"{image_dir}: {note}" for note in (z_note, px_note) if note]
   volume = Volume(
       patient_id=ref.patient_id, modality=ref.modality, sequence=ref.sequence,
       image=np.stack(images).astype(np.float32, copy=False),
@@ -1000,14 +1004,9 @@ def read_image_series(image_dir, patient_id: str | None = None,
   if modality not in ("CT", "MR"):
     raise ChaosError(f"{kept[0].path}: DICOM Modality {modality or 'missing'!r}; "
                      "expected CT or MR")
-  z_spacing, note = _z_spacing(kept)
-  if note:
-    problems.append(f"{image_dir}: {note}")
-  px = kept[0].meta["pixel_spacing"]
-  if px is None:
-    px = (1.0, 1.0)
-    problems.append(f"{image_dir}: no PixelSpacing; in-plane spacing set to 1.0 mm (surface "
-                    f"distances and data.field_of_view take it as given)")
+  z_spacing, z_note = _z_spacing(kept)
+  px, px_note = _pixel_spacing(kept)
+  problems += [f"{image_dir}: {note}" for note in (z_note, px_note) if note]
   image = np.stack([s.pixels for s in kept]).astype(np.float32, copy=False)
   volume = Volume(
       patient_id=patient_id or image_dir.name, modality=modality,

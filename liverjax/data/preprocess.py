@@ -135,9 +135,8 @@ def binarize_mask(mask_gray: np.ndarray, modality: str) -> np.ndarray:
   raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}")
 
 
-def _resize_slice(img: np.ndarray, size) -> np.ndarray:
-  """One slice to `size` (an int: size x size; or (height, width))."""
-  sh, sw = (size, size) if np.isscalar(size) else size
+def _resize_slice(img: np.ndarray, sh: int, sw: int) -> np.ndarray:
+  """One slice to sh rows x sw columns."""
   h, w = img.shape
   if h == sh and w == sw:
     return img.copy()
@@ -176,7 +175,7 @@ def resize_volume(image: np.ndarray, mask: np.ndarray | None,
   img = image.astype(np.float32, copy=False)
   out_img = np.empty((img.shape[0], sh, sw), np.float32)
   for z in range(img.shape[0]):
-    out_img[z] = _resize_slice(img[z], (sh, sw))
+    out_img[z] = _resize_slice(img[z], sh, sw)
   if mask is None:
     return out_img, None
   return out_img, resize_labels(mask, (sh, sw))
@@ -229,9 +228,14 @@ def field_of_view_shape(shape_hw, spacing_yx, size: int, field_of_view: float) -
   return max(1, int(round(h * sy * scale))), max(1, int(round(w * sx * scale)))
 
 
-def _centre_offsets(n: int, size: int) -> tuple[int, int]:
-  """(start in the input, start in the output) of the centred overlap of n and size."""
-  return (max(0, (n - size) // 2), max(0, (size - n) // 2))
+def _centred_overlap(h: int, w: int, size: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+  """(rows, columns) of an h x w slice and of a size x size grid centred on each other, where
+  the two overlap: (the h x w side's slices, the grid's slices)."""
+  def starts(n):  # (start on the n side, start on the grid side)
+    return max(0, (n - size) // 2), max(0, (size - n) // 2)
+  (iy, oy), (ix, ox) = starts(h), starts(w)
+  ny, nx = min(h, size), min(w, size)
+  return ((slice(iy, iy + ny), slice(ix, ix + nx)), (slice(oy, oy + ny), slice(ox, ox + nx)))
 
 
 def crop_or_pad(volume: np.ndarray, size: int) -> np.ndarray:
@@ -242,10 +246,9 @@ def crop_or_pad(volume: np.ndarray, size: int) -> np.ndarray:
   """
   v = np.asarray(volume)
   z, h, w = v.shape
-  (iy, oy), (ix, ox) = _centre_offsets(h, size), _centre_offsets(w, size)
-  ny, nx = min(h, size), min(w, size)
+  (sy, sx), (gy, gx) = _centred_overlap(h, w, size)
   out = np.zeros((z, size, size), v.dtype)
-  out[:, oy:oy + ny, ox:ox + nx] = v[:, iy:iy + ny, ix:ix + nx]
+  out[:, gy, gx] = v[:, sy, sx]
   return out
 
 
@@ -260,10 +263,9 @@ def uncrop_or_pad(volume: np.ndarray, shape_hw, fill) -> np.ndarray:
   v = np.asarray(volume)
   z, size, _ = v.shape
   h, w = shape_hw
-  (iy, oy), (ix, ox) = _centre_offsets(h, size), _centre_offsets(w, size)
-  ny, nx = min(h, size), min(w, size)
+  (sy, sx), (gy, gx) = _centred_overlap(h, w, size)
   out = np.full((z, h, w), fill, v.dtype)
-  out[:, iy:iy + ny, ix:ix + nx] = v[:, oy:oy + ny, ox:ox + nx]
+  out[:, sy, sx] = v[:, gy, gx]
   return out
 
 
