@@ -99,13 +99,15 @@ def test_nonfinite_loss_stops_with_the_step(tiny_config):
   bad_np["image"][0, 0, 0, 0] = np.nan
   bad = {k: jax.device_put(v, sharding) for k, v in bad_np.items()}
   state, _ = step_fn(state, good, runtime.prng_key(tiny_config, 0))
-  params_before = jax.device_get(state.params)
+  before = jax.device_get((state.params, state.batch_stats, state.opt_state))
   state, metrics = step_fn(state, bad, runtime.prng_key(tiny_config, 1))
   assert float(metrics["finite"]) == 0.0
   with pytest.raises(training.NonFiniteError, match="step 2"):
     training.check_finite(state)
-  # The bad update was not applied.
-  for a, b in zip(jax.tree.leaves(params_before), jax.tree.leaves(jax.device_get(state.params))):
+  # The bad update was not applied: parameters, batch statistics and Adam's moments as before.
+  after = jax.device_get((state.params, state.batch_stats, state.opt_state))
+  assert len(jax.tree.leaves(before)) == len(jax.tree.leaves(after)) > 0
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
     np.testing.assert_array_equal(a, b)
   state, _ = step_fn(state, good, runtime.prng_key(tiny_config, 2))
   with pytest.raises(training.NonFiniteError, match="step 2"):
