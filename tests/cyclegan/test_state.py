@@ -39,6 +39,27 @@ def test_state_shapes_and_one_step(setup):
   assert out.min() >= 0.0 and out.max() <= 1.0
 
 
+def test_a_nonfinite_step_changes_nothing_but_the_step(setup):
+  """A NaN in the CT batch: no weight, Adam moment or pool entry moves; the step is recorded."""
+  config, mesh, _, _, _, step_fn = setup
+  state = fresh_state(setup)
+  ct, mr = device_batches(mesh)
+  state, _ = step_fn(state, ct, mr, runtime.prng_key(config, 0), np.float32(2e-3))
+  bad_ct = np.array(jax.device_get(ct))
+  bad_ct[0, 0, 0, 0] = np.nan
+  bad_ct = jax.device_put(bad_ct, runtime.batch_sharding(mesh))
+  before = jax.device_get((state.g, state.f, state.d_a, state.d_b, state.gen_opt_state,
+                           state.disc_opt_state, state.pool_a, state.pool_b))
+  state, metrics = step_fn(state, bad_ct, mr, runtime.prng_key(config, 1), np.float32(2e-3))
+  assert float(metrics["finite"]) == 0.0
+  assert int(state.step) == 2 and int(state.nonfinite_step) == 2
+  after = jax.device_get((state.g, state.f, state.d_a, state.d_b, state.gen_opt_state,
+                          state.disc_opt_state, state.pool_a, state.pool_b))
+  assert len(jax.tree.leaves(before)) == len(jax.tree.leaves(after)) > 0
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_steps_on_a_fixed_batch_lower_the_losses(setup):
   """GAN losses need not fall monotonically; on one fixed batch the cycle term and the
   generator total fall over a few steps, and the discriminators (random at first, then
