@@ -42,7 +42,8 @@ order. Per scan, in `<out>/<name>/`:
                         with --chaos_format=submission as the submission sample
                         (results001.png.. in slice order, liver 63)
   overlay.png           a few slices with the mask
-and `<out>/predictions.json` lists every scan (liver mL, slices, seconds).
+and `<out>/predictions.json` lists every scan (liver mL, slices, seconds, problems: e.g.
+a predicted liver that reaches the edge of the checkpoint's field-of-view crop).
 A bad input (no DICOM in a folder, a 4D NIfTI, a checkpoint without config)
 ends the run with one line naming the file.
 
@@ -597,6 +598,45 @@ def write_outputs(scan: Scan, mask: np.ndarray, folder: str | pathlib.Path, *,
   return out
 
 
+def field_of_view_edge_problem(mask: np.ndarray, spacing_yx, field_of_view: float | None,
+                               image_size: int, name: str) -> str | None:
+  """A problem line when the predicted liver reaches where the field-of-view crop cut the scan.
+
+  With `data.field_of_view`, a scan wider than it is cropped to its central field_of_view mm
+  (`preprocess.crop_or_pad`); liver outside that square is never predicted. The crop assumes
+  the patient is centred: on the development scans emulated at a 460 mm field of view with
+  the patient at one side, `best_mr_to_ct` fell from 0.87 to 0.60 (docs/results.md, session 14).
+
+  Args:
+    mask: uint8 [Z,H,W] 0/1 on the scan's grid.
+    spacing_yx: the scan's (row, column) pixel size in mm.
+    field_of_view: the checkpoint's `data.field_of_view` (None: whole slices, never cut).
+    image_size: its `data.image_size` S (the band checked is the outer 2 of the S pixels).
+    name: the scan's name, for the message.
+
+  Returns:
+    None, or one line naming the scan, its size in mm and the field of view.
+  """
+  if field_of_view is None or not np.any(mask):
+    return None
+  _, h, w = mask.shape
+  sy, sx = float(spacing_yx[0]), float(spacing_yx[1])
+  band = 2.0 * field_of_view / image_size  # mm: two of the model's pixels
+  touches = False
+  for n, step, axis in ((h, sy, 1), (w, sx, 2)):
+    if n * step <= field_of_view:
+      continue  # this side was padded, not cut
+    offset = (np.arange(n) - (n - 1) / 2.0) * step  # mm from the scan's centre
+    near_edge = np.abs(offset) >= field_of_view / 2.0 - band
+    profile = np.any(mask, axis=tuple(a for a in (0, 1, 2) if a != axis))
+    touches |= bool(np.any(profile & near_edge))
+  if not touches:
+    return None
+  return (f"{name}: the predicted liver reaches the edge of the {field_of_view:g} mm field of "
+          f"view the model sees (the scan is {h * sy:.0f} x {w * sx:.0f} mm, cropped to its "
+          "centre); any liver beyond it is not predicted")
+
+
 def liver_ml(mask: np.ndarray, spacing) -> float:
   """The volume of a [Z,H,W] mask with (z, y, x) mm spacing, in mL."""
   return float(np.count_nonzero(mask) * np.prod(spacing) / 1000.0)
@@ -650,6 +690,13 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
     mask = (logits > 0).astype(np.uint8)
     if keep_largest:
       mask = postprocess.largest_component(mask)
+    problems = list(scan.problems)
+    edge = field_of_view_edge_problem(mask, scan.volume.spacing[1:],
+                                      model.config.data.get("field_of_view"),
+                                      int(model.config.data.image_size), ref.name)
+    if edge:
+      logging.warning("%s", edge)
+      problems.append(edge)
     probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32) if (
         save_probabilities) else None
     outputs = write_outputs(scan, mask, out / ref.name, probabilities=probabilities,
@@ -661,7 +708,7 @@ def predict_paths(model: Model, inputs, out: str | pathlib.Path, *, keep_largest
                   histogram_matched=matches_histogram(model, scan.volume, intensity),
                   sequence=scan.volume.sequence, slices=int(mask.shape[0]),
                   liver_ml=round(liver_ml(mask, scan.volume.spacing), 2),
-                  seconds=round(seconds, 2), outputs=outputs, problems=scan.problems)
+                  seconds=round(seconds, 2), outputs=outputs, problems=problems)
     records.append(record)
     progress.append({"seconds": seconds})
     _, _, eta = progress.summarize(i + 1)

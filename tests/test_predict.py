@@ -309,3 +309,22 @@ def test_field_of_view_logits_go_back_to_the_scan_grid(model, trained):
     assert np.all(predict.predict_logits(model, ct) > predict.BACKGROUND_LOGIT)
   finally:
     model.config.data.field_of_view = None
+
+
+def test_field_of_view_edge_problem_names_a_liver_at_the_crop_edge():
+  # A 400 mm scan (100 px of 4 mm) seen through a 320 mm field of view at 64 px: the model sees
+  # columns within +-160 mm of the centre; the band checked is the outer 10 mm of that.
+  mask = np.zeros((3, 100, 100), np.uint8)
+  mask[1, 40:60, 45:55] = 1  # central liver: nothing to say
+  assert predict.field_of_view_edge_problem(mask, (4.0, 4.0), 320.0, 64, "scan") is None
+  mask[1, 40:60, 10:15] = 1  # 158-138 mm left of the centre: at the edge of the crop
+  line = predict.field_of_view_edge_problem(mask, (4.0, 4.0), 320.0, 64, "scan_7")
+  assert line is not None and "scan_7" in line and "320 mm" in line and "400 x 400 mm" in line
+  # The same mask on a 300 mm scan (3 mm pixels) was padded, not cut; whole slices are never cut.
+  assert predict.field_of_view_edge_problem(mask, (3.0, 3.0), 320.0, 64, "scan") is None
+  assert predict.field_of_view_edge_problem(mask, (4.0, 4.0), None, 64, "scan") is None
+  # Only the cut side counts: 400 mm wide, 300 mm tall, liver at the top edge -> nothing.
+  top = np.zeros((3, 100, 100), np.uint8)
+  top[1, 0:5, 45:55] = 1
+  assert predict.field_of_view_edge_problem(top, (3.0, 4.0), 320.0, 64, "scan") is None
+  assert predict.field_of_view_edge_problem(top, (4.0, 3.0), 320.0, 64, "scan") is not None
