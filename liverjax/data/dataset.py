@@ -312,6 +312,11 @@ def load_dataset(data_config, trained_domains=None) -> Dataset:
                                lambda: _read_and_prepare(sources, data_config, sequences))
   for p in problems:
     logging.warning("skipped: %s", p)
+  for v in prepared:
+    if v.liver_cut > 0:
+      logging.warning("%s (%s): the %g mm field of view (data.field_of_view) cuts %.1f %% of "
+                      "its liver; training and evaluation see the rest", v.patient_id,
+                      v.modality, data_config.field_of_view, 100 * v.liver_cut)
   splits = split_dataset(prepared, data_config, trained_domains)
   return Dataset(root="; ".join(str(s.path) for s in sources), volumes=prepared,
                  splits=splits, problems=problems)

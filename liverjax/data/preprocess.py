@@ -281,6 +281,9 @@ class PreparedVolume:
   # uint8 [Z,S,S] organ labels numbered by `nifti.ORGANS` (0 background, 1 liver, ...),
   # resized like the mask; None where the reader gave none (CHAOS DICOM + PNG).
   organs: np.ndarray | None = None
+  # The fraction of the (resized) liver mask that the `field_of_view` crop cut away: 0.0 without
+  # a crop or where the liver lies inside it. The evaluation scores what is left.
+  liver_cut: float = 0.0
 
 
 def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str = "window",
@@ -309,7 +312,7 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
     (liver only), spacing (z, y*H/h, x*W/w) with (h, w) the resized slice before centring
     ((S, S) without `field_of_view`), organs uint8 [Z,S,S] (the
     volume's `organs` label map, nearest-resized like the mask) or None when
-    the volume has none.
+    the volume has none, liver_cut (the fraction of the liver the crop cut, in [0, 1]).
   """
   modality = volume.modality.upper()
   if normalization == "window":
@@ -339,10 +342,14 @@ def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str 
       raise ValueError(f"{volume.patient_id}: organ map shape {np.shape(organs)} != image "
                        f"shape {volume.image.shape}")
     organs = resize_labels(organs, grid)
+  liver_cut = 0.0
   if field_of_view is not None:
+    liver = int(np.count_nonzero(mask))
     image, mask = crop_or_pad(image, image_size), crop_or_pad(mask, image_size)
     organs = None if organs is None else crop_or_pad(organs, image_size)
+    liver_cut = 1.0 - np.count_nonzero(mask) / liver if liver else 0.0
   return PreparedVolume(
       patient_id=volume.patient_id, modality=volume.modality, sequence=volume.sequence,
       image=image, mask=mask, organs=organs,
-      spacing=(float(z), float(y) * h / grid[0], float(x) * w / grid[1]))
+      spacing=(float(z), float(y) * h / grid[0], float(x) * w / grid[1]),
+      liver_cut=float(liver_cut))

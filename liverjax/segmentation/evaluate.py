@@ -149,7 +149,8 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
       statistics of its own `adapt_slices` slices (`adapted_state`).
 
   Returns:
-    One dict per volume: patient_id, modality, sequence, slices; the loss
+    One dict per volume: patient_id, modality, sequence, slices, liver_cut (the fraction of
+    the liver outside the `data.field_of_view` crop, not scored: `PreparedVolume`); the loss
     figures `LOSS_KEYS` (dice is the hard Dice score); with `surface_metrics`
     the CHAOS `ravd` (%), `assd`, `mssd` (mm); with `keep_predictions` the
     binary prediction u8[Z,S,S] under "prediction". With `postprocess` other
@@ -169,7 +170,8 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
                                       batch_size=batch_size)
     figures = {k: float(x) for k, x in losses.losses_from_sums(sums).items()}
     r = dict(patient_id=v.patient_id, modality=v.modality, sequence=v.sequence,
-             slices=int(v.image.shape[0]), **{k: figures[k] for k in LOSS_KEYS})
+             slices=int(v.image.shape[0]), liver_cut=float(v.liver_cut),
+             **{k: figures[k] for k in LOSS_KEYS})
     if postprocess != "none":
       r.update(_score(prediction, v, surface_metrics, "_raw"))
       prediction = postprocess_prediction(prediction, postprocess)

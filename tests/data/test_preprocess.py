@@ -1,4 +1,6 @@
 """Tests for liverjax/data/preprocess.py."""
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -208,6 +210,22 @@ def test_field_of_view_gives_organs_the_same_pixel_size_across_scanners():
   # The 256 mm scan is padded (its border is air, 0); the 460 mm one cropped.
   padded = preprocess.prepare_volume(small, image_size=64, field_of_view=360.0)
   assert padded.image[:, :4].max() == 0.0 and padded.image[:, :, -4:].max() == 0.0
+
+
+def test_liver_cut_is_the_fraction_of_the_liver_the_crop_removes():
+  # A disc of radius 120 mm through a 250 mm field of view: inside, nothing cut. Through 160 mm:
+  # the 160 mm square keeps the disc minus four circular segments (their area fraction below).
+  v = _disc_volume(256, 1.0, 120.0)
+  assert preprocess.prepare_volume(v, image_size=64).liver_cut == 0.0
+  assert preprocess.prepare_volume(v, image_size=64, field_of_view=250.0).liver_cut == 0.0
+  r, half = 120.0, 80.0
+  segment = r * r * np.arccos(half / r) - half * np.sqrt(r * r - half * half)
+  expected = 4 * segment / (np.pi * r * r)
+  cut = preprocess.prepare_volume(v, image_size=64, field_of_view=160.0).liver_cut
+  assert cut == pytest.approx(expected, abs=0.03), (cut, expected)
+  # No liver, nothing to cut.
+  empty = dataclasses.replace(v, mask=np.zeros_like(v.mask))
+  assert preprocess.prepare_volume(empty, image_size=64, field_of_view=160.0).liver_cut == 0.0
 
 
 def test_crop_or_pad_and_its_inverse_keep_the_centre():

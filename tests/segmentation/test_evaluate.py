@@ -40,10 +40,11 @@ def _oracle(offset):
 
 def test_perfect_prediction_scores_perfectly():
   mesh = runtime.create_mesh()
-  vols = [_volume("1"), _volume("2", seed=1)]
+  vols = [_volume("1"), dataclasses.replace(_volume("2", seed=1), liver_cut=0.25)]
   results = evaluate.evaluate_volumes(_oracle(+1), None, vols, mesh=mesh, batch_size=4,
                                       keep_predictions=True)
   assert len(results) == 2
+  assert [r["liver_cut"] for r in results] == [0.0, 0.25]  # reported beside the scores
   for r, v in zip(results, vols):
     assert r["slices"] == 6
     assert r["dice"] == 1.0
