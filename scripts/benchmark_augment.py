@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import pathlib
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from liverjax.augment import augmix
-from liverjax.augment import dg
-from liverjax.augment import ops
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from liverjax.augment import augmix  # noqa: E402
+from liverjax.augment import dg  # noqa: E402
+from liverjax.augment import domain  # noqa: E402
+from liverjax.augment import ops  # noqa: E402
 
 
 def _slices(batch: int, size: int) -> tuple[jax.Array, jax.Array]:
@@ -104,16 +109,11 @@ def _benchmarks(severity: int):
           dg.location_scale(key, x), dg.location_scale(key, x, labels=organs(m), num_labels=3),
           jax.random.normal(key, x.shape))),
   ]
-  try:
-    from liverjax.augment import domain  # pylint: disable=import-outside-toplevel
-    if hasattr(domain, 'domain_transform_batch'):
-      for source in ('ct', 'mr'):
-        out.append((f'domain_transform_batch(source={source}, prob=1)',
-                    functools.partial(
-                        lambda key, x, m, source: domain.domain_transform_batch(
-                            key, x, source=source, prob=1.0), source=source)))
-  except ImportError as e:
-    print(f'(domain transform not benchmarked: {e})')
+  for source in ('ct', 't1', 't2'):
+    out.append((f'domain_transform_batch(source={source}, prob=1)',
+                functools.partial(
+                    lambda key, x, m, source: domain.domain_transform_batch(
+                        key, x, source=source, prob=1.0), source=source)))
   return out
 
 

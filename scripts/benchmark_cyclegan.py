@@ -8,7 +8,8 @@ CT/MR batches already on the devices, warms up (compilation), then times `--step
 (ending on `block_until_ready`). One step updates G+F and D_A+D_B on B CT and B MR slices.
 Prints steps/s, image pairs/s (B per step) and images/s (2B per step).
 
-`--preset=cpu|default` takes the sizes from `configs/cyclegan.py:<preset>` instead of the flags.
+`--preset=cpu|default` takes the sizes from `configs/cyclegan.py:<preset>` instead of the flags
+(an explicit `--dtype` still applies).
 `--compare` times the step with the generator's up-sampling as it is (sub-pixel convolutions,
 `cyclegan.up_conv_3x3`) against `nnx.ConvTranspose` applied directly (as it was), alternating
 the two in `--rounds` rounds of `--steps` steps, and prints the medians. `--layers` times the two
@@ -82,7 +83,10 @@ def up_2x2_form(module: nnx.ConvTranspose, x: jax.Array) -> jax.Array:
 def _config():
   """The benchmarked config: a preset of configs/cyclegan.py, or the default with the flags."""
   if _PRESET.value:
-    return cyclegan_config.get_config(_PRESET.value)
+    config = cyclegan_config.get_config(_PRESET.value)
+    if flags.FLAGS["dtype"].present:  # --preset=default --dtype=bfloat16: the preset in bf16
+      config.cyclegan.dtype = _DTYPE.value
+    return config
   config = default.get_config()
   config.data.image_size = _SIZE.value
   cg = config.cyclegan

@@ -3,55 +3,70 @@
 #
 #   bash scripts/gpu_benchmarks.sh            # log to ${OUT:-.}/gpu_benchmarks.log
 #
-# U-Net train step at 256 px, batch 64, float32 and bfloat16 (slices/s, FLOP/s, MFU); the
-# augmentation overhead (the same step with AugMix + the domain transform, and the augmentation
-# ops alone); the CycleGAN step (f32, bf16); and MONAI's BasicUNet on the same GPU when torch
-# and MONAI are installed (skipped, and said so, when they are not). Needs no TensorFlow and no
-# network. Each command has its own time limit, so one that hangs does not take the rest.
+# In order of importance, so that a run cut short still gives the main figures:
+#   1. liverjax against MONAI's BasicUNet on the same GPU, float32: the CPU protocol (64 and
+#      128 px, batch 16) and 256 px, batch 64 (skipped, and said so, without torch + MONAI);
+#   2. the same at 256 px, batch 64 in bfloat16 (liverjax bf16 compute, MONAI autocast);
+#   3. the train + eval step at 256 px, batch 64, bf16, without and with AugMix + the domain
+#      transform (the augmentation overhead);
+#   4. the CycleGAN step of `configs/cyclegan.py` (the README command's sizes), f32 and bf16;
+#   5. the augmentation ops alone.
+# Needs no TensorFlow and no network. Each command has its own time limit (LIMIT seconds), so
+# one that hangs does not take the rest. SIZE / BATCH (256 / 64) and SMALL_SIZES / SMALL_BATCH
+# (64,128 / 16) override the sizes, e.g. for a dry run on a CPU.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 LOG="${OUT:-.}/gpu_benchmarks.log"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
 export TF_CPP_MIN_LOG_LEVEL=2
+# JAX and torch share the GPU in the side-by-side: JAX takes half, not its default 75 %.
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
 LIMIT="${LIMIT:-150}"  # seconds per command
+SIZE="${SIZE:-256}"
+BATCH="${BATCH:-64}"
+SMALL_SIZES="${SMALL_SIZES:-64,128}"
+SMALL_BATCH="${SMALL_BATCH:-16}"
+PY="${PYTHON:-python3}"
 
 run() {  # run <title> <command...>: prints the title, the command's last lines, its status
   echo "### $1" | tee -a "$LOG"
   shift
-  timeout "$LIMIT" "$@" 2>&1 | grep -v -E "^(WARNING|I0000|W0000|E0000)" | tail -n 12 | tee -a "$LOG"
-  echo "(exit ${PIPESTATUS[0]})" | tee -a "$LOG"
+  local start=$SECONDS
+  timeout "$LIMIT" "$@" 2>&1 | grep -v -E "^(WARNING|I0000|W0000|E0000)" | tail -n 14 | tee -a "$LOG"
+  echo "(exit ${PIPESTATUS[0]}, $((SECONDS - start)) s)" | tee -a "$LOG"
 }
 
+mkdir -p "$(dirname "$LOG")"
 : > "$LOG"
 {
   date -u
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
-    || echo "nvidia-smi not found"
-  python -c "import jax; print('jax', jax.__version__, jax.devices())"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
+    --format=csv,noheader 2>/dev/null || echo "nvidia-smi not found"
+  "$PY" -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, \
+'optax', optax.__version__, jax.devices())"
+  "$PY" -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, \
+'cudnn', torch.backends.cudnn.version())" 2>&1 | tail -n 1
 } 2>&1 | tee -a "$LOG"
 
+run "liverjax vs MONAI BasicUNet, $SMALL_SIZES px, batch $SMALL_BATCH, float32, same device" \
+  "$PY" scripts/benchmark_vs_monai.py --sizes="$SMALL_SIZES" --batch="$SMALL_BATCH" \
+    --rounds=3 --steps=20
 for dtype in float32 bfloat16; do
-  run "U-Net train step, 256 px, batch 64, $dtype" \
-    python scripts/benchmark_vs_monai.py --sizes=256 --batch=64 --dtype=$dtype --no_monai \
+  run "liverjax vs MONAI BasicUNet, $SIZE px, batch $BATCH, $dtype, same device" \
+    "$PY" scripts/benchmark_vs_monai.py --sizes="$SIZE" --batch="$BATCH" --dtype=$dtype \
       --rounds=3 --steps=20
 done
-run "U-Net train + eval step, 256 px, batch 64, bfloat16, no augmentation" \
-  python scripts/benchmark_train.py --size=256 --batch=64 --dtype=bfloat16 --augment=none
-run "U-Net train + eval step, 256 px, batch 64, bfloat16, AugMix + domain (the overhead)" \
-  python scripts/benchmark_train.py --size=256 --batch=64 --dtype=bfloat16 --augment=both
-run "augmentation ops alone, 256 px, batch 64" \
-  python scripts/benchmark_augment.py --size 256 --batch 64
+run "U-Net train + eval step, $SIZE px, batch $BATCH, bfloat16, no augmentation" \
+  "$PY" scripts/benchmark_train.py --size="$SIZE" --batch="$BATCH" --dtype=bfloat16 --augment=none
+run "U-Net train + eval step, $SIZE px, batch $BATCH, bfloat16, AugMix + domain (the overhead)" \
+  "$PY" scripts/benchmark_train.py --size="$SIZE" --batch="$BATCH" --dtype=bfloat16 --augment=both
 for dtype in float32 bfloat16; do
-  run "CycleGAN step, 256 px, batch 8, default networks, $dtype" \
-    python scripts/benchmark_cyclegan.py --size=256 --batch=8 --dtype=$dtype --steps=10
+  run "CycleGAN step, configs/cyclegan.py sizes (the README command), $dtype" \
+    "$PY" scripts/benchmark_cyclegan.py --preset=default --dtype=$dtype --steps=10
 done
-if python -c "import torch, monai" 2>/dev/null; then
-  for size in 128 256; do
-    run "liverjax vs MONAI BasicUNet, $size px, batch 64, float32, same GPU" \
-      python scripts/benchmark_vs_monai.py --sizes=$size --batch=64 --rounds=3 --steps=20
-  done
-else
-  echo "### liverjax vs MONAI: skipped, torch/MONAI are not installed here" \
-       "(pip install -e '.[bench]' where a registry is reachable)" | tee -a "$LOG"
+if [ "${SKIP_OPS:-0}" != 1 ]; then  # SKIP_OPS=1: leave out the augmentation ops alone
+  run "augmentation ops alone, $SIZE px, batch $BATCH" \
+    "$PY" scripts/benchmark_augment.py --size "$SIZE" --batch "$BATCH"
 fi
 echo "log: $LOG"
