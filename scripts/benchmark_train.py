@@ -5,8 +5,8 @@
   python scripts/benchmark_train.py --size=64 --batch=16 --best=mr   # best_mr_to_ct's step
 
 Prints slices/s of the jit-compiled, sharded train step (with the chosen
-on-device augmentation) and of the eval (predict) step, timed after warm-up
-with `block_until_ready`. Random data: this measures compute, not the input
+on-device augmentation), of that augmentation alone, and of the eval (predict)
+step, timed after warm-up with `block_until_ready`. Random data: this measures compute, not the input
 pipeline.
 """
 import argparse
@@ -84,6 +84,19 @@ def main():
   jax.block_until_ready(metrics)
   train_s = (time.perf_counter() - t) / args.steps
 
+  # The augmentation alone, jitted as the step runs it (the same keys): its share of the step.
+  aug_s = None
+  augment_fn = train.make_augment_fn(config)
+  if augment_fn is not None:
+    aug_kwargs = {k: batch[k] for k in ("is_t2", "organs") if k in batch}
+    aug = jax.jit(lambda key: augment_fn(key, batch["image"], batch["mask"], **aug_kwargs))
+    jax.block_until_ready(aug(runtime.prng_key(config, 0)))
+    t = time.perf_counter()
+    for i in range(args.steps):
+      out = aug(runtime.prng_key(config, i))
+    jax.block_until_ready(out)
+    aug_s = (time.perf_counter() - t) / args.steps
+
   predict = train.make_predict_fn(graphdef, mesh)
   out = predict(state, batch["image"], batch["mask"])
   jax.block_until_ready(out)
@@ -100,6 +113,8 @@ def main():
         f"recipe {args.recipe}, best {args.best}")
   print(f"train step: {train_s * 1e3:.1f} ms/step, {args.batch / train_s:.1f} slices/s "
         f"(first call incl. compile {compile_s:.1f} s)")
+  if aug_s is not None:
+    print(f"augmentation alone: {aug_s * 1e3:.1f} ms/batch, {args.batch / aug_s:.1f} slices/s")
   print(f"eval step:  {eval_s * 1e3:.1f} ms/batch, {args.batch / eval_s:.1f} slices/s")
 
 
