@@ -6,8 +6,8 @@
 
 Prints slices/s of the jit-compiled, sharded train step (with the chosen
 on-device augmentation), of that augmentation alone, and of the eval (predict)
-step, timed after warm-up with `block_until_ready`. Random data: this measures compute, not the input
-pipeline.
+step, timed after warm-up with `block_until_ready`. Random data: this measures
+compute, not the input pipeline.
 """
 import argparse
 import pathlib
