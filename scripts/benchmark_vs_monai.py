@@ -10,9 +10,9 @@ float32, the same random slices already on the device, batch `--batch`. Each sid
 up, then timed in alternating rounds (liverjax, MONAI, liverjax, MONAI, ...) so that both see
 the same machine load; no host synchronisation inside a round (one `block_until_ready` /
 `torch.cuda.synchronize` at its end). Prints the median slices/s of each side, the ratio
-liverjax / MONAI, the liverjax step's FLOPs (XLA `cost_analysis`) and achieved FLOP/s, and on
-an accelerator the MFU against the device's peak. Without torch or MONAI it times liverjax
-alone and says so.
+liverjax / MONAI, the liverjax step's FLOPs and bytes accessed (XLA `cost_analysis`), the
+achieved FLOP/s and bytes/s, and on an accelerator the MFU against the device's peak. Without
+torch or MONAI it times liverjax alone and says so.
 
 Run it on a quiet machine: when other jobs hold the cores, torch's OpenMP threads spin and
 MONAI slows far more than XLA (on a shared 2-core CPU its step took ~0.5 s with `--threads=1`
@@ -89,7 +89,8 @@ def random_slices(size: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.
 
 
 def make_liverjax(size: int, args):
-  """Returns (run(n) -> None that runs n steps and waits, FLOPs per step, param count)."""
+  """Returns (run(n) -> None that runs n steps and waits, FLOPs per step, bytes accessed per
+  step (both XLA `cost_analysis`), param count)."""
   config = default.get_config()
   config.model.depth, config.model.base_features, config.model.norm = 4, 16, "batch"
   config.model.dtype = args.dtype
@@ -105,6 +106,7 @@ def make_liverjax(size: int, args):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0))
+  bytes_accessed = float(cost.get("bytes accessed", 0.0))
   holder = {"state": state}
 
   def run(n: int) -> None:
@@ -114,7 +116,7 @@ def make_liverjax(size: int, args):
     jax.block_until_ready(metrics)
     holder["state"] = state
 
-  return run, flops, n_params
+  return run, flops, bytes_accessed, n_params
 
 
 def make_monai(size: int, args):
@@ -158,7 +160,7 @@ def timed(run, steps: int) -> float:
 
 def benchmark_size(size: int, args) -> dict:
   """Warms up both sides, times them in alternating rounds; returns the figures."""
-  jax_run, flops, jax_params = make_liverjax(size, args)
+  jax_run, flops, bytes_accessed, jax_params = make_liverjax(size, args)
   monai_run, why_not = None, "--no_monai" if args.no_monai else TORCH_ERROR
   if not why_not:
     monai_run, monai_params, torch_device = make_monai(size, args)
@@ -171,7 +173,8 @@ def benchmark_size(size: int, args) -> dict:
     if monai_run:
       monai_t.append(timed(monai_run, args.steps))
   out = {"size": size, "jax_s": statistics.median(jax_t), "jax_rounds": jax_t,
-         "flops": flops, "jax_params": jax_params, "why_not": why_not}
+         "flops": flops, "bytes": bytes_accessed, "jax_params": jax_params,
+         "why_not": why_not}
   if monai_run:
     out.update(monai_s=statistics.median(monai_t), monai_rounds=monai_t,
                monai_params=monai_params, torch_device=torch_device)
@@ -194,6 +197,9 @@ def main():
     if peak:
       line += f", MFU {r['flops'] / r['jax_s'] / peak:.1%} of {peak / 1e12:.0f} TFLOP/s"
     print(line + ")")
+    if r["bytes"]:
+      print(f"          {r['bytes'] / 1e9:.2f} GB accessed/step (XLA's count, before caching): "
+            f"{r['bytes'] / r['jax_s'] / 1e9:.0f} GB/s, {r['flops'] / r['bytes']:.1f} FLOP/byte")
     print(f"          rounds (ms): {[round(t * 1e3, 1) for t in r['jax_rounds']]}")
     if "monai_s" in r:
       mrate = args.batch / r["monai_s"]
