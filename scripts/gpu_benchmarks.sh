@@ -7,10 +7,11 @@
 #   1. liverjax against MONAI's BasicUNet on the same GPU, float32: the CPU protocol (64 and
 #      128 px, batch 16) and 256 px, batch 64 (skipped, and said so, without torch + MONAI);
 #   2. the same at 256 px, batch 64 in bfloat16 (liverjax bf16 compute, MONAI autocast);
-#   3. the train + eval step at 256 px, batch 64, bf16, without and with AugMix + the domain
+#   3. the README's first command end to end (synthetic CHAOS: train, checkpoint, evaluate);
+#   4. the train + eval step at 256 px, batch 64, bf16, without and with AugMix + the domain
 #      transform (the augmentation overhead);
-#   4. the CycleGAN step of `configs/cyclegan.py` (the README command's sizes), f32 and bf16;
-#   5. the augmentation ops alone.
+#   5. the CycleGAN step of `configs/cyclegan.py` (the README command's sizes), f32 and bf16;
+#   6. the augmentation ops alone.
 # Needs no TensorFlow and no network. Each command has its own time limit (LIMIT seconds), so
 # one that hangs does not take the rest. SIZE / BATCH (256 / 64) and SMALL_SIZES / SMALL_BATCH
 # (64,128 / 16) override the sizes, e.g. for a dry run on a CPU.
@@ -57,6 +58,12 @@ for dtype in float32 bfloat16; do
     "$PY" scripts/benchmark_vs_monai.py --sizes="$SIZE" --batch="$BATCH" --dtype=$dtype \
       --rounds=3 --steps=20
 done
+# The whole study's first command end to end on this device (synthetic CHAOS, train, checkpoint,
+# reload, evaluate): proves it runs there, and how long it takes (wall, compile included).
+E2E_DIR="$(mktemp -d)"
+run "python -m liverjax.main --config=configs/mri_to_ct.py (the README's first command), end to end" \
+  "$PY" -m liverjax.main --config=configs/mri_to_ct.py --workdir="$E2E_DIR/mri_to_ct"
+rm -rf "$E2E_DIR"
 run "U-Net train + eval step, $SIZE px, batch $BATCH, bfloat16, no augmentation" \
   "$PY" scripts/benchmark_train.py --size="$SIZE" --batch="$BATCH" --dtype=bfloat16 --augment=none
 run "U-Net train + eval step, $SIZE px, batch $BATCH, bfloat16, AugMix + domain (the overhead)" \
