@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from liverjax.configs import default  # noqa: E402
 from liverjax.configs import real  # noqa: E402
 from liverjax import runtime  # noqa: E402
+from liverjax.augment import pipeline as augment_pipeline  # noqa: E402
 from liverjax.segmentation import state as train  # noqa: E402
 
 
@@ -109,8 +110,9 @@ def main():
   dev = jax.devices()[0]
   print(f"devices: {jax.device_count()} x {dev.platform} ({dev.device_kind}); jax {jax.__version__}")
   print(f"U-Net depth {args.depth}, base {args.features}, norm {args.norm}, dtype {args.dtype}; "
-        f"size {args.size}, global batch {args.batch}, augment {args.augment}, "
-        f"recipe {args.recipe}, best {args.best}")
+        f"size {args.size}, global batch {args.batch}, augmentation "
+        f"{', '.join(augment_pipeline.active_switches(config.augment)) or 'none'} "
+        f"(--augment={args.augment} --recipe={args.recipe} --best={args.best})")
   print(f"train step: {train_s * 1e3:.1f} ms/step, {args.batch / train_s:.1f} slices/s "
         f"(first call incl. compile {compile_s:.1f} s)")
   if aug_s is not None:

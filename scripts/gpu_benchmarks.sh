@@ -8,13 +8,15 @@
 #      128 px, batch 16) and 256 px, batch 64 (skipped, and said so, without torch + MONAI);
 #   2. the same at 256 px, batch 64 in bfloat16 (liverjax bf16 compute, MONAI autocast);
 #   3. the README's first command end to end (synthetic CHAOS: train, checkpoint, evaluate);
-#   4. the train + eval step at 256 px, batch 64, bf16, without and with AugMix + the domain
-#      transform (the augmentation overhead);
+#   4. the train + eval step of `best_mr_to_ct` (96 px, batch 16), then at 256 px, batch 64,
+#      bf16, without and with AugMix + the domain transform (the augmentation's share, which
+#      `benchmark_train.py` also times alone);
 #   5. the CycleGAN step of `configs/cyclegan.py` (the README command's sizes), f32 and bf16;
 #   6. the augmentation ops alone.
 # Needs no TensorFlow and no network. Each command has its own time limit (LIMIT seconds), so
 # one that hangs does not take the rest. SIZE / BATCH (256 / 64) and SMALL_SIZES / SMALL_BATCH
-# (64,128 / 16) override the sizes, e.g. for a dry run on a CPU.
+# (64,128 / 16) override the sizes, e.g. for a dry run on a CPU. SKIP_OPS=1 leaves out step 6.
+# On one H200 the whole script takes ~9 minutes (session 15), most of it compilation.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 LOG="${OUT:-.}/gpu_benchmarks.log"
@@ -64,6 +66,8 @@ E2E_DIR="$(mktemp -d)"
 run "python -m liverjax.main --config=configs/mri_to_ct.py (the README's first command), end to end" \
   "$PY" -m liverjax.main --config=configs/mri_to_ct.py --workdir="$E2E_DIR/mri_to_ct"
 rm -rf "$E2E_DIR"
+run "the step of configs/real/best_mr_to_ct.py (its augmentation, 96 px, batch 16, float32)" \
+  "$PY" scripts/benchmark_train.py --size=96 --batch=16 --best=mr
 run "U-Net train + eval step, $SIZE px, batch $BATCH, bfloat16, no augmentation" \
   "$PY" scripts/benchmark_train.py --size="$SIZE" --batch="$BATCH" --dtype=bfloat16 --augment=none
 run "U-Net train + eval step, $SIZE px, batch $BATCH, bfloat16, AugMix + domain (the overhead)" \
