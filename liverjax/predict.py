@@ -603,9 +603,10 @@ def field_of_view_edge_problem(mask: np.ndarray, spacing_yx, field_of_view: floa
   """A problem line when the predicted liver reaches where the field-of-view crop cut the scan.
 
   With `data.field_of_view`, a scan wider than it is cropped to its central field_of_view mm
-  (`preprocess.crop_or_pad`); liver outside that square is never predicted. The crop assumes
-  the patient is centred: on the development scans emulated at a 460 mm field of view with
-  the patient at one side, `best_mr_to_ct` fell from 0.87 to 0.60 (docs/results.md, session 14).
+  (`preprocess.crop_or_pad`, located on the scan by `preprocess.field_of_view_window`); liver
+  outside that square is never predicted. The crop assumes the patient is centred: on the
+  development scans emulated at a 460 mm field of view with the patient at one side,
+  `best_mr_to_ct` fell from 0.87 to 0.60 (docs/results.md, session 14).
 
   Args:
     mask: uint8 [Z,H,W] 0/1 on the scan's grid.
@@ -621,13 +622,15 @@ def field_of_view_edge_problem(mask: np.ndarray, spacing_yx, field_of_view: floa
     return None
   _, h, w = mask.shape
   sy, sx = float(spacing_yx[0]), float(spacing_yx[1])
-  band = 2.0 * field_of_view / image_size  # mm: two of the model's pixels
+  window = preprocess.field_of_view_window((h, w), (sy, sx), image_size, field_of_view)
   touches = False
-  for n, step, axis in ((h, sy, 1), (w, sx, 2)):
-    if n * step <= field_of_view:
+  for n, seen, axis in ((h, window[0], 1), (w, window[1], 2)):
+    if seen is None:
       continue  # this side was padded, not cut
-    offset = (np.arange(n) - (n - 1) / 2.0) * step  # mm from the scan's centre
-    near_edge = np.abs(offset) >= field_of_view / 2.0 - band
+    start, stop = seen
+    band = 2.0 * (stop - start) / image_size  # native pixels: two of the model's pixels
+    centres = np.arange(n) + 0.5
+    near_edge = (centres < start + band) | (centres > stop - band)
     profile = np.any(mask, axis=tuple(a for a in (0, 1, 2) if a != axis))
     touches |= bool(np.any(profile & near_edge))
   if not touches:

@@ -228,6 +228,22 @@ def field_of_view_shape(shape_hw, spacing_yx, size: int, field_of_view: float) -
   return max(1, int(round(h * sy * scale))), max(1, int(round(w * sx * scale)))
 
 
+def field_of_view_window(shape_hw, spacing_yx, size: int, field_of_view: float):
+  """Where the field-of-view crop of `crop_or_pad` falls on a native slice.
+
+  Args: as `field_of_view_shape`.
+
+  Returns:
+    (rows, columns): for each axis, None where the slice was padded (the model sees all of
+    it), else (start, stop) of the part the model sees, in native pixels (floats; the edge of
+    native pixel i is at i).
+  """
+  grid = field_of_view_shape(shape_hw, spacing_yx, size, field_of_view)
+  kept, _ = _centred_overlap(grid[0], grid[1], size)
+  return tuple(None if g <= size else (k.start * n / g, k.stop * n / g)
+               for n, g, k in zip(shape_hw, grid, kept))
+
+
 def _centred_overlap(h: int, w: int, size: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
   """(rows, columns) of an h x w slice and of a size x size grid centred on each other, where
   the two overlap: (the h x w side's slices, the grid's slices)."""

@@ -228,6 +228,27 @@ def test_liver_cut_is_the_fraction_of_the_liver_the_crop_removes():
   assert preprocess.prepare_volume(empty, image_size=64, field_of_view=160.0).liver_cut == 0.0
 
 
+def test_field_of_view_window_is_where_crop_or_pad_takes_the_grid_from():
+  # 400 mm of 4 mm pixels through 320 mm at 64 px: resized to 80 px, of which 8..72 are kept,
+  # i.e. native pixels 10..90. 300 mm of 3 mm pixels fits (padded): None.
+  assert preprocess.field_of_view_window((100, 100), (4.0, 4.0), 64, 320.0) == (
+      (10.0, 90.0), (10.0, 90.0))
+  assert preprocess.field_of_view_window((100, 100), (3.0, 4.0), 64, 320.0) == (
+      None, (10.0, 90.0))
+  # The window is what crop_or_pad keeps: mark native columns, resize, crop, compare.
+  h, w, size = 90, 130, 32
+  spacing, fov = (2.0, 2.5), 200.0
+  gh, gw = preprocess.field_of_view_shape((h, w), spacing, size, fov)
+  cols = np.tile(np.arange(1, w + 1, dtype=np.uint8), (1, h, 1))  # column i marked i + 1
+  kept = preprocess.crop_or_pad(preprocess.resize_labels(cols, (gh, gw)), size)
+  seen = kept[kept > 0] - 1  # the native columns that survived (rows were padded with 0)
+  window = preprocess.field_of_view_window((h, w), spacing, size, fov)
+  assert window[0] is None  # 180 mm of rows fit in 200 mm
+  start, stop = window[1]
+  step = w / gw  # one resized pixel in native columns: nearest-resizing samples within it
+  assert start <= seen.min() < start + step and stop - step <= seen.max() < stop
+
+
 def test_crop_or_pad_and_its_inverse_keep_the_centre():
   rng = np.random.default_rng(0)
   for h, w in ((50, 70), (64, 64), (81, 40)):
