@@ -16,7 +16,7 @@
 # Needs no TensorFlow and no network. Each command has its own time limit (LIMIT seconds), so
 # one that hangs does not take the rest. SIZE / BATCH (256 / 64) and SMALL_SIZES / SMALL_BATCH
 # (64,128 / 16) override the sizes, e.g. for a dry run on a CPU. SKIP_OPS=1 leaves out step 6.
-# On one H200 the whole script takes ~9 minutes (session 15), most of it compilation.
+# On one H200 the whole script took ~9 minutes on 2026-11-28, most of it compilation.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 LOG="${OUT:-.}/gpu_benchmarks.log"

@@ -13,7 +13,7 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests compile the same tiny programs (U-Net steps, augmentation): a
-# persistent compilation cache for the session turns repeats into cache hits. Under
+# persistent compilation cache for the whole run turns repeats into cache hits. Under
 # pytest-xdist (`-n 2`) the workers of one run share it (one program compiled once).
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 _CACHE = (os.path.join(tempfile.gettempdir(), f"liverjax-jax-cache-{_RUN}") if _RUN

@@ -1,8 +1,8 @@
 """The benchmark scripts run, at tiny sizes (their figures are not checked: timings are not tests).
 
-Session 15 found two of them broken where nothing ran them (`benchmark_augment.py` refused its
-own MR source and could not start from the repository root; `benchmark_cyclegan.py --preset`
-ignored `--dtype`). Each test here runs one script as a user would, from the repository root,
+On 2026-11-28 two of them were found broken where nothing ran them (`benchmark_augment.py`
+refused its own MR source and could not start from the repository root;
+`benchmark_cyclegan.py --preset` ignored `--dtype`). Each test here runs one script as a user would, from the repository root,
 and checks that it ends well and prints its figure lines with positive numbers.
 """
 import os
@@ -52,7 +52,8 @@ def test_benchmark_vs_monai_alone_counts_the_steps_flops():
   positive(r"liverjax +([\d.]+) slices/s", out)
   flops = positive(r"([\d.]+) GFLOP/step", out)
   # The step's count scales with the pixels: 16.67 GFLOP at 64 px, batch 16 (docs/results.md,
-  # session 15), so ~0.13 at 16 px, batch 2; a count without the convolutions is far below.
+  # "Speed on CPU and GPU", 2026-11-28), so ~0.13 at 16 px, batch 2; a count without the
+  # convolutions is far below.
   assert 0.1 < flops < 0.16, out
   assert "MONAI skipped: --no_monai" in out
 

@@ -5,7 +5,8 @@ where the CycleGAN-based U-Net configs (`unet.py:<direction>,cyclegan`, `*_cycle
 for the generators. Presets (`--config=configs/cyclegan.py:<preset>`):
 
   default  the paper-sized nets (F=32, 6 blocks, PatchGAN F=64), 4000 steps of 8 slices:
-           meant for an accelerator; on a 2-core CPU its step runs at ~0.28 steps/s (~4 h)
+           meant for an accelerator (~2 min of steps on one H200); on 2 quiet CPU cores its
+           step runs at 0.52 steps/s (~2 h 10 min; 0.28 steps/s, ~4 h, on a loaded machine)
   cpu      small nets (F=16, 4 blocks, PatchGAN F=32), 600 steps of 8 slices at 64 px:
            6 min on a 2-core CPU (365 s measured end to end, ~1.6 steps/s)
 """

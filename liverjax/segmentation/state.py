@@ -252,7 +252,7 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
   # A non-finite step keeps the old parameters, statistics and optimizer state. `lax.cond`
   # runs only the branch taken; selecting every leaf with `jnp.where` instead made the CPU step
   # ~5 % slower at 64 px, batch 16 (the selects and layout copies of every parameter-sized
-  # array), the same at 128 px. docs/results.md, session 14.
+  # array), the same at 128 px. docs/results.md, "Speed on CPU and GPU", 2026-11-28.
   def apply(_):
     updates, new_opt = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)

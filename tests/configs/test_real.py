@@ -51,7 +51,8 @@ def test_best_files_follow_best_and_two_view_recipes_halve_the_batch():
 @pytest.mark.parametrize("source", ["ct", "mr"])
 def test_real_augmix_recipes_keep_the_liver_on_its_side(source):
   # A left-right flip puts the liver on the patient's left; the real recipes turn flips off
-  # (docs/results.md, session 12: MR -> CT 0.71 with flips, 0.84 without).
+  # (docs/results.md, "Real scans", left-right flips, 2026-11-27: MR -> CT 0.71 with flips,
+  # 0.84 without).
   config = real.get_real_config(source, "domain_augmix")
   mask = jnp.zeros((32, 32, 32, 1)).at[:, 8:24, 2:12].set(1.0)  # liver on the image's left
   images = mask * 0.6 + 0.2

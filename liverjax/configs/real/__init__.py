@@ -57,7 +57,7 @@ RECIPES = {
 # from the real-protocol runs in docs/results.md, and the steps the best configs train for
 # (~15 min or less on 2 CPU cores). MR -> CT: domain + AugMix without flips, with AdaBN, 3
 # seeds: 0.821 +- 0.038 at 64 px, 0.865 +- 0.034 at 96 px (AugMix alone at 64 px: 0.795 +-
-# 0.116; docs/results.md, session 12).
+# 0.116; docs/results.md, "Real scans", MR -> CT, 2026-11-27).
 BEST = {"ct": "baseline", "mr": "domain_augmix"}
 BEST_INTENSITY = {"ct": "histogram_match", "mr": "none"}
 # CT -> MR: after the matching, T2 intensities x -> x ** 0.3 (`eval.intensity_gamma`). Global
@@ -65,7 +65,8 @@ BEST_INTENSITY = {"ct": "histogram_match", "mr": "none"}
 # plain U-Net's checkpoints (3 seeds) the target Dice rises from 0.524 at gamma 1 to 0.707 at
 # 0.3; choosing gamma on the other patients (leave one patient out, or either half) picks 0.3
 # every time. GIN, the earlier CT recipe, gains less (0.547 -> 0.624 at 0.5) and ends below the
-# plain U-Net, which keeps its source Dice. docs/results.md, session 11.
+# plain U-Net, which keeps its source Dice. docs/results.md, "Test-time options", the gamma,
+# 2026-11-27.
 BEST_INTENSITY_GAMMA = {"ct": 0.3, "mr": 1.0}
 # Test-time batch-norm adaptation per target volume (`eval.adapt_bn`): on the same
 # checkpoints, pooled over seeds, CT -> MR GIN + matching 0.384 -> 0.512 and MR -> CT
@@ -77,7 +78,8 @@ BEST_ADAPT_BN = {"ct": "volume", "mr": "volume"}
 BEST_STEPS = {"ct": 400, "mr": 1000}
 # Slice size per source (`data.image_size`; the target Dice is scored on this grid). MR -> CT at
 # 96 px: 0.870 against 0.836 at 64 px (seed 0), ~10 min on 2 CPU cores. CT -> MR at 96 px:
-# 0.685 against 0.697 (seed 0), so it stays at 64. docs/results.md, session 12.
+# 0.685 against 0.697 (seed 0), so it stays at 64. docs/results.md, "Real scans", MR -> CT at
+# 96 px, 2026-11-28.
 BEST_IMAGE_SIZE = {"ct": 64, "mr": 96}
 # In-plane field of view (`data.field_of_view`, mm) of the best configs: every scan is resampled
 # to 320 / image_size mm pixels and centred, so the liver has the same size in pixels whatever
@@ -87,7 +89,8 @@ BEST_IMAGE_SIZE = {"ct": 64, "mr": 96}
 # scans padded to a 400 / 460 mm field of view; trained with 320 mm it scores 0.701 / 0.703 /
 # 0.702 (seed 0). 360 mm costs resolution at these sizes (CT -> MR 0.675, MR -> CT 0.851
 # against 0.870, seed 0). 320 mm cuts none of the development set's livers but 0.7 % of one
-# CT's (btcv_ct_025, at the edge of its 336 mm scan). docs/results.md, session 13.
+# CT's (btcv_ct_025, at the edge of its 336 mm scan). docs/results.md, "The field of view",
+# 2026-11-28.
 BEST_FIELD_OF_VIEW = 320.0
 
 
@@ -132,7 +135,7 @@ def get_real_config(source: str, recipe: str = "baseline") -> ml_collections.Con
   # patient's left, and a model trained on such slices also marks left-sided organs. On real
   # scans, MR -> CT domain + AugMix (1000 steps, AdaBN) scored 0.71 with flips (0.5) against
   # 0.84 without, its false positives on the heart, spleen and colon gone. docs/results.md,
-  # session 12.
+  # "Real scans", left-right flips, 2026-11-27.
   config.augment.flip_prob = 0.0
   for section, fields in RECIPES[recipe].items():
     config[section].update(fields)
