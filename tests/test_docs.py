@@ -48,6 +48,8 @@ EXCLUDED = ("docs/history.md",)
 DEFAULT_CONFIG = {"liverjax.study": "study.py:{size}"}
 FIELD_SECTIONS = ("data", "model", "train", "augment", "eval", "translate", "cyclegan", "study")
 PLACEHOLDER = re.compile(r"<[^>]*>|\.\.\.")
+# ml_collections loads config files through importlib's deprecated load_module.
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
 
 
 def doc_files() -> list[pathlib.Path]:
@@ -71,9 +73,9 @@ def fenced_commands(text: str) -> list[str]:
 
 
 def inline_spans(text: str) -> list[str]:
-  """The contents of the inline code spans outside fenced blocks."""
+  """The contents of the inline code spans outside fenced blocks (a span may wrap a line)."""
   prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
-  return re.findall(r"`([^`\n]+)`", prose)
+  return [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
 
 
 def is_command(span: str) -> bool:
@@ -100,32 +102,32 @@ def segments(line: str) -> list[list[str]]:
 # ----------------------------------------------------------------------------- the programs
 
 
-def module_file(name: str) -> pathlib.Path | None:
-  """The file `python -m name` runs from the repository root, or None outside the repository."""
-  base = REPO.joinpath(*name.split("."))
+def module_file(name: str, root: pathlib.Path = REPO) -> pathlib.Path | None:
+  """The file `python -m name` runs from `root`, or None when it is not a file there."""
+  base = root.joinpath(*name.split("."))
   for candidate in (base.with_suffix(".py"), base / "__main__.py"):
     if candidate.is_file():
       return candidate
   return None
 
 
-def repository_module(name: str) -> pathlib.Path | None:
-  """The file of repository module `name` (a module file or a package's __init__.py)."""
-  base = REPO.joinpath(*name.split("."))
+def repository_module(name: str, root: pathlib.Path = REPO) -> pathlib.Path | None:
+  """The file of module `name` under `root` (a module file or a package's __init__.py)."""
+  base = root.joinpath(*name.split("."))
   for candidate in (base.with_suffix(".py"), base / "__init__.py"):
     if candidate.is_file():
       return candidate
   return None
 
 
-def _module_name(path: pathlib.Path) -> str:
-  parts = path.relative_to(REPO).with_suffix("").parts
+def _module_name(path: pathlib.Path, root: pathlib.Path) -> str:
+  parts = path.relative_to(root).with_suffix("").parts
   return ".".join(parts[:-1] if parts[-1] in ("__init__", "__main__") else parts)
 
 
-def _imports(tree: ast.Module, path: pathlib.Path) -> set[pathlib.Path]:
-  """The repository modules a file imports (absolute and relative)."""
-  package = _module_name(path)
+def _imports(tree: ast.Module, path: pathlib.Path, root: pathlib.Path) -> set[pathlib.Path]:
+  """The modules under `root` that a file imports (absolute and relative)."""
+  package = _module_name(path, root)
   if path.name not in ("__init__.py", "__main__.py"):
     package = package.rpartition(".")[0]
   found = set()
@@ -141,7 +143,7 @@ def _imports(tree: ast.Module, path: pathlib.Path) -> set[pathlib.Path]:
     else:
       continue
     for name in names:
-      file = repository_module(name) if name.startswith(("liverjax", "tests", "scripts")) else None
+      file = repository_module(name, root) if name.startswith(("liverjax", "scripts")) else None
       if file:
         found.add(file)
   return found
@@ -203,23 +205,24 @@ def _constant(tree: ast.Module, name: str):
   return None
 
 
-def _values(node: ast.AST | None, tree: ast.Module):
+def _values(node: ast.AST | None, tree: ast.Module, root: pathlib.Path):
   """The values an enum flag lists: a literal, `list(X)` / `tuple(X)`, or a module constant
   (`experiment.MODES`) of this file or of a repository module it imports; None if unknown."""
   value = _literal(node)
   if value is not None:
     return value
   if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("list", "tuple", "sorted"):
-    return _values(node.args[0], tree) if node.args else None
+    return _values(node.args[0], tree, root) if node.args else None
   if isinstance(node, ast.Name):
     return _constant(tree, node.id)
   if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-    file = repository_module(_aliases(tree).get(node.value.id, ""))
+    file = repository_module(_aliases(tree).get(node.value.id, ""), root)
     return _constant(ast.parse(file.read_text()), node.attr) if file else None
   return None
 
 
-def _read_flags(program: Program, tree: ast.Module, skip_main_guard: bool) -> None:
+def _read_flags(program: Program, tree: ast.Module, skip_main_guard: bool,
+                root: pathlib.Path) -> None:
   for call in _calls(tree, skip_main_guard):
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -236,12 +239,12 @@ def _read_flags(program: Program, tree: ast.Module, skip_main_guard: bool) -> No
       if name.startswith("DEFINE_config"):
         program.has_config = True
       if name == "DEFINE_enum":
-        values = _values(args[2] if len(args) > 2 else keywords.get("enum_values"), tree)
+        values = _values(args[2] if len(args) > 2 else keywords.get("enum_values"), tree, root)
         if isinstance(values, (list, tuple, dict)):
           program.choices[flag] = [str(v) for v in values]
     elif name == "add_argument":
       options = [a for a in map(_literal, args) if isinstance(a, str) and a.startswith("-")]
-      choices = _values(keywords.get("choices"), tree)
+      choices = _values(keywords.get("choices"), tree, root)
       for option in options:
         flag = option.lstrip("-")
         program.flags.add(flag)
@@ -253,15 +256,16 @@ def _read_flags(program: Program, tree: ast.Module, skip_main_guard: bool) -> No
 def absl_builtin_flags() -> frozenset[str]:
   """The flags every absl program has (absl.app's and absl.logging's), from a clean process."""
   out = subprocess.run(
-      [sys.executable, "-c", "from absl import app, flags, logging; print(*flags.FLAGS)"],
+      [sys.executable, "-c",
+       "from absl import app, flags, logging; app.define_help_flags(); print(*flags.FLAGS)"],
       capture_output=True, text=True, check=True).stdout
   return frozenset(out.split())
 
 
 @functools.cache
-def read_program(path: pathlib.Path) -> Program:
+def read_program(path: pathlib.Path, root: pathlib.Path = REPO) -> Program:
   """The flags of the program in `path`: its own definitions (all of them) and those of the
-  repository modules it imports, transitively (not their `__main__` blocks)."""
+  modules under `root` it imports, transitively (not their `__main__` blocks)."""
   program = Program()
   seen, todo = set(), [(path, False)]
   while todo:
@@ -270,8 +274,8 @@ def read_program(path: pathlib.Path) -> Program:
       continue
     seen.add(file)
     tree = ast.parse(file.read_text(), str(file))
-    _read_flags(program, tree, skip_main_guard)
-    todo.extend((f, True) for f in _imports(tree, file))
+    _read_flags(program, tree, skip_main_guard, root)
+    todo.extend((f, True) for f in _imports(tree, file, root))
   if program.absl:
     program.flags |= absl_builtin_flags()
   else:
@@ -284,7 +288,8 @@ def read_program(path: pathlib.Path) -> Program:
 
 def one_line(error: Exception) -> str:
   """An error's first line, and its last (the exception of an embedded traceback)."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
   return " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else repr(error)
 
 
@@ -358,7 +363,7 @@ def command_problems(tokens: list[str], monkeypatch) -> list[str]:
   """Problems with one simple command (its tokens); [] when it is sound or not ours."""
   if "pip" in tokens and "install" in tokens:
     return _extras_problems(tokens)
-  if tokens[0] == "bash" or "bash" in tokens[:3]:
+  if "bash" in tokens[:3]:
     scripts = [t for t in tokens if t.endswith(".sh")]
     return [f"{t}: no such script" for t in scripts if not (REPO / t).is_file()]
   starts = [i for i, t in enumerate(tokens) if re.fullmatch(r"(\S*/)?python3?", t)]
@@ -370,7 +375,7 @@ def command_problems(tokens: list[str], monkeypatch) -> list[str]:
     module, args = rest[1], rest[2:]
     path = module_file(module)
     if path is None:
-      if module.split(".")[0] in ("liverjax", "scripts", "tests"):
+      if module.split(".")[0] in ("liverjax", "scripts"):
         return [f"python -m {module}: no module file in the repository"]
       return [] if importlib.util.find_spec(module) else [f"python -m {module}: not installed"]
   elif rest and rest[0].endswith(".py"):
@@ -384,6 +389,7 @@ def command_problems(tokens: list[str], monkeypatch) -> list[str]:
 
 
 def _flag_problems(module: str, program: Program, args: list[str], monkeypatch) -> list[str]:
+  """Each `--flag` of `args` against the program's flags; `--config` and its overrides loaded."""
   problems, overrides, config = [], [], None
   size = "smoke"
   for arg in args:
@@ -502,6 +508,9 @@ BROKEN = (
     ("python -m liverjax.main --config=configs/cyclegan.py:gpu", "cyclegan preset 'gpu'"),
     ("python -m liverjax.main --mode=predict", "not one of"),
     ("python -m liverjax.study --size=full --config.study.seedz=3", "seedz"),
+    # liverjax.augment.preview defines --rows only when run itself; the study imports it.
+    ("python -m liverjax.study --rows=3", "no flag --rows"),
+    ("python -m liverjax.augment.preview --rows=3 --outt=p.png", "no flag --outt"),
     ("python -m liverjax.predict --workdir=w --input=x --out=o --adapt_bn=yes", "not one of"),
     ("python -m liverjax.predict --workdir=w --input=x --outdir=o", "no flag --outdir"),
     ("python -m liverjax.data.verify --root=x --sequence=t2", "no flag --sequence"),
@@ -532,3 +541,32 @@ def test_the_checker_passes_sound_commands_and_catches_broken_names_in_prose(mon
   for expected in ("mr_to_cc_histmatch.py does not exist", "eval.adapt_bm",
                    "field_of_veiw", "no file matches"):
     assert any(expected in p for p in problems), (expected, problems)
+
+
+def test_flags_are_found_in_a_package_entry_point_and_the_modules_it_imports(tmp_path):
+  # `liverjax/predict.py` may become a package: its __main__ defining flags through a helper of
+  # another module of the package, as `python -m liverjax.predict` would run it.
+  package = tmp_path / "liverjax" / "predict"
+  package.mkdir(parents=True)
+  (tmp_path / "liverjax" / "__init__.py").write_text("")
+  (package / "__init__.py").write_text("from liverjax.predict.io import read\n")
+  (package / "io.py").write_text("from absl import flags\n"
+                                 "flags.DEFINE_string('cache', None, 'imported: defined')\n"
+                                 "if __name__ == '__main__':\n"
+                                 "  flags.DEFINE_string('only_as_program', None, '')\n")
+  (package / "cli.py").write_text("from absl import flags\n"
+                                  "def define_flags():\n"
+                                  "  flags.DEFINE_string('workdir', None, '')\n"
+                                  "  flags.DEFINE_enum('adapt_bn', 'auto', ['auto', 'on'], '')\n"
+                                  "  flags.DEFINE_bool('dicom_seg', True, '')\n")
+  (package / "__main__.py").write_text("from absl import app\n"
+                                       "from . import cli\n"
+                                       "from liverjax import predict\n"
+                                       "cli.define_flags()\n")
+  entry = module_file("liverjax.predict", tmp_path)
+  assert entry == package / "__main__.py"
+  program = read_program(entry, tmp_path)
+  assert {"workdir", "adapt_bn", "dicom_seg", "cache", "help"} <= program.flags
+  assert "only_as_program" not in program.flags
+  assert program.choices["adapt_bn"] == ["auto", "on"]
+  assert "dicom_seg" in program.booleans
