@@ -76,6 +76,7 @@ from liverjax import metric_writer
 from liverjax import runtime
 from liverjax.configs import default as default_config
 from liverjax.data import chaos
+from liverjax.data import dicom_series
 from liverjax.data import harmonize
 from liverjax.data import nifti
 from liverjax.data import orientation
@@ -482,7 +483,7 @@ def _read_nifti(ref: ScanRef, modality: str | None) -> Scan:
 
 
 def _read_dicom(ref: ScanRef) -> Scan:
-  volume, metas = chaos.read_image_series(ref.path, ref.patient_id, ref.sequence)
+  volume, metas = dicom_series.read_image_series(ref.path, ref.patient_id, ref.sequence)
   problems = list(volume.problems)
   positions = [m["position"] for m in metas]
   if any(p is None for p in positions):

@@ -15,6 +15,7 @@ from liverjax import checkpointing
 from liverjax import predict
 from liverjax import runtime
 from liverjax.data import chaos
+from liverjax.data import chaos_masks
 from liverjax.data import harmonize
 from liverjax.data import orientation
 from liverjax.data import preprocess
@@ -61,7 +62,7 @@ def model(trained):
 
 
 def _png_stack(folder: pathlib.Path, names) -> np.ndarray:
-  return np.stack([chaos.read_mask_png(folder / n) for n in names])
+  return np.stack([chaos_masks.read_mask_png(folder / n) for n in names])
 
 
 def _sop_uids(files) -> set:
