@@ -10,8 +10,11 @@ from tests.conftest import REPO
 PACKAGE = REPO / "liverjax"
 # Imported inside functions on purpose: optional (absent on GPU hosts or headless).
 OPTIONAL = ("tensorflow", "tensorboard", "matplotlib")
-# Modules that define absl flags when imported (two of them cannot share a process).
+# Modules that define absl flags when imported (two of them cannot share a process);
+# liverjax.predict.__main__ defines its flags only when run as a program.
 ENTRY_POINTS = ("liverjax.main", "liverjax.study")
+# One responsibility per module: no module of liverjax/ is longer (CONVENTIONS.md).
+MAX_LINES = 600
 # Layers, lowest first: a module may import its own layer or lower ones, never higher.
 LAYERS = (
     ("liverjax.runtime", "liverjax.configs"),
@@ -142,6 +145,13 @@ def test_the_checker_sees_a_cycle_and_a_function_level_import(tmp_path):
   for node in _module_level_statements(tree.body):
     edges |= _imported(node, modules)
   assert edges == {"liverjax.b", "liverjax.c"}
+
+
+def test_no_module_is_longer_than_the_limit():
+  lengths = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+  assert lengths, "no module found"
+  long = {name: n for name, n in lengths.items() if n > MAX_LINES}
+  assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_orbax_only_in_checkpointing():

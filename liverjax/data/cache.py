@@ -31,7 +31,7 @@ FORMAT_VERSION = 2
 # Modules of liverjax/data that do not shape the prepared arrays (every other
 # .py file there is hashed into the key, new ones included).
 _NOT_DATA_SHAPING = frozenset({"__init__.py", "verify.py", "filelock.py", "synthetic.py",
-                               "pipeline.py"})
+                               "phantom.py", "pipeline.py"})
 _DATA_PACKAGE = pathlib.Path(__file__).resolve().parent
 
 

@@ -71,7 +71,7 @@ def write_chaos_pngs(folder: str | pathlib.Path, mask: np.ndarray, names: Sequen
       63; or `SUBMISSION_LIVER_VALUE`).
 
   Returns:
-    The N paths written; `liverjax.data.chaos.read_mask_png` reads them back
+    The N paths written; `liverjax.data.chaos_masks.read_mask_png` reads them back
     as the same gray values.
   """
   folder = pathlib.Path(folder)

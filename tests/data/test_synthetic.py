@@ -1,4 +1,5 @@
-"""Tests for liverjax/data/synthetic.py: layout, DICOM headers, masks, contrasts."""
+"""Tests for liverjax/data/synthetic.py: layout, DICOM headers, masks, the contrasts as
+written, the cache and the command line."""
 import pathlib
 import re
 import subprocess
@@ -205,21 +206,6 @@ def test_ct_intensities_in_hu(root):
     assert fat.mean() > 0.05  # fat is a visible fraction of the body
 
 
-def test_ct_tissue_values_from_the_phantom():
-  rng = np.random.default_rng(3)
-  ph = synthetic.make_phantom(rng, 96, 12, 400.0)
-  hu = synthetic.render_ct(ph, rng, 96)
-  interior = lambda t: ndimage.binary_erosion(ph.tissue == t,
-                                              np.ones((1, 3, 3)))
-  assert -120 <= hu[interior(synthetic.FAT)].mean() <= -80
-  assert hu[interior(synthetic.AIR)].mean() < -950
-  assert hu[ph.tissue == synthetic.CORTICAL].mean() > 300
-  assert -5 <= hu[interior(synthetic.FLUID)].mean() <= 25
-  assert 40 <= hu[interior(synthetic.MUSCLE)].mean() <= 60
-  noise = hu[interior(synthetic.LIVER_T)].std()
-  assert 8 <= noise <= 25
-
-
 def test_mr_contrasts(root):
   for pid in synthetic.patient_ids("MR", N_MR):
     t1_in, t1_out, m1, t2, m2 = _mr_volumes(root, pid)
@@ -240,20 +226,6 @@ def test_out_of_phase_dark_rims_at_fat_boundaries(root):
         liver, np.ones((1, 3, 3)))
     ratio = t1_out / (t1_in + 1)
     assert ratio[ring].mean() < 0.8 * ratio[inner].mean()
-  # In the phantom: boundaries between fat and water tissue cancel, and
-  # pure fat stays bright out of phase.
-  rng = np.random.default_rng(5)
-  ph = synthetic.make_phantom(rng, 96, 10, 400.0)
-  t1_in, t1_out, _ = synthetic.render_mr(ph, rng, 96)
-  fat = ph.tissue == synthetic.FAT
-  k = np.ones((1, 3, 3))
-  boundary = ndimage.binary_dilation(fat, k) & ndimage.binary_dilation(
-      np.isin(ph.tissue, [synthetic.MUSCLE, synthetic.LIVER_T,
-                          synthetic.SPLEEN_T]), k)
-  pure_fat = ndimage.binary_erosion(fat, np.ones((1, 5, 5)))
-  assert (t1_out / (t1_in + 1))[boundary].mean() < 0.6
-  assert (t1_out / (t1_in + 1))[pure_fat].mean() > 0.8
-  assert not np.allclose(t1_in, t1_out)
 
 
 def test_liver_on_the_image_left(root):

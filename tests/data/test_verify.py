@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from liverjax.data import chaos
+from liverjax.data import chaos_masks
 from liverjax.data import verify
 from tests.data.test_chaos import build_dataset, write_mask
 
@@ -89,7 +89,7 @@ def test_damaged_real_sample_lists_each_problem_and_exits_one(ct_sample_root, tm
   trunc = pdir / "DICOM_anon" / "i0006,0000b.dcm"
   trunc.write_bytes(trunc.read_bytes()[:200])
   zero_one = pdir / "Ground" / "liver_GT_008.png"
-  write_mask(zero_one, chaos.read_mask_png(zero_one) > 0)  # 8-bit 0/1
+  write_mask(zero_one, chaos_masks.read_mask_png(zero_one) > 0)  # 8-bit 0/1
   refused, _ = _copy_sample(ct_sample_root, tmp_path / "bad", n=10,
                             names=[f"s{(k * 3) % 10}.dcm" for k in range(10)])
   import pydicom  # pylint: disable=g-import-not-at-top

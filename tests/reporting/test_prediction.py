@@ -3,7 +3,7 @@ import cv2
 import nibabel as nib
 import numpy as np
 
-from liverjax.data import chaos
+from liverjax.data import chaos_masks
 from liverjax.reporting import prediction
 
 
@@ -36,11 +36,12 @@ def test_chaos_pngs_read_back_as_the_ground_truth_encoding(tmp_path):
   paths = prediction.write_chaos_pngs(tmp_path / "ct", mask, names,
                                       prediction.CHAOS_LIVER_VALUE["CT"])
   assert [p.name for p in paths] == names
-  ct = np.stack([chaos.read_mask_png(p) for p in paths])
+  ct = np.stack([chaos_masks.read_mask_png(p) for p in paths])
   np.testing.assert_array_equal(ct, mask * 255)
   paths = prediction.write_chaos_pngs(tmp_path / "mr", mask, ["a.png", "b.png", "c.png"],
                                       prediction.CHAOS_LIVER_VALUE["MR"])
-  np.testing.assert_array_equal(np.stack([chaos.read_mask_png(p) for p in paths]), mask * 63)
+  np.testing.assert_array_equal(np.stack([chaos_masks.read_mask_png(p) for p in paths]),
+                                mask * 63)
 
 
 def test_overlay_shows_the_slices_with_most_mask(tmp_path):
