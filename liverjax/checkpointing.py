@@ -163,6 +163,23 @@ def checkpoint_location(path: str | pathlib.Path) -> tuple[pathlib.Path, int | N
                           "checkpoints/ folder, or a checkpoints/<step> folder)")
 
 
+def resolve_checkpoint(path: str | pathlib.Path,
+                       best_metric: str | None = BEST_METRIC) -> tuple[pathlib.Path, int]:
+  """(checkpoints folder, step) of `path`: a `checkpoints/<step>` folder as it is; a workdir
+  or `checkpoints/` folder: its best step by `best_metric` (else its latest; `best_step`).
+
+  Raises:
+    FileNotFoundError: naming the folder, when it holds no checkpoint.
+  """
+  directory, step = checkpoint_location(path)
+  if step is None:
+    step = best_step(open_read_only(directory, best_metric), best_metric or BEST_METRIC)
+  if step is None or not (directory / str(step)).is_dir():
+    raise FileNotFoundError(f"{directory}: no checkpoint here (expected a workdir, its "
+                            "checkpoints/ folder, or a checkpoints/<step> folder)")
+  return directory, int(step)
+
+
 def _is_dataclass_state(state: Any) -> bool:
   return dataclasses.is_dataclass(state) and not isinstance(state, type)
 

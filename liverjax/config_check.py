@@ -21,6 +21,7 @@ import ml_collections
 
 from liverjax import experiment
 from liverjax.configs import ConfigError
+from liverjax.configs import real as real_configs
 from liverjax.configs import unet as unet_configs
 from liverjax.data import chaos
 from liverjax.data import dataset as dataset_lib
@@ -32,6 +33,7 @@ DTYPES = tuple(unet.DTYPES)
 RNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
 MR_SEQUENCES = tuple(s for s in chaos.SEQUENCES if s != "ct")
 PROTOCOLS = ("all", "t2spir", "real")  # liverjax.study.apply_protocol
+GENERATORS = ("resnet", "unet")  # liverjax.cyclegan.state.GENERATORS
 
 
 def _get(config: ml_collections.ConfigDict, field: str) -> Any:
@@ -123,6 +125,10 @@ def _check_data(config) -> None:
     raise ConfigError("data.split", "expected 3 fractions (train, val, test), none negative, "
                       f"train > 0 (the {source} patients to train on)", tuple(split))
   _int(config, "data.split_seed", 0)
+  folds = _int(config, "data.folds", 0)
+  if folds == 1:
+    raise ConfigError("data.folds", "k-fold needs k >= 2 (0: off)", folds)
+  _int(config, "data.fold", 0, max(folds - 1, 0))
   _int(config, "data.shuffle_buffer", 1)
   if not _get(config, "data.cache_dir"):
     raise ConfigError("data.cache_dir", "expected a folder", _get(config, "data.cache_dir"))
@@ -190,6 +196,44 @@ def _check_unet(config) -> None:
     if _get(config, "model.norm") != "batch":
       raise ConfigError("eval.adapt_bn", "re-estimates batch-norm statistics: needs "
                         "model.norm='batch'", _get(config, "eval.adapt_bn"))
+  _check_adaptation(config)
+
+
+def _check_adaptation(config) -> None:
+  """The unlabelled target scans (`data.<m>.adapt_root`) and `self_training` of a U-Net run."""
+  source = _get(config, "data.source")
+  if "study" not in config and _get(config, f"data.{source}.adapt_root"):
+    raise ConfigError(f"data.{source}.adapt_root", f"unlabelled scans are of a target "
+                      f"modality; the source ({source}) is trained with its labels",
+                      _get(config, f"data.{source}.adapt_root"))
+  if "self_training" not in config:
+    return
+  rounds = _int(config, "self_training.rounds", 0, 10)
+  _number(config, "self_training.confidence", 0.5, 1, low_open=True)
+  low = _number(config, "self_training.min_liver_ml", 0)
+  if _number(config, "self_training.max_liver_ml", 0) <= low:
+    raise ConfigError("self_training.max_liver_ml", f"must exceed self_training.min_liver_ml "
+                      f"= {low}", _get(config, "self_training.max_liver_ml"))
+  _number(config, "self_training.min_confident_fraction", 0, 1)
+  _number(config, "self_training.target_fraction", 0, 1, low_open=True, high_open=True)
+  _choice(config, "self_training.student_intensity", ("none", "histogram_match"))
+  if _choice(config, "self_training.student_adapt_bn", ("none", "volume")) != "none" and (
+      _get(config, "model.norm") != "batch"):
+    raise ConfigError("self_training.student_adapt_bn", "re-estimates batch-norm statistics: "
+                      "needs model.norm='batch'", _get(config, "self_training.student_adapt_bn"))
+  if not rounds or "study" in config:
+    return
+  target = "mr" if source == "ct" else "ct"
+  if not _get(config, f"data.{target}.adapt_root"):
+    raise ConfigError(f"data.{target}.adapt_root", f"self-training (self_training.rounds="
+                      f"{rounds}) labels unlabelled {target.upper()} scans: set their folder",
+                      None)
+  if tuple(_get(config, "model.organs")) != ("liver",):
+    raise ConfigError("model.organs", "self-training pseudo-labels the liver alone; train the "
+                      "liver model", tuple(_get(config, "model.organs")))
+  if _get(config, "augment.location_scale_local"):
+    raise ConfigError("augment.location_scale_local", "needs organ maps, which the "
+                      "pseudo-labelled target scans do not have (self-training)", True)
 
 
 def discriminator_output_size(size: int, layers: int) -> int:
@@ -202,8 +246,10 @@ def discriminator_output_size(size: int, layers: int) -> int:
 
 def _check_cyclegan(config) -> None:
   cg = "cyclegan"
+  generator = _choice(config, f"{cg}.generator", GENERATORS)
   _int(config, f"{cg}.generator_features", 1)
   _int(config, f"{cg}.generator_blocks", 0)
+  depth = _int(config, f"{cg}.generator_depth", 1, 6)
   _int(config, f"{cg}.discriminator_features", 1)
   layers = _int(config, f"{cg}.discriminator_layers", 1, 6)
   _choice(config, f"{cg}.dtype", DTYPES)
@@ -215,6 +261,7 @@ def _check_cyclegan(config) -> None:
   _number(config, f"{cg}.decay_start_fraction", 0, 1)
   _number(config, f"{cg}.lambda_cycle", 0)
   _number(config, f"{cg}.lambda_identity", 0)
+  _number(config, f"{cg}.lambda_structure", 0)
   _int(config, f"{cg}.pool_size", 0)
   for every in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
     _int(config, f"{cg}.{every}", 1)
@@ -222,9 +269,12 @@ def _check_cyclegan(config) -> None:
   _int(config, f"{cg}.histogram_bins", 2)
   _number(config, f"{cg}.body_threshold", 0, 1)
   size = _get(config, "data.image_size")
-  if size % 4:
+  if generator == "resnet" and size % 4:
     raise ConfigError("data.image_size", "must be divisible by 4 for the CycleGAN generator "
                       "(two stride-2 stages)", size)
+  if generator == "unet" and size % 2**depth:
+    raise ConfigError("data.image_size", f"must be divisible by 2**cyclegan.generator_depth = "
+                      f"{2**depth} for the U-Net generator", size)
   if discriminator_output_size(size, layers) < 1:
     raise ConfigError("data.image_size", f"too small for a PatchGAN of {layers} stride-2 "
                       f"layers (cyclegan.discriminator_layers)", size)
@@ -233,8 +283,18 @@ def _check_cyclegan(config) -> None:
 def _check_study(config) -> None:
   _int(config, "study.seeds", 1)
   _subset(config, "study.directions", tuple(unet_configs.DIRECTIONS))
-  _subset(config, "study.experiments", tuple(unet_configs.EXPERIMENTS))
-  _choice(config, "study.protocol", PROTOCOLS)
+  protocol = _choice(config, "study.protocol", PROTOCOLS)
+  _subset(config, "study.experiments", tuple(unet_configs.EXPERIMENTS)
+          + (("best", "uda") if protocol == "real" else ()))
+  if protocol == "real":
+    for e in _get(config, "study.experiments"):
+      if e not in real_configs.STUDY_ROWS and e not in ("best", "uda"):
+        raise ConfigError("study.experiments", f"{e!r} is no row of the real study; expected "
+                          f"some of {list(real_configs.STUDY_ROWS) + ['best', 'uda']}",
+                          tuple(_get(config, "study.experiments")))
+  folds = _int(config, "study.in_domain_folds", 0)
+  if folds == 1:
+    raise ConfigError("study.in_domain_folds", "k-fold needs k >= 2 (0: no in-domain rows)", 1)
 
 
 def check(config: ml_collections.ConfigDict) -> None:

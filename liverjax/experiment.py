@@ -12,7 +12,9 @@ on the same workdir stops at once with `WorkdirLocked`, naming the holder.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import json
 import pathlib
 from typing import Iterator
 
@@ -22,6 +24,8 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from liverjax import checkpointing
+from liverjax import configs
 from liverjax.cyclegan import train as cyclegan_train
 from liverjax.cyclegan import translate
 from liverjax.data import dataset as dataset_lib
@@ -29,6 +33,7 @@ from liverjax.data import filelock
 from liverjax.reporting import cyclegan as cyclegan_report
 from liverjax.reporting import experiment as experiment_report
 from liverjax.segmentation import evaluate
+from liverjax.segmentation import self_training
 from liverjax.segmentation import train as segmentation_train
 
 EXPERIMENTS = ("segmentation", "cyclegan")
@@ -105,16 +110,167 @@ def run_segmentation(config: ml_collections.ConfigDict, workdir: str | pathlib.P
 def _run_segmentation(config, workdir, train):
   data = dataset_lib.load_dataset(config.data)
   logging.info("%s", dataset_lib.describe(data))
-  if train:
-    slice_transform = None
-    if config.translate.cyclegan_workdir:
-      slice_transform = functools.partial(translate.translate_slices, config=config)
-    segmentation_train.train(config, workdir, data=data, slice_transform=slice_transform)
+  workdir = pathlib.Path(workdir)
+  config = _with_translator(config, workdir, train)
+  if int(config.self_training.rounds) > 0:
+    if train:
+      _self_train(config, workdir, data)
+    config = student_config(config)
+  elif train:
+    segmentation_train.train(config, workdir, data=data,
+                             slice_transform=_slice_transform(config))
+  return _evaluate_and_report(config, workdir, data)
+
+
+def evaluate_results(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """The results of evaluating a trained U-Net run again with `config`'s evaluation options
+  (a self-training run: its students' options, `student_config`); no report is written.
+
+  Returns:
+    The results dict (as `metrics.json` holds it).
+  """
+  with workdir_lock(workdir):
+    data = dataset_lib.load_dataset(config.data)
+    if int(config.self_training.rounds) > 0:
+      config = student_config(config)
+    config = _with_translator(config, pathlib.Path(workdir), train=False)
+    return evaluate.evaluate_experiment(config, workdir, data=data)[0]
+
+
+def _evaluate_and_report(config, workdir, data) -> dict:
   results, examples = evaluate.evaluate_experiment(config, workdir, data=data)
   if jax.process_index() == 0:
     experiment_report.write_experiment_report(results, examples, workdir)
   logging.info("\n%s", experiment_report.summary_table(results))
   return results
+
+
+# `translate.cyclegan_workdir` value that makes a U-Net run train its own CycleGAN first.
+TRAIN_CYCLEGAN = "train"
+
+
+def _with_translator(config, workdir: pathlib.Path, train: bool):
+  """`config` with `translate.cyclegan_workdir` = TRAIN_CYCLEGAN resolved: the CycleGAN of
+  `config.cyclegan` is trained (resumed; a finished one is only re-measured) into
+  `<workdir>/cyclegan` on this run's data (the source's training patients and the target's
+  unlabelled scans, `data.<m>.adapt_root`), and the translation step uses it."""
+  if config.translate.cyclegan_workdir != TRAIN_CYCLEGAN:
+    return config
+  cg_dir = workdir / "cyclegan"
+  if train:
+    cg_config = copy.deepcopy(config)
+    cg_config.experiment = "cyclegan"
+    run_cyclegan(cg_config, cg_dir)
+  config = copy.deepcopy(config)
+  config.translate.cyclegan_workdir = str(cg_dir)
+  return config
+
+
+def _slice_transform(config):
+  """The data step on the source training slices: the CycleGAN translation, or None."""
+  if not config.translate.cyclegan_workdir:
+    return None
+  return functools.partial(translate.translate_slices, config=config)
+
+
+def student_config(config):
+  """The config of a self-training student: `config` with the students' test-time options
+  (`self_training.student_intensity`, `student_adapt_bn`) as its `eval` options."""
+  config = copy.deepcopy(config)
+  st = config.self_training
+  config.eval.intensity = st.student_intensity
+  config.eval.adapt_bn = st.student_adapt_bn
+  if st.student_intensity == "none":
+    config.eval.intensity_gamma = 1.0
+  return config
+
+
+def _teacher(config, workdir: pathlib.Path, data):
+  """(config, workdir) of the round-1 teacher: `self_training.teacher`'s checkpoint with the
+  config saved beside it, or the model of `config` without self-training, trained and
+  evaluated here into `<workdir>/teacher` (resumed when interrupted)."""
+  path = config.self_training.teacher
+  if path:
+    directory, step = checkpointing.resolve_checkpoint(path)
+    saved = checkpointing.restore_config(checkpointing.open_read_only(directory), step)
+    if not saved:
+      raise configs.ConfigError("self_training.teacher", f"{directory / str(step)} keeps no "
+                                "config: its preprocessing and test-time options are unknown",
+                                path)
+    teacher_config = configs.from_saved(saved)
+    teacher_config.eval.checkpoint = str(directory / str(step))
+    _check_teacher_data(teacher_config, config)
+    return teacher_config, directory / str(step)
+  teacher_config = copy.deepcopy(config)
+  teacher_config.self_training.rounds = 0
+  teacher_dir = workdir / "teacher"
+  segmentation_train.train(teacher_config, teacher_dir, data=data,
+                           slice_transform=_slice_transform(teacher_config))
+  _evaluate_and_report(teacher_config, teacher_dir, data)
+  return teacher_config, teacher_dir
+
+
+# The data settings a teacher must share with its students: it labels their prepared slices.
+_PREPARATION = ("image_size", "field_of_view", "normalization", "ct_window", "mr_percentiles")
+
+
+def _check_teacher_data(teacher_config, config) -> None:
+  """Raises ConfigError naming the first `data` field that the teacher was trained with
+  differently (its pseudo-labels are made on this run's prepared slices)."""
+  for field in _PREPARATION:
+    mine, theirs = config.data.get(field), teacher_config.data.get(field)
+    if isinstance(mine, (list, tuple)):
+      mine, theirs = list(mine), list(theirs or [])
+    if mine != theirs:
+      raise configs.ConfigError(f"data.{field}", f"the teacher (self_training.teacher) was "
+                                f"trained with {theirs!r}; a teacher labels this run's "
+                                "prepared slices, so both must be prepared alike", mine)
+
+
+def _self_train(config, workdir: pathlib.Path, data) -> None:
+  """Self-training rounds (`segmentation.self_training`): the teacher labels the unlabelled
+  target scans, a student trains on the source + kept pseudo-labels; each student teaches
+  the next. Intermediate students live in `<workdir>/round<k>` (evaluated there); the last
+  one is the run's model, in `workdir`. `<workdir>/pseudo_labels.json` records every
+  round's per-scan decisions."""
+  st = config.self_training
+  target = self_training.adapt_domain(config, data)
+  seqs = dataset_lib.domain_sequences(target, config.data)
+  adapt = data.select(target, "adapt", seqs)
+  teacher_config, teacher_dir = _teacher(config, workdir, data)
+  student = student_config(config)
+  rounds, records = int(st.rounds), []
+  for r in range(1, rounds + 1):
+    probs = self_training.teacher_probabilities(teacher_config, teacher_dir, adapt, data)
+    labels = [self_training.pseudo_label(
+        p, v.image, v.spacing, patient_id=v.patient_id, confidence=float(st.confidence),
+        min_liver_ml=float(st.min_liver_ml), max_liver_ml=float(st.max_liver_ml),
+        min_confident_fraction=float(st.min_confident_fraction))
+              for p, v in zip(probs, adapt)]
+    for pl in labels:
+      if pl.kept:
+        logging.info("round %d: %s pseudo-labelled: liver %.0f mL, %.0f %% of the body "
+                     "labelled", r, pl.patient_id, pl.liver_ml, 100 * pl.confident_fraction)
+      else:
+        logging.warning("round %d: %s dropped: %s", r, pl.patient_id, pl.reason)
+    records.append({"round": r, "teacher": str(teacher_dir),
+                    "scans": [pl.summary() for pl in labels]})
+    slices = self_training.pseudo_labelled_slices(adapt, labels)
+    student_dir = workdir if r == rounds else workdir / f"round{r}"
+    segmentation_train.train(student, student_dir, data=data,
+                             slice_transform=_slice_transform(student), pseudo_labelled=slices)
+    if r < rounds:
+      _evaluate_and_report(student, student_dir, data)
+    teacher_config, teacher_dir = student, student_dir
+    if jax.process_index() == 0:
+      _write_json(workdir / "pseudo_labels.json", records)
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+  """Writes `value` as JSON to `path` atomically (a temporary file renamed)."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(value, indent=1, default=float))
+  tmp.replace(path)
 
 
 def run_checkpoint_curve(config: ml_collections.ConfigDict,

@@ -19,10 +19,13 @@ patients and slices, and reference the figures.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime
 import json
 import pathlib
 import sys
 import time
+from typing import Any
 
 import jax
 from absl import flags
@@ -37,6 +40,8 @@ from liverjax import runtime
 from liverjax.augment import preview
 from liverjax.configs import real as real_configs
 from liverjax.configs import unet as unet_configs
+from liverjax.data import sources as sources_lib
+from liverjax.reporting import real_study as real_report
 from liverjax.reporting import study as study_report
 
 # `--size=X` selects the default config file `configs/study.py:X`; it has to be
@@ -49,7 +54,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG,
     "Study configuration (default configs/study.py:<--size>).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Where the runs and the report go.")
-_SIZE = flags.DEFINE_enum("size", None, ["smoke", "full"],
+_SIZE = flags.DEFINE_enum("size", None, ["smoke", "full", "cpu"],
                           "Shorthand for --config=configs/study.py:<size>.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per experiment (overrides config.study.seeds).")
 _PROTOCOL = flags.DEFINE_enum("protocol", None, ["all", "t2spir", "real"],
@@ -81,14 +86,120 @@ def apply_protocol(config, protocol: str):
   return config
 
 
-def _run_once(workdir: pathlib.Path, fn, config) -> dict:
-  """Runs `fn(config, workdir)` unless `workdir/study_done.json` says it finished."""
+@dataclasses.dataclass
+class Run:
+  """One run of the study: where it goes and its config.
+
+  Attributes:
+    kind: "cyclegan" or "unet".
+    seed: the seed.
+    direction: "ct_to_mr", "mr_to_ct" (cross-modality rows), "ct_to_ct", "mr_to_mr" (the
+      in-domain rows, k-fold) or "" (the CycleGAN).
+    experiment: the row's name ("baseline", ..., "in-domain", "cyclegan").
+    fold: the in-domain fold, or None.
+    workdir: relative to the study's folder.
+    config: the run's full config.
+  """
+  kind: str
+  seed: int
+  direction: str
+  experiment: str
+  fold: int | None
+  workdir: str
+  config: Any
+
+
+# `data` fields a study passes on to the configs of its real-protocol rows (where the scans
+# are, where the cache is, which input pipeline).
+_STUDY_DATA_FIELDS = ("root", "cache_dir", "use_tf", "shuffle_buffer")
+
+
+def _real_row(config, source: str, experiment_name: str, seed: int, cyclegan_dir):
+  """The config of a real-protocol row: `configs/real` `get_study_row_config`, with the
+  study's data folders and seed, and the seed's CycleGAN where the row translates."""
+  c = real_configs.get_study_row_config(source, experiment_name)
+  for field in _STUDY_DATA_FIELDS:
+    c.data[field] = config.data[field]
+  for domain in ("ct", "mr"):
+    c.data[domain].root = config.data[domain].root
+    if c.data[domain].get("adapt_root"):  # the UDA row: the target folder, halved
+      c.data[domain].adapt_root = config.data[domain].root
+  if "cyclegan" in experiment_name or c.translate.cyclegan_workdir:
+    c.translate.cyclegan_workdir = str(cyclegan_dir)
+  c.seed = seed
+  return c
+
+
+def cyclegan_config(config, seed: int):
+  """The study's CycleGAN of one seed. Real protocol: trained on the halves of both modalities
+  that no cross-modality row is tested on (`data.<m>.adapt_root` = the folders themselves,
+  `data.sources.halve_shared_folder`), so that a row tested on the other halves never saw its
+  test scans, even unlabelled."""
+  c = copy.deepcopy(config)
+  c.experiment, c.seed = "cyclegan", seed
+  if config.study.protocol == "real":
+    c.data.field_of_view = real_configs.BEST_FIELD_OF_VIEW
+    for domain in ("ct", "mr"):
+      c.data[domain].adapt_root = c.data[domain].root
+  return c
+
+
+def plan_runs(config, workdir: pathlib.Path) -> list[Run]:
+  """Every run of the study (into `workdir`), in the order they run.
+
+  Per seed: the in-domain rows (real protocol, `study.in_domain_folds` > 0: k-fold over each
+  modality's patients, `data.folds`), the CycleGAN (when a row needs it), then for each
+  direction every experiment of `study.experiments` (real protocol: the rows of
+  `configs.real.get_study_row_config`; otherwise `configs/unet.py` experiments). The
+  CycleGAN's task score (`cyclegan.task_unet_*`) uses the seed's first in-domain folds.
+  """
+  runs = []
+  real = config.study.protocol == "real"
+  experiments = tuple(config.study.experiments)
+  needs_cyclegan = any("cyclegan" in e for e in experiments) or (
+      real and "uda" in experiments and any(
+          real_configs.get_uda_config(unet_configs.DIRECTIONS[d][0]).translate.cyclegan_workdir
+          for d in config.study.directions))
+  for seed in range(config.study.seeds):
+    cg_dir = f"seed{seed}/cyclegan"
+    cg_config = cyclegan_config(config, seed)
+    if real and int(config.study.get("in_domain_folds", 0)):
+      k = int(config.study.in_domain_folds)
+      for source in ("ct", "mr"):
+        for fold in range(k):
+          c = _real_row(config, source, "baseline", seed, None)
+          c.data.targets = (source,)
+          c.data.folds, c.data.fold = k, fold
+          runs.append(Run("unet", seed, f"{source}_to_{source}", "in-domain", fold,
+                          f"seed{seed}/{source}_to_{source}/fold{fold}", c))
+        cg_config.cyclegan[f"task_unet_{source}"] = str(
+            workdir / f"seed{seed}/{source}_to_{source}/fold0")
+    if needs_cyclegan:
+      runs.append(Run("cyclegan", seed, "", "cyclegan", None, cg_dir, cg_config))
+    for direction in config.study.directions:
+      for name in experiments:
+        source = unet_configs.DIRECTIONS[direction][0]
+        cg = workdir / cg_dir
+        c = (_real_row(config, source, name, seed, cg) if real
+             else experiment_config(config, direction, name, seed, cg))
+        runs.append(Run("unet", seed, direction, name, None, f"seed{seed}/{direction}/{name}", c))
+  return runs
+
+
+def _run_once(workdir: pathlib.Path, fn, config, other_eval=None) -> dict:
+  """Runs `fn(config, workdir)` unless `workdir/study_done.json` says it finished.
+
+  `other_eval`: a config to evaluate the trained run with once more (the other AdaBN
+  setting); its results are kept under "other_adapt_bn".
+  """
   done = workdir / DONE
   if done.exists():
     logging.info("study: %s is finished, not re-run", workdir)
     return json.loads(done.read_text())
   start = time.time()
   results = fn(config, str(workdir))
+  if other_eval is not None:
+    results["other_adapt_bn"] = experiment.evaluate_results(other_eval, workdir)
   results = json.loads(json.dumps(results, default=float))
   results["seconds"] = time.time() - start
   # Written whole or not at all: a study killed meanwhile re-runs (resumes) this run.
@@ -96,6 +207,18 @@ def _run_once(workdir: pathlib.Path, fn, config) -> dict:
   tmp.write_text(json.dumps(results))
   tmp.replace(done)
   return results
+
+
+def _other_adapt_bn(c):
+  """`c` evaluated with the other batch-norm setting (AdaBN on <-> off), or None where it
+  does not apply (a run tested on its own modality only, or without batch norm)."""
+  if c.model.norm != "batch" or all(t == c.data.source for t in c.data.targets):
+    return None
+  other = copy.deepcopy(c)
+  key = ("self_training", "student_adapt_bn") if int(c.self_training.rounds) else (
+      "eval", "adapt_bn")
+  other[key[0]][key[1]] = "none" if c[key[0]][key[1]] == "volume" else "volume"
+  return other
 
 
 def run_study(config, workdir) -> dict:
@@ -119,35 +242,62 @@ def run_study(config, workdir) -> dict:
 def _run_study(config, workdir: pathlib.Path) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   config = apply_protocol(copy.deepcopy(config), config.study.protocol)
-  experiments = tuple(config.study.experiments)
-  needs_cyclegan = any("cyclegan" in e for e in experiments)
+  plan = plan_runs(config, workdir)
+  logging.info("study (%s, protocol %s): %d runs (%d CycleGAN) into %s", config.study.size,
+               config.study.protocol, len(plan), sum(r.kind == "cyclegan" for r in plan),
+               workdir)
   runs, cyclegan_runs = [], {}
-  plan = [(s, d, e) for s in range(config.study.seeds) for d in config.study.directions
-          for e in experiments]
-  logging.info("study (%s, protocol %s): %d U-Net runs%s into %s", config.study.size,
-               config.study.protocol, len(plan),
-               f" + {config.study.seeds} CycleGAN runs" if needs_cyclegan else "", workdir)
-  for i, (seed, direction, name) in enumerate(plan):
-    seed_dir = workdir / f"seed{seed}"
-    cg_dir = seed_dir / "cyclegan"
-    if needs_cyclegan and seed not in cyclegan_runs:
-      cg_config = copy.deepcopy(config)
-      cg_config.experiment, cg_config.seed = "cyclegan", seed
-      logging.info("study: CycleGAN, seed %d -> %s", seed, cg_dir)
-      cyclegan_runs[seed] = _run_once(cg_dir, experiment.run_cyclegan, cg_config)
-    run_dir = seed_dir / direction / name
-    logging.info("study: run %d/%d: %s %s seed %d -> %s", i + 1, len(plan), direction,
-                 name, seed, run_dir)
-    c = experiment_config(config, direction, name, seed, cg_dir)
-    results = _run_once(run_dir, experiment.run_segmentation, c)
-    runs.append(dict(seed=seed, direction=direction, experiment=name,
-                     workdir=str(run_dir.relative_to(workdir)), results=results))
+  spent, ran, ran_seconds = 0.0, 0, 0.0
+  for i, run in enumerate(plan):
+    started = time.time()
+    run_dir = workdir / run.workdir
+    logging.info("study: run %d/%d: %s %s%s seed %d -> %s", i + 1, len(plan),
+                 run.direction or "CycleGAN", run.experiment,
+                 "" if run.fold is None else f" fold {run.fold}", run.seed, run_dir)
+    if run.kind == "cyclegan":
+      cyclegan_runs[run.seed] = _run_once(run_dir, experiment.run_cyclegan, run.config)
+      results = cyclegan_runs[run.seed]
+    else:
+      results = _run_once(run_dir, experiment.run_segmentation, run.config,
+                          _other_adapt_bn(run.config))
+      runs.append(dict(seed=run.seed, direction=run.direction, experiment=run.experiment,
+                       fold=run.fold, workdir=run.workdir, results=results))
+    spent += results.get("seconds", 0.0)
+    if time.time() - started > 1.0:  # ran here, not a finished run read back
+      ran, ran_seconds = ran + 1, ran_seconds + time.time() - started
+    left = len(plan) - i - 1
+    rate = ran_seconds / ran if ran else spent / (i + 1)
+    logging.info("study: %d/%d runs done (%.0f s recorded), %d left, ETA %s", i + 1,
+                 len(plan), spent, left, datetime.timedelta(seconds=round(rate * left)))
   previews = write_augmentation_previews(config, workdir)
-  rep = study_report.build_report(config, runs, cyclegan_runs, workdir, previews)
+  if config.study.protocol == "real":
+    rep = real_report.build_report(config, runs, cyclegan_runs, test_halves(config),
+                                   previews, workdir)
+    markdown = real_report.render_markdown(rep)
+  else:
+    rep = study_report.build_report(config, runs, cyclegan_runs, workdir, previews)
+    markdown = study_report.render_markdown(rep)
   (workdir / "report.json").write_text(json.dumps(rep, indent=1, default=float))
-  (workdir / "report.md").write_text(study_report.render_markdown(rep))
+  (workdir / "report.md").write_text(markdown)
   logging.info("study: wrote %s", workdir / "report.md")
   return rep
+
+
+def test_halves(config) -> dict:
+  """modality ("CT" | "MR") -> the patient ids of its test half: each data folder halved by
+  patient (`data.sources.halve_shared_folder`), the half that the CycleGAN and the self-training
+  rows never see. Read from the folders' listings (no scan is opened)."""
+  c = copy.deepcopy(config.data)
+  for domain in ("ct", "mr"):
+    c[domain].adapt_root = c[domain].root
+  out = {}
+  for source in sources_lib.resolve_sources(c):
+    if source.adapt or source.modality is None:
+      continue
+    excluded = {pid for _, pid in source.exclude}
+    out.setdefault(source.modality, set()).update(
+        pid for pid in sources_lib.source_patients(source) if pid not in excluded)
+  return out
 
 
 def write_augmentation_previews(config, workdir: pathlib.Path) -> dict:

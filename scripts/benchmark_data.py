@@ -41,7 +41,7 @@ def main():
     config.data.synthetic.update(ct=args.ct, mr=args.mr, size=args.size, slices=args.slices)
     config.data.image_size = args.image_size
     t = time.perf_counter()
-    root = dataset_lib.resolve_root(config.data)
+    root = sources_lib.resolve_root(config.data)
     print(f"dataset: {root} ready in {time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
     data = dataset_lib.load_dataset(config.data)  # not cached yet: reads and prepares

@@ -84,7 +84,7 @@ def _spatial(key, images, masks, organs, c):
   return images, labels[..., :1], labels[..., 1].astype(organs.dtype)
 
 
-def _domain(key, images, augment_config, source, is_t2):
+def _domain(key, images, augment_config, source, is_t2, from_source=None):
   if not augment_config.domain:
     return images
   prob = augment_config.domain_prob
@@ -94,8 +94,14 @@ def _domain(key, images, augment_config, source, is_t2):
                        "for the domain transform: T1 and T2 have opposite tissue orderings")
     as_t1 = domain.domain_transform_batch(key, images, source="t1", prob=prob)
     as_t2 = domain.domain_transform_batch(key, images, source="t2", prob=prob)
-    return jnp.where(is_t2[:, None, None, None] > 0.5, as_t2, as_t1)
-  return domain.domain_transform_batch(key, images, source=source, prob=prob)
+    out = jnp.where(is_t2[:, None, None, None] > 0.5, as_t2, as_t1)
+  else:
+    out = domain.domain_transform_batch(key, images, source=source, prob=prob)
+  if from_source is None:
+    return out
+  # Slices of the other modality (self-training's pseudo-labelled target scans) are already
+  # what the transformation imitates: they keep their own contrast.
+  return jnp.where(from_source[:, None, None, None] > 0.5, out, images)
 
 
 def _gin_kwargs(c) -> dict:
@@ -116,7 +122,7 @@ def _per_slice(key, prob: float, augmented: Array, original: Array) -> Array:
 def _organ_labels(organs, masks) -> Array:
   """int32[B, H, W] organ labels; the liver mask as label 1 when the batch carries none."""
   if organs is None:
-    return (masks[..., 0] > 0.5).astype(jnp.int32)
+    return (masks[..., 0] == 1).astype(jnp.int32)  # not IGNORE (2) pixels
   organs = jnp.asarray(organs)
   return (organs[..., 0] if organs.ndim == 4 else organs).astype(jnp.int32)
 
@@ -165,7 +171,8 @@ def _augmix(key, images, masks, c):
 
 def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
                   source: str, is_t2: Array | None = None,
-                  organs: Array | None = None) -> tuple[Array, Array]:
+                  organs: Array | None = None,
+                  from_source: Array | None = None) -> tuple[Array, Array]:
   """Augments a batch on the device (one view per slice).
 
   Takes a PRNG key, `images` f32[B, H, W, 1] in [0, 1], `masks` f32[B, H, W, 1] (0/1), the
@@ -182,20 +189,25 @@ def augment_batch(key: Array, images: Array, masks: Array, augment_config: Any,
 
   `organs` (int32[B, H, W], optional): the organ label map (`nifti.ORGANS` numbering) of the
   local location-scale; None: the liver mask as label 1.
+
+  `from_source` (f32[B], optional): 0 marks slices of the other modality (self-training's
+  pseudo-labelled target scans), which the domain transform leaves as they are; masks may
+  hold `losses.IGNORE` (2) pixels, which every geometric step moves like the mask (nearest).
   """
   check_augment_config(augment_config)
   k_domain, k_augmix = jax.random.split(key)  # the streams of the domain + AugMix recipes
   k_dg = jax.random.fold_in(key, 2)
   images, masks, organs = _spatial(jax.random.fold_in(key, 3), images, masks, organs,
                                    augment_config)
-  images = _domain(k_domain, images, augment_config, source, is_t2)
+  images = _domain(k_domain, images, augment_config, source, is_t2, from_source)
   images = _dg_one_view(k_dg, images, masks, augment_config, organs)
   return _augmix(k_augmix, images, masks, augment_config)
 
 
 def augment_views(key: Array, images: Array, masks: Array, augment_config: Any, source: str,
                   is_t2: Array | None = None,
-                  organs: Array | None = None) -> tuple[Array, Array, Array]:
+                  organs: Array | None = None,
+                  from_source: Array | None = None) -> tuple[Array, Array, Array]:
   """The two views of a two-view recipe (`two_view_mode`), aligned with one mask.
 
   Arguments as `augment_batch`. "ipa": (GIN view, GIN-IPA blended view) of `dg.gin_ipa`, each
@@ -214,7 +226,7 @@ def augment_views(key: Array, images: Array, masks: Array, augment_config: Any, 
   k_domain, k_augmix = jax.random.split(key)
   k_dg, k_pick = jax.random.split(jax.random.fold_in(key, 2))
   images, masks, organs = _spatial(jax.random.fold_in(key, 3), images, masks, organs, c)
-  images = _domain(k_domain, images, c, source, is_t2)
+  images = _domain(k_domain, images, c, source, is_t2, from_source)
   if mode == "ipa":
     v1, v2 = dg.gin_ipa(k_dg, images, grid=int(c.get("ipa_grid", 4)), **_gin_kwargs(c))
     prob = float(c.get("gin_prob", 1.0))

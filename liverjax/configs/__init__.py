@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import pathlib
 
+import ml_collections
+
+from liverjax.configs import default
+
 DIRECTORY = pathlib.Path(__file__).resolve().parent
 _NO_VALUE = object()
 
@@ -55,3 +59,27 @@ def resolve_argv(argv: list[str]) -> list[str]:
     elif a == "--config" and i + 1 < len(out):
       out[i + 1] = resolve(out[i + 1])
   return out
+
+
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """The config of a checkpoint: its saved dict, with fields it lacks from the defaults.
+
+  Args:
+    saved: the JSON dict saved beside a checkpoint (`config.to_dict()`).
+
+  Returns:
+    A ConfigDict; fields added since the checkpoint was made take their defaults
+    (`configs/default.py`).
+  """
+  config = ml_collections.ConfigDict(saved)
+
+  def fill(target, defaults):
+    for key, value in defaults.items():
+      if key not in target:
+        target[key] = value
+      elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+          target[key], ml_collections.ConfigDict):
+        fill(target[key], value)
+
+  fill(config, default.get_config())
+  return config

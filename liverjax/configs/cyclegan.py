@@ -11,6 +11,7 @@ for the generators. Presets (`--config=configs/cyclegan.py:<preset>`):
            6 min on a 2-core CPU (365 s measured end to end, ~1.6 steps/s)
 """
 from liverjax.configs import default
+from liverjax.configs import real
 
 
 def get_config(preset: str = "default"):
@@ -22,6 +23,15 @@ def get_config(preset: str = "default"):
     config.cyclegan.update(batch_size=8, generator_features=16, generator_blocks=4,
                            discriminator_features=32, discriminator_layers=3, steps=600,
                            sample_every=300, checkpoint_every=300)
+  elif preset == "real":
+    real.set_real_sources(config)
+    config.data.image_size = 64
+    config.data.field_of_view = real.BEST_FIELD_OF_VIEW
+    config.data.split = (0.8, 0.2, 0.0)
+    config.cyclegan.update(batch_size=8, generator="unet", generator_features=16,
+                           generator_depth=3, discriminator_features=32, discriminator_layers=2,
+                           lambda_structure=0.0, steps=2000, sample_every=500,
+                           checkpoint_every=500)
   elif preset != "default":
-    raise ValueError(f"cyclegan preset {preset!r}: expected 'default' or 'cpu'")
+    raise ValueError(f"cyclegan preset {preset!r}: expected 'default', 'cpu' or 'real'")
   return config

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   # A CHAOS folder (`CHAOS_Train_Sets`, `Train_Sets`, or a folder holding CT/
   # and MR/). None: generate the synthetic CHAOS dataset into `cache_dir`.
   data.root = ml_collections.FieldReference(None, field_type=str)
-  # Sources per modality (liverjax.data.dataset.resolve_sources), read in
+  # Sources per modality (liverjax.data.sources.resolve_sources), read in
   # addition to `root`: each `root` is a path or a tuple of paths, every one a
   # CHAOS folder or a NIfTI dataset folder (MSD / nnU-Net: dataset.json +
   # imagesTr/ + labelsTr/; or plain images/ + labels/), auto-detected; only
@@ -32,11 +32,19 @@ def get_config() -> ml_collections.ConfigDict:
   # NIfTI MR data ("t1_in" | "t1_out" | "t2"; None: from dataset.json, "t2"
   # for a generic "MR" channel). With root, ct.root and mr.root all None, the
   # synthetic CHAOS dataset is used.
+  # `adapt_root`: target-modality scans used WITHOUT labels (a path or a tuple, CHAOS or NIfTI,
+  # as `root`; a folder of NIfTI images alone is enough): no label file there is opened. They
+  # are the CycleGAN's side of that modality and what self-training pseudo-labels
+  # (`self_training`); they are never tested. With it set, that modality's `root` is test only.
+  # A folder named both as `root` and `adapt_root` is split in half by patient (sorted ids,
+  # alternately, the first to adapt; `sources.halve_shared_folder`), so no scan is both.
   data.ct = ml_collections.ConfigDict(dict(
       root=ml_collections.FieldReference(None, field_type=object),
+      adapt_root=ml_collections.FieldReference(None, field_type=object),
       liver_label=ml_collections.FieldReference(None, field_type=int)))
   data.mr = ml_collections.ConfigDict(dict(
       root=ml_collections.FieldReference(None, field_type=object),
+      adapt_root=ml_collections.FieldReference(None, field_type=object),
       liver_label=ml_collections.FieldReference(None, field_type=int),
       sequence=ml_collections.FieldReference(None, field_type=str)))
   data.cache_dir = "~/.cache/liverjax"
@@ -65,6 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Patient-level split fractions (train, val, test), per modality.
   data.split = (0.6, 0.2, 0.2)
   data.split_seed = 0
+  # k-fold over the trained modality's patients (0: off, `split` as above): fold `fold` is its
+  # test split, the other patients are split into train / val by `split`'s first two
+  # proportions (`dataset.fold_split`). Running fold = 0..folds-1 tests every patient once,
+  # each by a model that neither trained on it nor selected its checkpoint with it.
+  data.folds = 0
+  data.fold = 0
   # A target modality that is never trained on (a target other than `source`;
   # the CycleGAN trains on both) puts all its patients in the test split;
   # `split` then applies to the trained modality only. False: `split` for all.
@@ -175,8 +189,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Unpaired CT <-> MR translation (experiment "cyclegan", liverjax/cyclegan/).
   # A = CT, B = MR; G: CT -> MR, F: MR -> CT; D_A judges CT, D_B judges MR.
   config.cyclegan = cg = ml_collections.ConfigDict()
-  cg.generator_features = 32  # F of the ResNet generator (F, 2F, 4F)
-  cg.generator_blocks = 6  # residual blocks (6 at 128 px, 9 at 256 px in the paper)
+  # "resnet": the paper's ResNet generator (F, 2F, 4F channels, `generator_blocks` residual
+  # blocks at 1/4 resolution); "unet": a U-Net generator (`generator_depth` stages from F
+  # channels, group norm) whose skips carry the input's edges to the output, so the anatomy
+  # stays where it is (models/cyclegan.py UNetGenerator).
+  cg.generator = "resnet"
+  cg.generator_features = 32  # F of the generator
+  cg.generator_blocks = 6  # resnet: residual blocks (6 at 128 px, 9 at 256 px in the paper)
+  cg.generator_depth = 3  # unet: down-sampling stages (image_size divisible by 2**depth)
   cg.discriminator_features = 64  # F of the PatchGAN (paper: 64)
   cg.discriminator_layers = 3  # 3: the 70x70 PatchGAN
   cg.dtype = "float32"  # compute dtype: "float32" | "bfloat16" (params stay f32)
@@ -190,6 +210,10 @@ def get_config() -> ml_collections.ConfigDict:
   cg.decay_start_fraction = 0.5
   cg.lambda_cycle = 10.0  # weight of the cycle-consistency L1 (both directions)
   cg.lambda_identity = 0.5  # identity L1 weight, relative: lambda_identity * lambda_cycle
+  # Structure term: lambda_structure * mean |MIND(x) - MIND(translated x)| per direction, the
+  # modality-independent neighbourhood descriptor (cyclegan/losses.py mind_descriptor): the
+  # translation keeps where the input's edges run. 0: off (the paper's objective).
+  cg.lambda_structure = 0.0
   cg.pool_size = 50  # history of generated images the discriminators see (0: none)
   cg.log_every = 50
   cg.sample_every = 500  # sample grid PNG + TensorBoard image
@@ -200,6 +224,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Body pixels (the histograms' support): intensity above this in the image
   # that was translated (the real image for the real-target histogram).
   cg.body_threshold = 0.05
+  # The task-based score (cyclegan/quality.py task_score): U-Nets trained on CT and on MR
+  # (workdirs, prepared like this run's slices) segment the translated labelled scans of the
+  # other modality; None: not measured. The study sets them to its in-domain runs.
+  cg.task_unet_ct = ml_collections.FieldReference(None, field_type=str)
+  cg.task_unet_mr = ml_collections.FieldReference(None, field_type=str)
 
   # ---------------------------------------------------------------- translate
   # The CycleGAN-based U-Net (a data step before training, liverjax/cyclegan/translate.py):
@@ -215,6 +244,33 @@ def get_config() -> ml_collections.ConfigDict:
   # translated slices only, as in the study.
   tr.mix = 0.0
   tr.batch_size = 32  # slices per translation call, over all devices
+
+  # ---------------------------------------------------------------- self_training
+  # Self-training on the unlabelled target scans of `data.<m>.adapt_root`
+  # (liverjax/segmentation/self_training.py, arranged by liverjax/experiment.py). A teacher
+  # labels them (3D, its own test-time options `eval.*`), the labels are filtered, and a
+  # student trains on the source slices + the pseudo-labelled target slices in the same
+  # trainer; each student teaches the next round's.
+  config.self_training = st = ml_collections.ConfigDict()
+  st.rounds = 0  # students, one after the other (0: no self-training)
+  # The teacher: None trains it first in this run, into <workdir>/teacher (this config
+  # without self-training); or a trained U-Net's workdir / checkpoints/<step> folder, prepared
+  # with the same data settings (its saved config gives its test-time options).
+  st.teacher = ml_collections.FieldReference(None, field_type=str)
+  # A pixel is labelled where the teacher's probability is >= confidence (liver, inside the
+  # largest 3D component) or <= 1 - confidence (background); the rest is left out of the loss.
+  st.confidence = 0.9
+  # A scan whose predicted liver is outside this volume (mL), or lies mostly on the patient's
+  # left, or has fewer than min_confident_fraction of its body pixels labelled, is dropped.
+  st.min_liver_ml = 500.0
+  st.max_liver_ml = 3500.0
+  st.min_confident_fraction = 0.5
+  st.target_fraction = 0.5  # about this share of the slices drawn are pseudo-labelled target
+  # Test-time options of the students (their evaluation, and their pseudo-labels as the
+  # next round's teacher): a student has seen target scans, so the teacher's matching to the
+  # source intensities (`eval.intensity`) is not its own.
+  st.student_intensity = "none"
+  st.student_adapt_bn = "none"
 
   # ---------------------------------------------------------------- eval
   config.eval = ev = ml_collections.ConfigDict()

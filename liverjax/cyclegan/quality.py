@@ -78,20 +78,58 @@ def translation_quality(translate_ab: Callable, translate_ba: Callable, real_a: 
               slices=int(len(real_a)), target_slices=int(len(real_b)))
 
 
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+  a, b = np.asarray(a) > 0, np.asarray(b) > 0
+  total = int(a.sum()) + int(b.sum())
+  return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def task_score(translate: Callable, segment: Callable, volumes) -> dict:
+  """Whether the liver survives translation: a U-Net trained on the target modality segments
+  the translated source volumes, scored against the source's own liver masks.
+
+  Args:
+    translate: f32[N,H,W,1] -> f32[N,H,W,1] numpy translator (source -> target).
+    segment: f32[Z,H,W] target-modality image -> u8[Z,H,W] liver prediction
+      (`segmentation.evaluate.load_segmenter`).
+    volumes: labelled source `PreparedVolume`s.
+
+  Returns:
+    {"translated": mean Dice over volumes, "untranslated": the same U-Net on the source
+    volumes as they are (the gap the translation should close), "volumes": count,
+    "per_volume": {patient_id: [translated, untranslated]}}.
+  """
+  rows = {}
+  for v in volumes:
+    moved = translate(v.image[..., None].astype(np.float32))[..., 0]
+    rows[v.patient_id] = [_dice(segment(moved), v.mask), _dice(segment(v.image), v.mask)]
+  values = np.asarray(list(rows.values()), np.float64).reshape(-1, 2)
+  return dict(translated=float(values[:, 0].mean()) if len(values) else float("nan"),
+              untranslated=float(values[:, 1].mean()) if len(values) else float("nan"),
+              volumes=len(rows), per_volume=rows)
+
+
 # ---------------------------------------------------------------------- samples
 
 
-def pick_sample_slices(volumes, n: int) -> np.ndarray:
-  """n slices spread over the volumes, each the slice with the most liver: f32[n,H,W,1]."""
+def pick_sample_slices(volumes, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """n slices spread over the volumes, each the slice with the most liver.
+
+  Returns:
+    (images f32[n,H,W,1], liver masks u8[n,H,W]); empty arrays without volumes.
+  """
   if not volumes or n <= 0:
-    return np.zeros((0, 1, 1, 1), np.float32)
-  picks = []
+    return np.zeros((0, 1, 1, 1), np.float32), np.zeros((0, 1, 1), np.uint8)
+  images, masks = [], []
   for i in range(n):
     v = volumes[i % len(volumes)]
     area = v.mask.reshape(v.mask.shape[0], -1).sum(1, dtype=np.int64)
     order = np.argsort(-area, kind="stable")
-    picks.append(v.image[order[(i // len(volumes)) % len(order)]])
-  return np.stack(picks)[..., None].astype(np.float32)
+    z = order[(i // len(volumes)) % len(order)]
+    images.append(v.image[z])
+    masks.append(v.mask[z])
+  return (np.stack(images)[..., None].astype(np.float32),
+          (np.stack(masks) > 0).astype(np.uint8))
 
 
 def sample_grid(translate_ab: Callable, translate_ba: Callable, ct: np.ndarray,
@@ -111,22 +149,34 @@ def sample_grid(translate_ab: Callable, translate_ba: Callable, ct: np.ndarray,
   return np.stack([r[..., 0] for r in rows])
 
 
-def write_sample_png(grid: np.ndarray, path, step: int) -> None:
-  """Draws `sample_grid`'s f32[6,n,H,W] as a labelled PNG at `path`."""
+def write_sample_png(grid: np.ndarray, path, step: int, ct_masks: np.ndarray | None = None,
+                     mr_masks: np.ndarray | None = None) -> None:
+  """Draws `sample_grid`'s f32[6,n,H,W] as a labelled PNG at `path`.
+
+  With `ct_masks` / `mr_masks` (u8[n,H,W], the liver of the real CT / MR slices), the liver's
+  outline is drawn in green on the three rows of its slice (real, translated, back): a
+  translation that keeps the anatomy keeps the liver inside it.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   rows, cols = grid.shape[:2]
+  outlines = [ct_masks] * 3 + [mr_masks] * 3
   fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols + 0.6, 1.8 * rows), squeeze=False)
   for r in range(rows):
     for c in range(cols):
       ax = axes[r, c]
       ax.imshow(grid[r, c], cmap="gray", vmin=0, vmax=1)
+      mask = outlines[r][c] if outlines[r] is not None and c < len(outlines[r]) else None
+      if mask is not None and mask.any():
+        ax.contour(mask, levels=[0.5], colors="lime", linewidths=0.7)
       ax.set_xticks([])
       ax.set_yticks([])
       if c == 0:
         ax.set_ylabel(SAMPLE_ROWS[r], fontsize=8)
-  fig.suptitle(f"CycleGAN samples, step {step}", fontsize=9)
+  fig.suptitle(f"CycleGAN samples, step {step}"
+               + (" (liver outline of the real slice in green)"
+                  if ct_masks is not None or mr_masks is not None else ""), fontsize=9)
   fig.tight_layout()
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=100)

@@ -94,8 +94,20 @@ def _dtype(name: str):
   return jnp.dtype(name)
 
 
-def create_generator(cg_config, rngs: nnx.Rngs) -> cyclegan_models.ResnetGenerator:
-  """The ResnetGenerator described by `config.cyclegan`."""
+GENERATORS = ("resnet", "unet")
+
+
+def create_generator(cg_config, rngs: nnx.Rngs) -> nnx.Module:
+  """The generator described by `config.cyclegan`: `generator` "resnet" (the paper's
+  `ResnetGenerator`, `generator_blocks` residual blocks) or "unet" (`UNetGenerator`,
+  `generator_depth` stages); `generator_features` channels in the first layer either way."""
+  kind = cg_config.get("generator", "resnet")
+  if kind == "unet":
+    return cyclegan_models.UNetGenerator(
+        features=cg_config.generator_features, depth=cg_config.get("generator_depth", 3),
+        dtype=_dtype(cg_config.dtype), rngs=rngs)
+  if kind != "resnet":
+    raise ValueError(f"cyclegan.generator={kind!r}: expected one of {GENERATORS}")
   return cyclegan_models.ResnetGenerator(
       features=cg_config.generator_features, n_blocks=cg_config.generator_blocks,
       dtype=_dtype(cg_config.dtype), rngs=rngs)
@@ -186,8 +198,8 @@ def create_cyclegan_state(config: ml_collections.ConfigDict, mesh, rng: jax.Arra
   return model_graphs(cg), init(rng), (tx, tx)
 
 
-ARCHITECTURE_KEYS = ("generator_features", "generator_blocks", "discriminator_features",
-                     "discriminator_layers", "dtype")
+ARCHITECTURE_KEYS = ("generator", "generator_features", "generator_blocks", "generator_depth",
+                     "discriminator_features", "discriminator_layers", "dtype")
 
 
 @functools.cache
@@ -270,7 +282,7 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
                   key: jax.Array, learning_rate: jax.Array, *, graphs: Graphs,
                   gen_tx: optax.GradientTransformation,
                   disc_tx: optax.GradientTransformation, lambda_cycle: float,
-                  lambda_identity: float, batch_sharding=None):
+                  lambda_identity: float, lambda_structure: float = 0.0, batch_sharding=None):
   """One CycleGAN step (generator update, pools, discriminator update). Pure.
 
   Jit it with `make_cyclegan_step`.
@@ -284,7 +296,8 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
       `learning_rate_schedule(config.cyclegan)(state.step)`).
     graphs: the static `Graphs`.
     gen_tx, disc_tx: the update directions, `update_direction` (static).
-    lambda_cycle, lambda_identity: loss weights (static).
+    lambda_cycle, lambda_identity, lambda_structure: loss weights (static;
+      `losses.generator_losses`).
     batch_sharding: optional sharding the pool outputs are constrained to
       (the batch sharding, so the discriminators run data-parallel).
 
@@ -307,7 +320,7 @@ def cyclegan_step(state: CycleGanState, batch_ct: jax.Array, batch_mr: jax.Array
     d_b = apply(disc_graph, state.d_b)
     total, terms, fakes = losses.generator_losses(
         g, f, d_a, d_b, batch_ct, batch_mr, lambda_cycle=lambda_cycle,
-        lambda_identity=lambda_identity)
+        lambda_identity=lambda_identity, lambda_structure=lambda_structure)
     return total, (terms, fakes)
 
   gen_params = {"g": state.g, "f": state.f}
@@ -364,17 +377,20 @@ def make_cyclegan_step(config, graphs: Graphs, txs, mesh):
     per (graphs, optimizers, loss weights, mesh): it compiles once per process.
   """
   gen_tx, disc_tx = txs
-  return _compiled_step(graphs, gen_tx, disc_tx, float(config.cyclegan.lambda_cycle),
-                        float(config.cyclegan.lambda_identity), mesh)
+  cg = config.cyclegan
+  weights = (float(cg.lambda_cycle), float(cg.lambda_identity),
+             float(cg.get("lambda_structure", 0.0)))
+  return _compiled_step(graphs, gen_tx, disc_tx, weights, mesh)
 
 
 @functools.cache
-def _compiled_step(graphs, gen_tx, disc_tx, lambda_cycle, lambda_identity, mesh):
+def _compiled_step(graphs, gen_tx, disc_tx, weights, mesh):
   replicated = runtime.replicated_sharding(mesh)
   batch = runtime.batch_sharding(mesh)
   step = functools.partial(
       cyclegan_step, graphs=graphs, gen_tx=gen_tx, disc_tx=disc_tx,
-      lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, batch_sharding=batch)
+      lambda_cycle=weights[0], lambda_identity=weights[1], lambda_structure=weights[2],
+      batch_sharding=batch)
   return jax.jit(step, in_shardings=(replicated, batch, batch, replicated, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,),
                  compiler_options=runtime.compiler_options())

@@ -23,6 +23,7 @@ from liverjax.cyclegan import state as state_lib
 from liverjax.cyclegan import translate as translate_lib
 from liverjax.data import dataset as dataset_lib
 from liverjax.data import pipeline
+from liverjax.segmentation import evaluate
 
 NONFINITE_HINT = "Lower cyclegan.learning_rate or use cyclegan.dtype='float32'."
 
@@ -49,8 +50,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if data is None:
     data = dataset_lib.load_dataset(config.data, trained_domains=("ct", "mr"))
   mr_seqs = dataset_lib.domain_sequences("mr", config.data)
-  ct_train = data.select("ct", "train", ("ct",))
-  mr_train = data.select("mr", "train", mr_seqs)
+  # A modality with unlabelled scans (`data.<m>.adapt_root`) is translated from and to those
+  # scans (its labelled ones are test only); else from its training patients.
+  ct_train = data.select("ct", "adapt", ("ct",)) or data.select("ct", "train", ("ct",))
+  mr_train = data.select("mr", "adapt", mr_seqs) or data.select("mr", "train", mr_seqs)
   if not ct_train or not mr_train:
     raise configs.ConfigError("data.split", f"the CycleGAN needs CT and MR training volumes; "
                               f"{data.root} has {len(ct_train)} CT and {len(mr_train)} MR "
@@ -87,11 +90,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                len(mr_images), len(mr_train), ",".join(mr_seqs), start_step, total_steps,
                cg.batch_size, mesh.size)
 
-  def held_out(domain, seqs):
-    return data.select(domain, "val", seqs) or data.select(domain, "train", seqs)
+  def held_out(domain, seqs):  # labelled slices, for the liver outlines of the samples
+    return (data.select(domain, "val", seqs) or data.select(domain, "test", seqs)
+            or data.select(domain, "train", seqs))
 
-  sample_ct = quality_lib.pick_sample_slices(held_out("ct", ("ct",)), cg.sample_slices)
-  sample_mr = quality_lib.pick_sample_slices(held_out("mr", mr_seqs), cg.sample_slices)
+  sample_ct, outline_ct = quality_lib.pick_sample_slices(held_out("ct", ("ct",)),
+                                                         cg.sample_slices)
+  sample_mr, outline_mr = quality_lib.pick_sample_slices(held_out("mr", mr_seqs),
+                                                         cg.sample_slices)
 
   def step_fn(state, step):
     ct_batch, mr_batch = next(ct_batches), next(mr_batches)
@@ -100,10 +106,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   def log_line(step, means, rate, eta):
     logging.info("step %d/%d  %.2f steps/s (%.0f image pairs/s)  ETA %s  lr %.2e  G total "
-                 "%.4f (g_adv %.4f f_adv %.4f cycle %.4f identity %.4f)  D_A %.4f  D_B %.4f",
-                 step, total_steps, rate, rate * cg.batch_size, eta,
+                 "%.4f (g_adv %.4f f_adv %.4f cycle %.4f identity %.4f structure %.4f)  "
+                 "D_A %.4f  D_B %.4f", step, total_steps, rate, rate * cg.batch_size, eta,
                  means["learning_rate"], means["total_g"], means["g_adv"], means["f_adv"],
-                 means["cycle"], means["identity"], means["d_a"], means["d_b"])
+                 means["cycle"], means["identity"], means["structure"], means["d_a"],
+                 means["d_b"])
 
   def write_samples(step, state):
     n = min(len(sample_ct), len(sample_mr))
@@ -113,7 +120,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                    functools.partial(run, functools.partial(apply, state.f)),
                                    sample_ct[:n], sample_mr[:n])
     if jax.process_index() == 0:
-      quality_lib.write_sample_png(grid, workdir / "samples" / f"step_{step:06d}.png", step)
+      quality_lib.write_sample_png(grid, workdir / "samples" / f"step_{step:06d}.png", step,
+                                   outline_ct[:n], outline_mr[:n])
     writer.write_images(step, {"translations": quality_lib.grid_image(grid)})
 
   def save(step, state):
@@ -146,8 +154,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                       "mr_to_ct": q(translate_ba, translate_ab, mr_split, ct_split)}
     writer.write_scalars(step, {f"{d}_{k}": v for d, r in quality[split].items()
                                 for k, v in r.items()}, split=split)
+  task = task_scores(config, data, translate_ab, translate_ba, mesh)
   writer.flush()
   return dict(experiment="cyclegan", checkpoint=f"{manager.directory}/{step}",
               step=int(step), data_root=data.root, mr_sequences=list(mr_seqs),
               bins=int(cg.histogram_bins), body_threshold=float(cg.body_threshold),
-              quality=quality)
+              quality=quality, task_score=task)
+
+
+def task_scores(config, data: dataset_lib.Dataset, translate_ab, translate_ba, mesh) -> dict:
+  """The task-based translation score (`quality.task_score`) per split of labelled scans, when
+  `cyclegan.task_unet_ct` and `cyclegan.task_unet_mr` name U-Nets trained on each modality
+  (prepared like this run's slices); {} otherwise.
+
+  Returns:
+    split -> {"ct_to_mr": G's score with the MR U-Net, "mr_to_ct": F's with the CT U-Net}.
+  """
+  cg = config.cyclegan
+  if not (cg.get("task_unet_ct") and cg.get("task_unet_mr")):
+    return {}
+  mr_seqs = dataset_lib.domain_sequences("mr", config.data)
+  segment = {}
+  for domain in ("ct", "mr"):
+    segment[domain], unet_config = evaluate.load_segmenter(cg[f"task_unet_{domain}"], mesh)
+    for field in ("image_size", "field_of_view", "normalization"):
+      if unet_config.data.get(field) != config.data.get(field):
+        raise configs.ConfigError(f"cyclegan.task_unet_{domain}", f"was trained with data."
+                                  f"{field}={unet_config.data.get(field)!r}, the CycleGAN with "
+                                  f"{config.data.get(field)!r}", cg[f"task_unet_{domain}"])
+  out = {}
+  for split in ("train", "val", "test"):
+    ct = data.select("ct", split, ("ct",))
+    mr = data.select("mr", split, mr_seqs)
+    if ct and mr:
+      out[split] = {"ct_to_mr": quality_lib.task_score(translate_ab, segment["mr"], ct),
+                    "mr_to_ct": quality_lib.task_score(translate_ba, segment["ct"], mr)}
+      logging.info("CycleGAN task score (%s): CT -> MR %.3f (untranslated %.3f), MR -> CT "
+                   "%.3f (untranslated %.3f)", split, out[split]["ct_to_mr"]["translated"],
+                   out[split]["ct_to_mr"]["untranslated"], out[split]["mr_to_ct"]["translated"],
+                   out[split]["mr_to_ct"]["untranslated"])
+  return out

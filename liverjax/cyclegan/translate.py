@@ -49,9 +49,13 @@ def _saved_config(config, saved: dict | None) -> ml_collections.ConfigDict:
   out.cyclegan = ml_collections.ConfigDict(config.cyclegan.to_dict())
   out.data = ml_collections.ConfigDict({"image_size": config.data.image_size})
   if saved:
+    if saved.get("cyclegan") and "generator" not in saved["cyclegan"]:
+      out.cyclegan.generator = "resnet"  # made before the U-Net generator existed
     for k, v in (saved.get("cyclegan") or {}).items():
       if k in out.cyclegan and v is not None:
-        out.cyclegan[k] = type(out.cyclegan[k])(v) if not isinstance(v, list) else tuple(v)
+        current = out.cyclegan[k]
+        out.cyclegan[k] = (tuple(v) if isinstance(v, list) else
+                           v if current is None else type(current)(v))
     if "image_size" in (saved.get("data") or {}):
       out.data.image_size = int(saved["data"]["image_size"])
   return out
@@ -78,7 +82,7 @@ def load_cyclegan_state(checkpoint_workdir_or_path, config, mesh=None):
   if step is None:
     raise FileNotFoundError(f"no CycleGAN checkpoint in {directory}")
   ckpt_config = _saved_config(config, checkpointing.restore_config(manager, step))
-  for k in ("generator_features", "generator_blocks", "dtype"):
+  for k in ("generator", "generator_features", "generator_blocks", "generator_depth", "dtype"):
     if ckpt_config.cyclegan[k] != config.cyclegan[k]:
       logging.info("CycleGAN checkpoint %s/%d has cyclegan.%s=%r (config: %r); using the "
                    "checkpoint's", directory, step, k, ckpt_config.cyclegan[k],

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import time
 
@@ -25,12 +24,13 @@ from absl import logging
 from liverjax.data import cache
 from liverjax.data import chaos
 from liverjax.data import filelock
-from liverjax.data import nifti
 from liverjax.data import preprocess
-from liverjax.data import synthetic
+from liverjax.data import sources as sources_lib
 
 CACHE_VERSION = 2  # 2: .npz + JSON (was a pickle)
-DOMAINS = ("ct", "mr")
+DOMAINS = sources_lib.DOMAINS
+domain_modality = sources_lib.domain_modality
+expand_path = sources_lib.expand_path
 
 
 @dataclasses.dataclass
@@ -61,13 +61,6 @@ class Dataset:
         continue
       out.append(v)
     return out
-
-
-def domain_modality(domain: str) -> str:
-  """Maps a domain name ("ct" | "mr") to the CHAOS modality ("CT" | "MR")."""
-  if domain not in DOMAINS:
-    raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
-  return domain.upper()
 
 
 def domain_sequences(domain: str, data_config) -> tuple[str, ...]:
@@ -112,142 +105,25 @@ def slice_is_t2(volumes) -> np.ndarray:
                          for v in volumes])
 
 
-def expand_path(path) -> pathlib.Path:
-  return pathlib.Path(os.path.expandvars(os.path.expanduser(str(path))))
-
-
-def resolve_root(data_config) -> pathlib.Path:
-  """Returns the CHAOS folder to read: `data.root`, or the synthetic default.
-
-  With `data.root` None, the synthetic CHAOS dataset described by
-  `data.synthetic` is generated once into `data.cache_dir` (and reused).
-  """
-  if data_config.root:
-    return chaos.find_root(expand_path(data_config.root))
-  s = data_config.synthetic
-  out = expand_path(data_config.cache_dir) / (
-      f"synthetic-ct{s.ct}-mr{s.mr}-{s.size}px-{s.slices}sl-seed{s.seed}")
-  logging.info("data.root is unset: using the synthetic CHAOS dataset (%d CT + %d MR "
-               "patients, %d px, %d slices, seed %d) in %s (generated if absent)",
-               s.ct, s.mr, s.size, s.slices, s.seed, out)
-  start = time.time()
-  root = synthetic.cached_chaos(out, n_ct=s.ct, n_mr=s.mr, size=s.size,
-                                slices=s.slices, seed=s.seed)
-  logging.info("synthetic dataset ready in %.1fs", time.time() - start)
-  return chaos.find_root(root)
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-  """One data folder to read.
-
-  Attributes:
-    path: a CHAOS folder (as `chaos.find_root` returns it) or a NIfTI dataset folder.
-    kind: "chaos" | "nifti".
-    modality: "CT" | "MR" for a per-modality source (`data.ct.root` /
-      `data.mr.root`: only that modality is read, and a NIfTI dataset must be
-      of it); None for `data.root` (whatever the folder holds).
-    liver_label: NIfTI liver label override (None: dataset.json `labels["liver"]`).
-    sequence: NIfTI MR sequence override (None: from dataset.json).
-  """
-  path: pathlib.Path
-  kind: str
-  modality: str | None = None
-  liver_label: int | None = None
-  sequence: str | None = None
-
-
-def _as_paths(value) -> list:
-  if value is None or value == "":
-    return []
-  if isinstance(value, (list, tuple)):
-    return [v for v in value if v]
-  return [value]
-
-
-def make_source(path, modality: str | None = None, liver_label=None,
-                sequence: str | None = None) -> Source:
-  """A Source for `path`, its kind auto-detected: a NIfTI dataset (dataset.json or
-  NIfTI image/label pairs) or a CHAOS folder.
-
-  Raises:
-    chaos.ChaosError: naming `path`, when it is neither.
-  """
-  p = expand_path(path)
-  if not p.is_dir():
-    raise chaos.ChaosError(f"{p}: no such folder (expected a CHAOS or NIfTI dataset folder)")
-  if nifti.is_nifti_dataset(p):
-    return Source(p.resolve(), "nifti", modality, liver_label, sequence)
-  try:
-    return Source(chaos.find_root(p), "chaos", modality)
-  except chaos.ChaosError as e:
-    raise chaos.ChaosError(f"{p}: neither a CHAOS folder (no CT/ or MR/) nor a NIfTI dataset "
-                           "(no dataset.json, no NIfTI image/label pairs)") from e
-
-
-def resolve_sources(data_config) -> list[Source]:
-  """The folders to read: `data.root`, `data.ct.root`, `data.mr.root`, or the synthetic default.
-
-  `data.root` is one folder (CHAOS, or a NIfTI dataset whose dataset.json names
-  its modality); `data.ct.root` / `data.mr.root` are each a path or a tuple of
-  paths, CHAOS or NIfTI, read for that modality only, with the NIfTI overrides
-  `data.<ct|mr>.liver_label` and `data.mr.sequence`. With none of them set,
-  the synthetic CHAOS dataset (`resolve_root`).
-
-  Returns:
-    The sources in order: data.root, then the CT roots, then the MR roots.
-  """
-  sources = []
-  if data_config.root:
-    sources.append(make_source(data_config.root))
-  for domain in DOMAINS:
-    section = data_config.get(domain)
-    if section is None:
-      continue
-    for path in _as_paths(section.get("root")):
-      sources.append(make_source(path, domain_modality(domain), section.get("liver_label"),
-                                 section.get("sequence")))
-  if not sources:
-    sources.append(Source(resolve_root(data_config), "chaos"))
-  return sources
-
-
-def describe_sources(data_config) -> str:
-  """The configured data folders in one line (no file access), for reports."""
-  parts = [str(data_config.root)] if data_config.root else []
-  for domain in DOMAINS:
-    section = data_config.get(domain)
-    paths = _as_paths(section.get("root")) if section is not None else []
-    parts += [f"{domain.upper()}: {p}" for p in paths]
-  return "; ".join(parts) or "synthetic CHAOS (embedded default)"
-
-
-def _read_source(source: Source, sequences) -> tuple[list, list[str]]:
-  """Volumes and problems of one source, restricted to its modality and `sequences`."""
-  if source.kind == "nifti":
-    volumes, problems = nifti.load_volumes(source.path, source.modality, source.liver_label,
-                                           source.sequence)
-    return [v for v in volumes if v.sequence in sequences], problems
-  seqs = tuple(s for s in sequences
-               if source.modality is None or (s == "ct") == (source.modality == "CT"))
-  return chaos.load_volumes(source.path, sequences=seqs)
-
-
-def _unique_ids(per_source: list[tuple[Source, list]]) -> list:
-  """All volumes, a patient id already used by an earlier source (same modality)
-  prefixed with its source folder's name (`<folder>/<id>`)."""
-  seen, out = set(), []
+def _unique_ids(per_source: list[tuple[sources_lib.Source, list]]) -> tuple[list, list[bool]]:
+  """(all volumes, whether each is labelled): a patient id already used by an earlier source
+  (same modality) is prefixed with its source folder's name (`<folder>/<id>`), and that of
+  an adapt (unlabelled) source also with "unlabelled:" when that is still taken."""
+  seen, out, labelled = set(), [], []
   for source, volumes in per_source:
     ids = {(v.modality, v.patient_id) for v in volumes}
     for v in volumes:
       if (v.modality, v.patient_id) in seen:
         v = dataclasses.replace(v, patient_id=f"{source.path.name}/{v.patient_id}")
+      if (v.modality, v.patient_id) in seen:
+        v = dataclasses.replace(v, patient_id=f"unlabelled:{v.patient_id}")
       out.append(v)
-    seen |= ids
-  return out
+      labelled.append(not source.adapt)
+    seen |= ids | {(v.modality, v.patient_id) for v in out}
+  return out, labelled
 
 
-def _cache_key(sources: list[Source], data_config, sequences) -> str:
+def _cache_key(sources: list[sources_lib.Source], data_config, sequences) -> str:
   """A key that changes when the files of any source (symlinked folders followed),
   the preprocessing settings or the data-shaping code change."""
   h = hashlib.sha256()
@@ -255,8 +131,8 @@ def _cache_key(sources: list[Source], data_config, sequences) -> str:
     cache.digest_tree(h, source.path)
   settings = dict(
       version=CACHE_VERSION, code=cache.code_digest(), sequences=list(sequences),
-      sources=[[str(s.path.absolute()), s.kind, s.modality, s.liver_label, s.sequence]
-               for s in sources],
+      sources=[[str(s.path.absolute()), s.kind, s.modality, s.liver_label, s.sequence,
+                s.adapt, s.patients, [list(e) for e in s.exclude]] for s in sources],
       image_size=data_config.image_size, normalization=data_config.normalization,
       ct_window=list(data_config.ct_window),
       ct_window_from_dicom=data_config.ct_window_from_dicom,
@@ -270,19 +146,19 @@ def _read_and_prepare(sources, data_config, sequences):
   start = time.time()
   per_source, problems = [], []
   for source in sources:
-    vols, probs = _read_source(source, sequences)
+    vols, probs = sources_lib.read_source(source, sequences)
     per_source.append((source, vols))
     problems += probs
-  volumes = _unique_ids(per_source)
+  volumes, labelled = _unique_ids(per_source)
   prepared = [
-      preprocess.prepare_volume(
+      dataclasses.replace(preprocess.prepare_volume(
           v, image_size=data_config.image_size,
           normalization=data_config.normalization,
           ct_window=tuple(data_config.ct_window),
           ct_window_from_dicom=data_config.ct_window_from_dicom,
           mr_percentiles=tuple(data_config.mr_percentiles),
-          field_of_view=data_config.get("field_of_view"))
-      for v in volumes]
+          field_of_view=data_config.get("field_of_view")), labelled=known)
+      for v, known in zip(volumes, labelled)]
   n_slices = sum(v.image.shape[0] for v in prepared)
   seconds = time.time() - start
   logging.info("read and prepared %d volumes (%d slices) from %s in %.1fs "
@@ -304,7 +180,7 @@ def load_dataset(data_config, trained_domains=None) -> Dataset:
     A `Dataset`. Raises `chaos.ChaosError` naming the folder when a data root
     is not a CHAOS / NIfTI folder, or a NIfTI dataset.json is bad.
   """
-  sources = resolve_sources(data_config)
+  sources = sources_lib.resolve_sources(data_config)
   sequences = tuple(dict.fromkeys(
       ("ct",) + tuple(domain_sequences("mr", data_config))))
   key = _cache_key(sources, data_config, sequences)
@@ -327,12 +203,17 @@ def test_only_modalities(data_config, trained_domains=None) -> set[str]:
 
   With `data.target_test_only` (default True), every target domain that is not
   trained on (`trained_domains`, default `(data.source,)`): it is only
-  evaluated, so every one of its patients is a test patient.
+  evaluated, so every one of its patients is a test patient. Always, a modality
+  with unlabelled scans (`data.<m>.adapt_root`): its labelled scans (`root`) are
+  test only.
   """
+  adapting = {domain_modality(d) for d in DOMAINS
+              if data_config.get(d) is not None
+              and sources_lib.as_paths(data_config[d].get("adapt_root"))}
   if not data_config.get("target_test_only", True):
-    return set()
+    return adapting
   trained = tuple(trained_domains) if trained_domains is not None else (data_config.source,)
-  return {domain_modality(d) for d in data_config.targets if d not in trained}
+  return adapting | {domain_modality(d) for d in data_config.targets if d not in trained}
 
 
 def split_dataset(volumes, data_config, trained_domains=None) -> dict:
@@ -344,23 +225,61 @@ def split_dataset(volumes, data_config, trained_domains=None) -> dict:
     trained_domains: see `test_only_modalities`.
 
   Returns:
-    modality -> {"train", "val", "test"} -> sorted patient ids: a test-only
-    modality has every patient in "test"; the others follow `data.split`
-    (`chaos.split_patients`).
+    modality -> {"train", "val", "test", "adapt"} -> sorted patient ids: a test-only
+    modality has every labelled patient in "test"; the others follow `data.split`
+    (`chaos.split_patients`); the unlabelled volumes (`data.<m>.adapt_root`) are in "adapt"
+    and in no other split, so they are never trained on with labels nor tested.
   """
   test_only = test_only_modalities(data_config, trained_domains)
   splits = {}
   for modality in ("CT", "MR"):
-    ids = sorted({v.patient_id for v in volumes if v.modality == modality},
-                 key=_patient_sort_key)
-    if not ids:
+    ids = sorted({v.patient_id for v in volumes if v.modality == modality and v.labelled},
+                 key=sources_lib.patient_sort_key)
+    adapt = sorted({v.patient_id for v in volumes if v.modality == modality
+                    and not v.labelled}, key=sources_lib.patient_sort_key)
+    if not ids and not adapt:
       continue
-    if modality in test_only:
+    folds = int(data_config.get("folds", 0))
+    if modality in test_only or not ids:
       splits[modality] = {"train": [], "val": [], "test": ids}
+    elif folds:
+      splits[modality] = fold_split(ids, folds, int(data_config.fold),
+                                    tuple(data_config.split), data_config.split_seed)
     else:
       splits[modality] = chaos.split_patients(
           ids, fractions=tuple(data_config.split), seed=data_config.split_seed)
+    splits[modality]["adapt"] = adapt
   return splits
+
+
+def fold_split(ids, folds: int, fold: int, fractions=(0.8, 0.2, 0.0),
+               seed: int = 0) -> dict[str, list[str]]:
+  """The k-fold split of one modality's patients (`data.folds`, `data.fold`).
+
+  The patients, shuffled by `seed`, are dealt to `folds` folds in turn (sizes differ by at most
+  one); fold `fold` is the test split, and the other patients are split into train / val by
+  the (train, val) proportions of `fractions` (`chaos.split_patients`, same seed). Over the
+  folds every patient is tested exactly once and never trains or selects the checkpoint of
+  the run that tests it.
+
+  Args:
+    ids: patient ids (at least `folds`).
+    folds: k >= 2; fold: 0 <= fold < k.
+    fractions: (train, val, test); the test proportion is not used.
+
+  Returns:
+    {"train", "val", "test"}: disjoint sorted id lists covering `ids`.
+  """
+  ids = sorted(set(str(i) for i in ids), key=sources_lib.patient_sort_key)
+  if not 2 <= folds <= len(ids) or not 0 <= fold < folds:
+    raise ValueError(f"data.folds={folds}, data.fold={fold}: need 2 <= folds <= {len(ids)} "
+                     f"patients and 0 <= fold < folds")
+  order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+  test = order[fold::folds]
+  rest = chaos.split_patients([i for i in ids if i not in test],
+                              fractions=(fractions[0], fractions[1], 0.0), seed=seed)
+  return {"train": rest["train"], "val": rest["val"],
+          "test": sorted(test, key=sources_lib.patient_sort_key)}
 
 
 def _cached(folder: pathlib.Path, key: str, build):
@@ -382,19 +301,18 @@ def _cached(folder: pathlib.Path, key: str, build):
   return prepared, problems
 
 
-def _patient_sort_key(pid: str):
-  return (0, int(pid), pid) if pid.isdigit() else (1, 0, pid)
-
-
 def describe(dataset: Dataset) -> str:
   """A few lines on the dataset: patients and slices per modality and split."""
   lines = [f"data root: {dataset.root}"]
   for modality, splits in dataset.splits.items():
     parts = []
     for split, ids in splits.items():
+      if split == "adapt" and not ids:
+        continue
       members = set(ids)
       n = sum(v.image.shape[0] for v in dataset.volumes
               if v.modality == modality and v.patient_id in members)
       parts.append(f"{split}: {len(ids)} patients / {n} slices")
-    lines.append(f"  {modality}: " + ", ".join(parts))
+    lines.append(f"  {modality}: " + ", ".join(parts)
+                 + (" (adapt: unlabelled, never tested)" if splits.get("adapt") else ""))
   return "\n".join(lines)

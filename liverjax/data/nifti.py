@@ -75,10 +75,10 @@ class NiftiVolume(chaos.Volume):
 
 @dataclasses.dataclass
 class Case:
-  """One image/label pair found on disk, not read yet."""
+  """One image/label pair found on disk, not read yet (label None: an unlabelled image)."""
   case_id: str
   image: pathlib.Path
-  label: pathlib.Path
+  label: pathlib.Path | None
 
 
 @dataclasses.dataclass
@@ -399,6 +399,96 @@ def read_case(case: Case, info: DatasetInfo) -> NiftiVolume:
       image=image, mask=mask, spacing=orientation.apply_spacing(zooms, r), window=None,
       image_files=[str(case.image)], mask_files=[str(case.label)], problems=problems,
       organs=organs)
+
+
+_UNLABELLED_IMAGE_DIRS = ("imagesTr", "imagesTs", "images", "image", "imgs")
+
+
+def unlabelled_info(root, modality: str | None = None,
+                    sequence: str | None = None) -> DatasetInfo:
+  """The images of a NIfTI folder that are used without labels (`data.<m>.adapt_root`).
+
+  No label file is listed or opened. With a dataset.json, its channel 0 gives the modality
+  and sequence (its labels are not needed); without one, `modality` must be given. The
+  images are the NIfTI files of imagesTr/, imagesTs/, images/ (MSD / nnU-Net `_0000` suffix
+  dropped from the case id) or, when there is none of these, of the folder itself.
+
+  Args:
+    root: the folder.
+    modality: "CT" | "MR": required without dataset.json, checked against it otherwise.
+    sequence: overrides the MR sequence (e.g. "t2").
+
+  Returns:
+    DatasetInfo whose cases have `label` None (labels and liver_label are empty / 0).
+
+  Raises:
+    ChaosError: naming the folder or dataset.json: no image, an unknown modality, a
+      modality other than the one asked for.
+  """
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise ChaosError(f"{root}: no such folder (expected a folder of NIfTI images)")
+  want = str(modality).upper() if modality is not None else None
+  meta_path = root / "dataset.json"
+  if meta_path.is_file():
+    try:
+      meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+      raise ChaosError(f"{meta_path}: unreadable or not JSON ({e})") from e
+    channels = meta.get("channel_names", meta.get("modality")) if isinstance(meta, dict) else None
+    if not isinstance(channels, dict) or not channels:
+      raise ChaosError(f"{meta_path}: no 'channel_names' (e.g. {{\"0\": \"CT\"}})")
+    channel = channels.get("0", channels.get(0, next(iter(channels.values()))))
+    mod, seq = _modality_and_sequence(
+        channel, f"{meta.get('name', '')} {meta.get('description', '')}", meta_path, want)
+    if want is not None and mod != want:
+      raise ChaosError(f"{meta_path}: channel 0 is {mod}, but the folder was given as a "
+                       f"{want} source")
+  elif want in ("CT", "MR"):
+    mod, seq = want, "ct" if want == "CT" else "t2"
+  else:
+    raise ChaosError(f"{root}: a NIfTI folder without dataset.json needs its modality "
+                     "(give it as data.ct.adapt_root or data.mr.adapt_root)")
+  folders = [root / d for d in _UNLABELLED_IMAGE_DIRS if (root / d).is_dir()] or [root]
+  cases = {}
+  for folder in folders:
+    for cid, f in _nifti_files(folder).items():
+      cases.setdefault(cid, Case(cid, f, None))
+  if not cases:
+    raise ChaosError(f"{root}: no NIfTI image (.nii / .nii.gz) in "
+                     + ", ".join(str(f.relative_to(root.parent)) for f in folders))
+  if sequence is not None and mod == "MR":
+    if sequence not in chaos.SEQUENCES or sequence == "ct":
+      raise ChaosError(f"{root}: MR sequence {sequence!r}; expected t1_in, t1_out or t2")
+    seq = sequence
+  return DatasetInfo(root=root, modality=mod, sequence=seq, labels={}, liver_label=0,
+                     cases=[cases[k] for k in sorted(cases)])
+
+
+def read_image(case: Case, info: DatasetInfo) -> NiftiVolume:
+  """Reads one case's image alone into the display orientation; its label is never opened.
+
+  Args:
+    case: a case of `unlabelled_info` or `dataset_info` (its `label` is ignored).
+    info: the dataset's modality and sequence.
+
+  Returns:
+    A NiftiVolume: image float32 [Z,H,W] (HU for CT), mask uint8 zeros [Z,H,W] (no
+    label: nothing is known), organs None, spacing (z, y, x) mm, mask_files empty.
+
+  Raises:
+    ChaosError: naming the file: missing, unreadable, not 3D.
+  """
+  image_img = _load(case.image, "image")
+  r = orientation.to_display(orientation.nifti_directions(image_img.affine))
+  image = np.ascontiguousarray(
+      orientation.apply(np.asarray(image_img.get_fdata(dtype=np.float32)), r))
+  zooms = tuple(float(z) for z in image_img.header.get_zooms()[:3])
+  return NiftiVolume(
+      patient_id=case.case_id, modality=info.modality, sequence=info.sequence,
+      image=image, mask=np.zeros(image.shape, np.uint8),
+      spacing=orientation.apply_spacing(zooms, r), window=None,
+      image_files=[str(case.image)], mask_files=[], problems=[], organs=None)
 
 
 def load_volumes(root, modality: str | None = None, liver_label=None,

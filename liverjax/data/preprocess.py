@@ -300,6 +300,9 @@ class PreparedVolume:
   # The fraction of the (resized) liver mask that the `field_of_view` crop cut away: 0.0 without
   # a crop or where the liver lies inside it. The evaluation scores what is left.
   liver_cut: float = 0.0
+  # False for a target scan read without labels (`data.<m>.adapt_root`): its mask is all
+  # zeros and means nothing; it is never trained on with that mask nor tested.
+  labelled: bool = True
 
 
 def prepare_volume(volume: chaos.Volume, *, image_size: int, normalization: str = "window",

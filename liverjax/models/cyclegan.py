@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from liverjax.models import unet as unet_lib
 from liverjax.models.unet import sharded_reshape
 
 INSTANCE_NORM_EPS = 1e-5
@@ -216,6 +217,36 @@ class ResnetGenerator(nnx.Module):
     y = jax.nn.relu(self.up2_norm(_up(self.up2, y)))
     y = self.out(reflect_pad(y, 3)).astype(jnp.float32)
     return (jnp.tanh(y) + 1.0) * 0.5
+
+
+class UNetGenerator(nnx.Module):
+  """CycleGAN generator with U-Net skips: f32[B,H,W,1] in [0,1] -> f32[B,H,W,1] in [0,1].
+
+  The segmentation U-Net of `liverjax.models.unet` with group norm (no batch statistics: a
+  generator must translate a slice the same way whatever else is in its batch) and one output
+  channel, fed [-1, 1] and read through (tanh + 1) / 2 as the ResNet generator. The skips carry
+  every resolution's edges to the output, so the translation keeps the anatomy where it is
+  (pix2pix's "unet" generator; the CycleGAN paper's ResNet generator has no skips and must
+  rebuild the anatomy from a 1/4-resolution code). H and W must be divisible by 2**depth.
+  """
+
+  def __init__(self, *, features: int = 16, depth: int = 3, dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
+    """Builds the generator.
+
+    Args:
+      features: channels of the first stage (doubled per stage).
+      depth: 2x down-sampling stages (>= 1).
+      dtype: compute dtype; params are float32.
+      rngs: nnx.Rngs for initialisation.
+    """
+    self.unet = unet_lib.UNet(depth=depth, base_features=features, norm="group", dtype=dtype,
+                              rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Translates a batch of slices f32[B,H,W,1] in [0,1] -> f32[B,H,W,1] in [0,1]."""
+    logits = self.unet(x.astype(jnp.float32) * 2.0 - 1.0, train=False)
+    return (jnp.tanh(logits) + 1.0) * 0.5
 
 
 class PatchDiscriminator(nnx.Module):

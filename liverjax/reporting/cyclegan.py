@@ -18,6 +18,21 @@ def quality_table(results: dict) -> str:
   return "\n".join(lines)
 
 
+def task_table(task: dict) -> str:
+  """A Markdown table of the task-based score (`quality.task_score` per split and direction:
+  a U-Net of the target modality segments translated source scans)."""
+  lines = ["Task score: a U-Net trained on the target modality segments the translated source "
+           "scans; Dice against the source's own liver masks (mean over scans). Untranslated: "
+           "the same U-Net on the source scans as they are.", "",
+           "| split | direction | scans | Dice, translated | Dice, untranslated |",
+           "|---|---|---|---|---|"]
+  for split, directions in task.items():
+    for name, t in directions.items():
+      lines.append(f"| {split} | {name.replace('_', ' ')} | {t['volumes']} | "
+                   f"{t['translated']:.3f} | {t['untranslated']:.3f} |")
+  return "\n".join(lines)
+
+
 def write_report(results: dict, workdir) -> None:
   """Writes `workdir/cyclegan_metrics.json` and `workdir/cyclegan.md`."""
   workdir = pathlib.Path(workdir)
@@ -35,4 +50,10 @@ def write_report(results: dict, workdir) -> None:
       "identical. Cycle L1: mean |F(G(ct)) - ct| (CT -> MR row) and |G(F(mr)) - mr| "
       "(MR -> CT row) over all pixels.", "",
       quality_table(results), ""]
+  if results.get("task_score"):
+    lines += [task_table(results["task_score"]), ""]
+  samples = sorted((workdir / "samples").glob("step_*.png"))
+  if samples:
+    lines += [f"![samples, liver outlines of the real slices]"
+              f"({samples[-1].relative_to(workdir)})", ""]
   (workdir / "cyclegan.md").write_text("\n".join(lines))

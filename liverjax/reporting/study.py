@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 
 from liverjax.configs import unet as unet_configs
-from liverjax.data import dataset as dataset_lib
+from liverjax.data import sources as sources_lib
 from liverjax.reporting import cyclegan as cyclegan_report
 from liverjax.reporting import experiment as experiment_report
 from liverjax.segmentation import evaluate
@@ -68,7 +68,7 @@ def build_report(config, runs, cyclegan_runs, workdir: pathlib.Path, previews) -
   return dict(size=config.study.size, protocol=config.study.protocol,
               mr_sequences=list(config.data.mr_sequences), seeds=config.study.seeds,
               image_size=config.data.image_size, steps=config.train.steps,
-              data_root=dataset_lib.describe_sources(config.data),
+              data_root=sources_lib.describe_sources(config.data),
               rows=rows, cyclegan=cyclegan, previews=previews)
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from absl import logging
 
 from liverjax import checkpointing
+from liverjax import configs
 from liverjax import metric_writer
 from liverjax import runtime
 from liverjax.augment import pipeline as augment_pipeline
@@ -334,6 +335,9 @@ def experiment_name(config) -> str:
     name += "+augmix"
   if tuple(config.model.get("organs", ("liver",))) != ("liver",):
     name += "+multiorgan"
+  rounds = int(config.get("self_training", {}).get("rounds", 0))
+  if rounds:
+    name += f"+selftrain{rounds}"
   if config.data.normalization == "zscore":
     name += "+zscore"
   if config.eval.get("intensity", "none") == "histogram_match":
@@ -362,15 +366,7 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
     data = dataset_lib.load_dataset(config.data)
   mesh = runtime.create_mesh()
   abstract_state, predict_fn, stats_fn = _evaluation_fns(config, mesh)
-  if config.eval.checkpoint:
-    state, step = checkpointing.restore_path(config.eval.checkpoint, abstract_state)
-    manager = checkpointing.open_read_only(pathlib.Path(config.eval.checkpoint).absolute().parent)
-    source = str(config.eval.checkpoint)
-  else:
-    manager = checkpointing.create_manager(workdir, read_only=True)
-    step = checkpointing.best_step(manager)
-    state, step = checkpointing.restore(manager, abstract_state, step)
-    source = f"{manager.directory}/{step}"
+  state, step, manager, source = restore_checkpoint(config, workdir, abstract_state)
   logging.info("evaluating the checkpoint %s (step %d)", source, step)
   summary, per_volume, examples = evaluate_domains(
       predict_fn, state, data, config, mesh=mesh,
@@ -387,8 +383,62 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
       augment=dict({s: bool(config.augment.get(s, False)) for s in augment_pipeline.SWITCHES},
                    cyclegan=config.translate.cyclegan_workdir),
       checkpoint=source, step=int(step), data_root=data.root,
+      source_val_dice=(manager.metrics(step) or {}).get(checkpointing.BEST_METRIC),
       summary=summary, volumes=per_volume)
   return results, examples
+
+
+def restore_checkpoint(config, workdir, abstract_state):
+  """The checkpoint a U-Net run is evaluated with: `config.eval.checkpoint` (a
+  `.../checkpoints/<step>` folder) when set, else the best by validation Dice in
+  `workdir/checkpoints`.
+
+  Returns:
+    (state, step, manager, source): the restored train state, its step, the read-only
+    checkpoint manager of its folder and the checkpoint's path as a string.
+  """
+  if config.eval.checkpoint:
+    state, step = checkpointing.restore_path(config.eval.checkpoint, abstract_state)
+    manager = checkpointing.open_read_only(pathlib.Path(config.eval.checkpoint).absolute().parent)
+    return state, step, manager, str(config.eval.checkpoint)
+  manager = checkpointing.create_manager(pathlib.Path(workdir), read_only=True)
+  step = checkpointing.best_step(manager)
+  state, step = checkpointing.restore(manager, abstract_state, step)
+  return state, step, manager, f"{manager.directory}/{step}"
+
+
+def load_segmenter(path, mesh=None):
+  """A trained U-Net as a function of a volume: its best checkpoint (or the given
+  `checkpoints/<step>`), restored with the config saved beside it, in eval mode, no test-time
+  option, the largest 3D component kept.
+
+  Args:
+    path: a U-Net workdir, its `checkpoints/` folder or a `checkpoints/<step>` folder.
+    mesh: the device mesh (default: all devices).
+
+  Returns:
+    (segment, config): segment(image f32[Z,S,S] in [0,1]) -> u8[Z,S,S] in {0,1}; config is the
+    U-Net's (its `data` says how the slices it takes are prepared).
+
+  Raises:
+    FileNotFoundError: naming the folder, without a checkpoint or its saved config.
+  """
+  directory, step = checkpointing.resolve_checkpoint(path)
+  saved = checkpointing.restore_config(checkpointing.open_read_only(directory), step)
+  if not saved:
+    raise FileNotFoundError(f"{directory / str(step)}: checkpoint without a saved config")
+  config = configs.from_saved(saved)
+  mesh = mesh if mesh is not None else runtime.create_mesh()
+  graphdef, abstract, _ = state_lib.abstract_train_state(config, mesh)
+  state, _ = checkpointing.restore_path(directory / str(step), abstract)
+  predict_fn = state_lib.make_predict_fn(graphdef, mesh)
+
+  def segment(image: np.ndarray) -> np.ndarray:
+    prediction, _ = predict_volume(predict_fn, state, image, np.zeros(image.shape, np.float32),
+                                   mesh=mesh, batch_size=int(config.eval.batch_size))
+    return postprocess_prediction(prediction, "largest_component")
+
+  return segment, config
 
 
 def _evaluation_fns(config, mesh):

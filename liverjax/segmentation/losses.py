@@ -16,8 +16,10 @@ Conventions
       dice = 2*sum(hard*t) / (sum(hard) + sum(t)), and 1.0 when both are empty (a correct "no liver").
     It is reported, never differentiated.
   * total = w_dice * dice_loss + w_bce * bce + w_jaccard * jaccard_loss.
+  * A mask value IGNORE (2) marks a pixel whose label is unknown (an uncertain pixel of a
+    self-training pseudo-label): it is left out of every sum (and of `count`), so it
+    neither pulls the prediction towards liver nor towards background. Binary masks have none.
 """
-import math
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 
 SUM_KEYS = ("intersection", "prob_sum", "mask_sum", "bce_sum", "count", "hard_intersection",
             "hard_pred_sum")
+IGNORE = 2  # mask value of a pixel left out of the loss (unknown label)
 
 
 def loss_sums(logits: jax.Array, masks: jax.Array) -> dict[str, jax.Array]:
@@ -32,10 +35,12 @@ def loss_sums(logits: jax.Array, masks: jax.Array) -> dict[str, jax.Array]:
 
   Args:
     logits: float[B, ...] (typically [B, H, W, 1]), any float dtype; computed in float32.
-    masks: [B, ...] of the same shape, values in {0, 1} (any numeric dtype).
+    masks: [B, ...] of the same shape, values in {0, 1} (any numeric dtype), or IGNORE
+      for a pixel left out of every sum.
 
   Returns:
-    dict of float32[B], each summed over all non-batch axes:
+    dict of float32[B], each summed over all non-batch axes (over the pixels whose mask is
+    not IGNORE):
       "intersection" sum(p*t), "prob_sum" sum(p), "mask_sum" sum(t),
       "bce_sum" sum of per-pixel binary cross-entropy (stable, from logits),
       "count" number of pixels, "hard_intersection" sum((p>0.5)*t), "hard_pred_sum" sum(p>0.5).
@@ -49,11 +54,13 @@ def loss_sums(logits: jax.Array, masks: jax.Array) -> dict[str, jax.Array]:
   if x.ndim < 1:
     raise ValueError("logits need a leading batch axis")
   axes = tuple(range(1, x.ndim))
-  p = jax.nn.sigmoid(x)
-  hard = (x > 0).astype(jnp.float32)
+  valid = (t != IGNORE).astype(jnp.float32)
+  t = t * valid
+  p = jax.nn.sigmoid(x) * valid
+  hard = (x > 0).astype(jnp.float32) * valid
   # BCE(x, t) = -t*log(sigmoid(x)) - (1-t)*log(1-sigmoid(x)) = log(1 + exp(x)) - t*x.
-  bce = jnp.logaddexp(0.0, x) - t * x
-  count = jnp.full((x.shape[0],), float(math.prod(x.shape[1:])), jnp.float32)
+  bce = (jnp.logaddexp(0.0, x) - t * x) * valid
+  count = jnp.sum(valid, axis=axes)
   return {
       "intersection": jnp.sum(p * t, axis=axes),
       "prob_sum": jnp.sum(p, axis=axes),

@@ -188,13 +188,15 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
       optionally "is_t2": f32[B] (1 for T2-SPIR slices, for the domain
       transform) and "organs": int32[B,H,W] (organ labels of `nifti.ORGANS`, for
       the local location-scale and multi-organ training), with `organ_ids` also
-      "organs_known": f32[B] (`organs.stack_labels`).
+      "organs_known": f32[B] (`organs.stack_labels`); with self-training
+      "from_source": f32[B] (0 for pseudo-labelled target slices, whose masks
+      hold `losses.IGNORE` pixels, left out of the loss).
     key: PRNG key for this step (augmentation).
     graphdef: the U-Net graph (static).
     tx: the optimizer (static).
     weights: (dice, bce, jaccard) loss weights (static).
     augment_fn: None or the on-device augmentation,
-      `fn(key, images, masks, is_t2=None, organs=None)`, returning
+      `fn(key, images, masks, is_t2=None, organs=None, from_source=None)`, returning
       (images, masks) when `views` is None, else (view1, view2, masks)
       (`augment.pipeline.augment_batch` / `augment_views`).
     organ_ids: () for the liver model; else `organs.organ_ids(model.organs)`: the
@@ -220,7 +222,8 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, *, graphdef,
   images, masks = batch["image"], batch["mask"]
   if organ_ids:
     masks = batch["organs"][..., None].astype(jnp.float32)
-  aug_kwargs = dict(is_t2=batch.get("is_t2"), organs=batch.get("organs"))
+  aug_kwargs = dict(is_t2=batch.get("is_t2"), organs=batch.get("organs"),
+                    from_source=batch.get("from_source"))
   loss_kw = dict(graphdef=graphdef, weights=weights, organ_ids=organ_ids,
                  known=batch.get("organs_known"))
   if views is None:
@@ -355,4 +358,22 @@ def make_predict_fn(graphdef, mesh):
 
   return jax.jit(predict, in_shardings=(replicated, batch_sharding, batch_sharding),
                  out_shardings=(batch_sharding, batch_sharding),
+                 compiler_options=runtime.compiler_options())
+
+
+@functools.cache
+def make_logits_fn(graphdef, mesh):
+  """jit(state, images f32[B,H,W,1]) -> liver logits f32[B,H,W] (channel 0), eval mode.
+
+  The batch is split over the mesh's `data` axis (pad it to a multiple of the device count,
+  `pipeline.eval_batches`). Cached per (graph, mesh).
+  """
+  replicated = runtime.replicated_sharding(mesh)
+  batch_sharding = runtime.batch_sharding(mesh)
+
+  def logits(state, images):
+    model = nnx.merge(graphdef, inference_params(state), state.batch_stats)
+    return model(images, train=False)[..., 0].astype(jnp.float32)
+
+  return jax.jit(logits, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding,
                  compiler_options=runtime.compiler_options())

@@ -33,9 +33,19 @@ NONFINITE_HINT = ("Lower train.learning_rate, check the data, or use "
                   "model.dtype='float32'.")
 
 
+def target_repeats(source_slices: int, target_slices: int, fraction: float) -> int:
+  """How many times the pseudo-labelled target slices are repeated among the training slices
+  so that they are about `fraction` (in [0, 1)) of what is drawn: round(f / (1 - f) *
+  source / target), at least 1."""
+  if target_slices <= 0:
+    return 0
+  return max(1, int(round(fraction / (1.0 - fraction) * source_slices / target_slices)))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
           data: dataset_lib.Dataset | None = None,
-          slice_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+          slice_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+          pseudo_labelled: dict | None = None) -> None:
   """Trains a U-Net on `config.data.source`, resuming from `workdir/checkpoints`.
 
   Writes `metrics.jsonl` (curves), TensorBoard scalars, and checkpoints every
@@ -49,6 +59,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     slice_transform: optional data step on the stacked training slices,
       f32[N,H,W,1] in [0,1] -> the same (masks kept), e.g. the CycleGAN
       translation of `liverjax.cyclegan.translate`.
+    pseudo_labelled: optional target-modality slices for self-training
+      (`self_training.pseudo_labelled_slices`): {"image": f32[M,H,W,1] in [0,1],
+      "mask": f32[M,H,W,1] in {0, 1, losses.IGNORE}, "is_t2": f32[M]}, trained on
+      beside the source slices (after `slice_transform`, which they do not go
+      through), repeated to be about `self_training.target_fraction` of the
+      slices drawn (`target_repeats`); the domain transform leaves them as they
+      are (batch key "from_source" 0).
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +101,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   config_dict = config.to_dict()
 
   extras = {"is_t2": dataset_lib.slice_is_t2(train_volumes)}
+  if pseudo_labelled is not None and len(pseudo_labelled["image"]):
+    reps = target_repeats(len(images), len(pseudo_labelled["image"]),
+                          float(config.self_training.target_fraction))
+    tile = lambda a: np.concatenate([a] * reps)  # noqa: E731
+    logging.info("self-training: %d pseudo-labelled target slices (x%d) beside %d source "
+                 "slices", len(pseudo_labelled["image"]), reps, len(images))
+    extras["from_source"] = np.concatenate([np.ones(len(images), np.float32),
+                                            np.zeros(reps * len(pseudo_labelled["image"]),
+                                                     np.float32)])
+    extras["is_t2"] = np.concatenate([extras["is_t2"], tile(pseudo_labelled["is_t2"])])
+    images = np.concatenate([images, tile(pseudo_labelled["image"])])
+    masks = np.concatenate([masks, tile(pseudo_labelled["mask"])])
   if state_lib.train_organ_ids(config.model):
     extras["organs"], extras["organs_known"] = organs_lib.stack_labels(train_volumes)
     logging.info("multi-organ training on %s: organ labels on %d of %d slices",

@@ -37,8 +37,9 @@ def test_sample_grid_rows_and_picked_slices_hold_liver():
   image = np.arange(5 * 64, dtype=np.float32).reshape(5, 8, 8) / 320
   vol = preprocess.PreparedVolume(patient_id="1", modality="CT", sequence="ct", image=image,
                                   mask=mask, spacing=(1.0, 1.0, 1.0))
-  picked = quality.pick_sample_slices([vol], 1)
+  picked, outline = quality.pick_sample_slices([vol], 1)
   np.testing.assert_array_equal(picked[0, ..., 0], image[3])  # the slice with liver
+  np.testing.assert_array_equal(outline[0], mask[3])  # and its liver, for the outline
   grid = quality.sample_grid(lambda x: 1 - x, lambda x: 1 - x, picked, picked)
   assert grid.shape == (6, 1, 8, 8)
   np.testing.assert_allclose(grid[2], grid[0])  # F(G(ct)) == ct for these inverses

@@ -11,6 +11,7 @@ import pytest
 
 from liverjax.data import cache
 from liverjax.data import dataset
+from liverjax.data import sources as sources_lib
 from liverjax.data import preprocess
 from liverjax.data import synthetic
 from tests.conftest import make_tiny_config
@@ -89,7 +90,7 @@ def test_cache_key_follows_the_data_shaping_code(tmp_path, monkeypatch):
     fh.write("\n# a change\n")
   assert cache.code_digest(copies) != before
   config = make_tiny_config(tmp_path)
-  sources = dataset.resolve_sources(config.data)
+  sources = sources_lib.resolve_sources(config.data)
   key = dataset._cache_key(sources, config.data, ("ct",))
   monkeypatch.setattr(cache, "code_digest", lambda files=None: "another version")
   assert dataset._cache_key(sources, config.data, ("ct",)) != key

@@ -140,3 +140,54 @@ def get_real_config(source: str, recipe: str = "baseline") -> ml_collections.Con
   for section, fields in RECIPES[recipe].items():
     config[section].update(fields)
   return config
+
+
+# The unlabelled-target recipe (self-training on `data.<m>.adapt_root`, #25) per source; the
+# files `uda_ct_to_mr.py` / `uda_mr_to_ct.py` are `get_uda_config(<source>)`. The target's
+# development patients are halved (`data.sources.halve_shared_folder`): the target folder is
+# both `data.<m>.root` (tested) and `data.<m>.adapt_root` (unlabelled), so half the patients
+# adapt and the other half test. With `--config.data.<m>.root=<other patients>` every
+# development scan adapts.
+UDA_ROUNDS = {"ct": 1, "mr": 1}
+
+
+def get_uda_config(source: str) -> ml_collections.ConfigDict:
+  """The best configuration of `source` (`get_best_config`) with self-training on the target
+  development scans, used without labels (`self_training`): the best model is the teacher,
+  with its test-time options; UDA_ROUNDS[source] students."""
+  config = get_best_config(source)
+  target = "mr" if source == "ct" else "ct"
+  config.data[target].adapt_root = config.data[target].root
+  config.self_training.rounds = UDA_ROUNDS[source]
+  return config
+
+
+# The rows of the real study (`liverjax.study --size=cpu`): name -> the recipe of RECIPES,
+# trained at BEST_FIELD_OF_VIEW like the best configs and the CycleGAN, so that every row is
+# prepared alike; "best" and "uda" are the configs of those names. The study sets the
+# CycleGAN of the "cyclegan" rows (`translate.cyclegan_workdir`).
+STUDY_ROWS = {"baseline": "baseline", "domain+augmix": "domain_augmix", "cyclegan": "baseline",
+              "cyclegan+augmix": "augmix"}
+
+
+def get_study_row_config(source: str, row: str) -> ml_collections.ConfigDict:
+  """The config of one row of the real study trained on `source` ("ct" | "mr").
+
+  Args:
+    source: the trained modality.
+    row: a key of STUDY_ROWS, "best" or "uda".
+
+  Returns:
+    A config: STUDY_ROWS' recipes on BEST_FIELD_OF_VIEW mm slices of 64 px;
+    `get_best_config` / `get_uda_config` for "best" / "uda".
+  """
+  if row == "best":
+    return get_best_config(source)
+  if row == "uda":
+    return get_uda_config(source)
+  if row not in STUDY_ROWS:
+    raise ValueError(f"unknown study row {row!r}; expected one of "
+                     f"{list(STUDY_ROWS) + ['best', 'uda']}")
+  config = get_real_config(source, STUDY_ROWS[row])
+  config.data.field_of_view = BEST_FIELD_OF_VIEW
+  return config

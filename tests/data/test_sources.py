@@ -5,6 +5,7 @@ import pytest
 
 from liverjax.data import chaos
 from liverjax.data import dataset
+from liverjax.data import sources as sources_lib
 from tests.conftest import make_tiny_config
 from tests.data.test_nifti import write_msd
 
@@ -27,7 +28,7 @@ def test_sources_per_modality_nifti_and_chaos(tmp_path, ct_sample_root):
   config = _config(tmp_path, ct__root=(str(ct), str(ct_sample_root)),
                    mr__root=str(write_msd(tmp_path / "mr_ds", channel="MR",
                                           labels={"background": 0, "liver": 1})))
-  sources = dataset.resolve_sources(config.data)
+  sources = sources_lib.resolve_sources(config.data)
   assert [(s.kind, s.modality) for s in sources] == [("nifti", "CT"), ("chaos", "CT"),
                                                      ("nifti", "MR")]
   assert sources[1].path.name == "Train_Sets"
@@ -35,16 +36,16 @@ def test_sources_per_modality_nifti_and_chaos(tmp_path, ct_sample_root):
 
 def test_no_source_is_the_synthetic_default(tmp_path):
   config = _config(tmp_path)
-  (source,) = dataset.resolve_sources(config.data)
+  (source,) = sources_lib.resolve_sources(config.data)
   assert source.kind == "chaos" and "synthetic" in str(source.path)
-  assert dataset.describe_sources(config.data).startswith("synthetic")
+  assert sources_lib.describe_sources(config.data).startswith("synthetic")
 
 
 def test_a_folder_that_is_neither_names_it(tmp_path):
   (tmp_path / "empty").mkdir()
   config = _config(tmp_path, ct__root=str(tmp_path / "empty"))
   with pytest.raises(chaos.ChaosError, match="neither a CHAOS folder") as err:
-    dataset.resolve_sources(config.data)
+    sources_lib.resolve_sources(config.data)
   assert str(tmp_path / "empty") in str(err.value)
 
 
@@ -55,7 +56,8 @@ def test_load_dataset_target_modality_is_all_test(tmp_path):
   config = _config(tmp_path, ct__root=str(ct), mr__root=str(mr), source="ct",
                    split=(0.6, 0.2, 0.2))
   data = dataset.load_dataset(config.data)
-  assert data.splits["MR"] == {"train": [], "val": [], "test": ["m0", "m1", "m2", "m3"]}
+  assert data.splits["MR"] == {"train": [], "val": [], "test": ["m0", "m1", "m2", "m3"],
+                               "adapt": []}
   assert [len(data.splits["CT"][k]) for k in ("train", "val", "test")] == [3, 1, 1]
   test_mr = data.select("mr", "test", ("t2",))
   assert len(test_mr) == 4 and all(v.image.shape[1:] == (8, 8) for v in test_mr)
