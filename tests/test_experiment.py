@@ -1,4 +1,5 @@
-"""Tests for liverjax/experiment.py's workdir lock: one run per workdir."""
+"""Tests for liverjax/experiment.py: the workdir lock (one run per workdir), self-training rounds."""
+import json
 import os
 import signal
 import subprocess
@@ -6,8 +7,12 @@ import sys
 
 import pytest
 
+from liverjax import config_check
 from liverjax import experiment
+from liverjax.data import sources
+from liverjax.data import synthetic
 from tests.conftest import REPO
+from tests.conftest import make_tiny_config
 
 _HOLD = ("import sys, time\nfrom liverjax import experiment\n"
          "with experiment.workdir_lock(sys.argv[1]):\n"
@@ -53,3 +58,35 @@ def test_a_held_workdir_is_refused_naming_the_holder_until_it_dies(tmp_path):
 def test_lock_files_per_process_of_a_job(tmp_path):
   assert experiment.lock_path(tmp_path, 0) == tmp_path / ".lock"
   assert experiment.lock_path(tmp_path, 3) == tmp_path / ".lock.3"
+
+
+@pytest.mark.slow
+def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path):
+  root = synthetic.generate_chaos(tmp_path / "synth", n_ct=3, n_mr=4, size=32, slices=8)
+  mr_ids = sorted(p.name for p in (root / "MR").iterdir())
+  adapt, test = sources.halve_shared_folder(mr_ids)
+  for pid in adapt:  # labels that could not be read: the run must never open them
+    for png in (root / "MR" / pid).rglob("Ground/*.png"):
+      png.write_bytes(b"not a PNG")
+  config = make_tiny_config(tmp_path, **{"train.steps": 4, "train.eval_every": 4})
+  config.data.root = str(root)
+  config.data.mr.adapt_root = str(root)
+  config.data.mr_sequences = ("t2",)
+  config.data.split = (0.67, 0.33, 0.0)
+  config.data.source, config.data.targets = "ct", ("ct", "mr")
+  config.self_training.update(rounds=2, confidence=0.51, min_liver_ml=0.0,
+                              max_liver_ml=1e9, min_confident_fraction=0.0)
+  config_check.check(config)
+  workdir = tmp_path / "run"
+  results = experiment.run(config, workdir)
+  assert results["experiment"].endswith("+selftrain2")
+  assert sorted({v["patient_id"] for v in results["volumes"] if v["modality"] == "MR"}) == list(test)
+  records = json.loads((workdir / "pseudo_labels.json").read_text())
+  assert [r["round"] for r in records] == [1, 2]
+  assert records[0]["teacher"] == str(workdir / "teacher")
+  assert records[1]["teacher"] == str(workdir / "round1")
+  assert sorted(s["patient_id"] for s in records[0]["scans"]) == list(adapt)
+  for name in ("teacher/metrics.json", "round1/metrics.json", "metrics.json"):
+    assert (workdir / name).exists(), name
+  # The students are evaluated with their own options, not the teacher's matching.
+  assert results["intensity"] == "none"

@@ -9,7 +9,10 @@ import pytest
 from liverjax import experiment
 from liverjax import study
 from liverjax.configs import study as study_configs
+from liverjax import config_check
+from liverjax.reporting import real_study as real_report
 from liverjax.reporting import study as study_report
+from tests.data.test_nifti import write_msd
 from tests.conftest import REPO
 
 
@@ -111,3 +114,94 @@ def test_a_study_refuses_a_workdir_held_by_another_study(tmp_path):
     holder.kill()
     holder.wait(60)
   assert sorted(p.name for p in workdir.iterdir()) == [".lock"]  # nothing run
+
+
+def _real_study_config(tmp_path, ct_root, mr_root):
+  config = study_configs.get_config("cpu")
+  config.data.ct.root, config.data.mr.root = str(ct_root), str(mr_root)
+  config.data.cache_dir = str(tmp_path / "cache")
+  config.study.seeds = 2
+  return config
+
+
+def test_real_study_plans_every_row_fold_and_translator(tmp_path):
+  config = study.apply_protocol(_real_study_config(tmp_path, "/data/ct", "/data/mr"), "real")
+  workdir = tmp_path / "study"
+  runs = study.plan_runs(config, workdir)
+  per_seed = 2 * 5 + 1 + 2 * len(study_configs.REAL_EXPERIMENTS)  # folds, CycleGAN, rows
+  assert len(runs) == 2 * per_seed
+  for run in runs:
+    config_check.check(run.config)
+    assert run.config.seed == run.seed
+  folds = [r for r in runs if r.experiment == "in-domain" and r.seed == 0]
+  assert [(r.direction, r.fold) for r in folds] == [
+      (d, f) for d in ("ct_to_ct", "mr_to_mr") for f in range(5)]
+  for r in folds:
+    assert (r.config.data.folds, r.config.data.fold) == (5, r.fold)
+    assert tuple(r.config.data.targets) == (r.config.data.source,)
+  (cg,) = [r for r in runs if r.kind == "cyclegan" and r.seed == 1]
+  # The translator sees the adapt halves of both modalities, and is scored by the seed's
+  # first in-domain folds.
+  assert cg.config.data.ct.adapt_root == "/data/ct" and cg.config.data.mr.adapt_root == "/data/mr"
+  assert cg.config.cyclegan.task_unet_mr == str(workdir / "seed1/mr_to_mr/fold0")
+  rows = {(r.direction, r.experiment): r.config for r in runs if r.seed == 1 and not r.fold
+          and r.kind == "unet" and r.experiment != "in-domain"}
+  assert rows[("ct_to_mr", "cyclegan")].translate.cyclegan_workdir == str(
+      workdir / "seed1/cyclegan")
+  assert not rows[("ct_to_mr", "baseline")].translate.cyclegan_workdir
+  uda = rows[("mr_to_ct", "uda")]
+  assert uda.data.ct.adapt_root == "/data/ct" and uda.self_training.rounds >= 1
+  assert not rows[("mr_to_ct", "best")].data.ct.adapt_root
+  # AdaBN is evaluated both ways on cross-modality rows, not on in-domain ones.
+  assert study._other_adapt_bn(rows[("ct_to_mr", "baseline")]).eval.adapt_bn == "volume"
+  assert study._other_adapt_bn(folds[0].config) is None
+
+
+def test_real_study_test_halves_are_the_patients_no_row_adapts_to(tmp_path):
+  ct = write_msd(tmp_path / "ct", cases=[f"c{i}" for i in range(5)])
+  mr = write_msd(tmp_path / "mr", cases=[f"m{i}" for i in range(4)], channel="T2",
+                 labels={"background": 0, "liver": 1})
+  config = study.apply_protocol(_real_study_config(tmp_path, ct, mr), "real")
+  assert study.test_halves(config) == {"CT": {"c1", "c3"}, "MR": {"m1", "m3"}}
+
+
+def _record(seed, direction, experiment, dice_by_patient, modality, fold=None, other=None):
+  volumes = [dict(patient_id=p, modality=modality, sequence="t2" if modality == "MR" else "ct",
+                  slices=4, dice=d, dice_raw=d, bce=0.1, dice_loss=0.2, jaccard_loss=0.3,
+                  total=0.6, ravd=1.0, assd=2.0, mssd=3.0, ravd_raw=1.0, assd_raw=2.0,
+                  mssd_raw=3.0) for p, d in dice_by_patient.items()]
+  results = dict(volumes=volumes, adapt_bn="none", source_val_dice=0.9, seconds=10.0)
+  if other is not None:
+    results["other_adapt_bn"] = dict(volumes=[dict(v, dice=other) for v in volumes])
+  return dict(seed=seed, direction=direction, experiment=experiment, fold=fold,
+              workdir=f"seed{seed}/{direction}/{experiment}", results=results)
+
+
+def test_real_study_report_rows(tmp_path):
+  config = _real_study_config(tmp_path, "/ct", "/mr")
+  halves = {"MR": {"m1", "m3"}, "CT": {"c1"}}
+  runs = [_record(s, "ct_to_mr", "baseline", {"m0": 0.1, "m1": 0.3, "m2": 0.5, "m3": 0.5}, "MR",
+                  other=0.9) for s in (0, 1)]
+  runs += [_record(0, "ct_to_mr", "uda", {"m1": 0.7, "m3": 0.9}, "MR")]
+  runs += [_record(0, "ct_to_ct", "in-domain", {"c0": 0.8}, "CT", fold=0),
+           _record(0, "ct_to_ct", "in-domain", {"c1": 0.9}, "CT", fold=1)]
+  rep = real_report.build_report(config, runs, {}, halves, {}, tmp_path)
+  rows = {(r["direction"], r["experiment"]): r for r in rep["rows"]}
+  base = rows[("ct_to_mr", "baseline")]
+  assert base["paper"] == 0.0097
+  assert abs(base["target_half"]["dice"]["mean"] - 0.4) < 1e-9  # m1, m3 over 2 seeds
+  assert base["target_half"]["patients"] == 2 and base["target_half"]["pairs"] == 4
+  assert abs(base["target"]["dice"]["mean"] - 0.35) < 1e-9  # every patient
+  assert abs(base["target_half_other"]["dice"]["mean"] - 0.9) < 1e-9  # AdaBN on
+  assert abs(base["source_val"]["mean"] - 0.9) < 1e-9
+  uda = rows[("ct_to_mr", "uda")]
+  assert uda["target"] is None  # saw target scans: compared on the test half only
+  assert abs(uda["target_half"]["dice"]["mean"] - 0.8) < 1e-9
+  inner = rows[("ct_to_ct", "in-domain")]
+  assert inner["paper"] == 0.924 and inner["target"]["patients"] == 2  # both folds pooled
+  assert inner["source_val"] is None
+  md = real_report.render_markdown(rep)
+  assert "| baseline (AdaBN off) | 0.0097 | 0.400 ± 0.100 | 0.900 ± 0.000 (AdaBN on) | 2 × 2 |" in md
+  assert "| uda (AdaBN off) |" in md and "| CT → CT | 0.924 |" in md
+  assert "| experiment | m0 | m1* | m2 | m3* |" in md  # the test half marked
+  assert "| CT → MR (T2-SPIR) | uda | — | 0.70 | — | 0.90 |" in md

@@ -15,6 +15,7 @@ import numpy as np
 from liverjax.reporting import cyclegan as cyclegan_report
 from liverjax.reporting import experiment as experiment_report
 from liverjax.segmentation import evaluate
+from liverjax.segmentation import metrics as metrics_lib
 
 # The seed paper's target Dice per (direction, experiment): the four baselines, the domain
 # transformation + AugMix and the CycleGAN-based U-Net (its CHAOS results, all MR sequences).
@@ -81,7 +82,7 @@ def build_row(direction: str, experiment: str, runs: list[dict], test_half: set)
       target_half=_summary(_volumes(results, modality, test_half)),
       target_half_other=_summary(_volumes(others, modality, test_half)) if others else None,
       adapt_bn=results[0].get("adapt_bn", "none") if results else "none",
-      source_val=evaluate.summarize(source_val) if source_val and not in_domain else None,
+      source_val=metrics_lib.summarize(source_val) if source_val and not in_domain else None,
       per_patient={p: float(np.mean(d)) for p, d in sorted(per_patient.items())},
       seeds=len({r["seed"] for r in runs}), workdirs=[r["workdir"] for r in runs],
       seconds=float(sum(r["results"].get("seconds", 0.0) for r in runs)))

@@ -85,7 +85,7 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
     A PseudoLabel (its mask is all IGNORE when the volume is dropped).
   """
   p = np.asarray(probabilities, np.float32)
-  liver = postprocess.largest_component(p > 0.5)
+  liver = postprocess.largest_component(p > 0.5).astype(bool)
   mask = np.full(p.shape, losses.IGNORE, np.uint8)
   mask[p <= 1.0 - confidence] = 0
   mask[(p >= confidence) & liver] = 1

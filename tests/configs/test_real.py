@@ -5,7 +5,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from liverjax import config_check
 from liverjax.augment import pipeline
+from liverjax.configs import cyclegan
 from liverjax.configs import real
 
 DIRECTIONS = {"ct_to_mr": "ct", "mr_to_ct": "mr"}
@@ -70,3 +72,42 @@ def test_real_augmix_recipes_keep_the_liver_on_its_side(source):
   masks = augmented_masks(config.augment)
   centre = (masks * cols).sum((1, 2, 3)) / jnp.maximum(masks.sum((1, 2, 3)), 1.0)
   assert 4 <= int((centre > 16).sum()) <= 28
+
+
+def test_cyclegan_real_preset_reads_the_real_scans_at_the_best_field_of_view():
+  config = cyclegan.get_config("real")
+  config_check.check(config)
+  assert config.experiment == "cyclegan"
+  assert config.data.ct.root == real.CT_ROOTS and config.data.mr.root == real.MR_ROOTS
+  assert tuple(config.data.mr_sequences) == ("t2",)
+  assert config.data.field_of_view == real.BEST_FIELD_OF_VIEW  # one pixel size for both
+  assert config.data.image_size == 64
+  assert config.cyclegan.generator == "unet"  # skips keep the anatomy in place
+  assert config.cyclegan.steps <= cyclegan.get_config().cyclegan.steps
+
+
+@pytest.mark.parametrize("source", ["ct", "mr"])
+def test_uda_configs_are_the_best_recipe_plus_self_training_on_the_halved_target(source):
+  target = "mr" if source == "ct" else "ct"
+  uda = importlib.import_module(
+      f"liverjax.configs.real.uda_{source}_to_{target}").get_config()
+  best = real.get_best_config(source)
+  assert uda.self_training.rounds == real.UDA_ROUNDS[source] >= 1
+  assert uda.data[target].adapt_root == uda.data[target].root == best.data[target].root
+  assert not uda.data[source].get("adapt_root")  # the source keeps its labels
+  for section in ("model", "train", "augment", "eval"):
+    assert uda[section] == best[section], section
+  # The owners' command: other test patients, every development scan adapts.
+  uda.data[target].root = "/elsewhere"
+  assert uda.data[target].adapt_root == best.data[target].root
+
+
+def test_study_rows_share_the_field_of_view_of_the_cyclegan():
+  for source in ("ct", "mr"):
+    for row in list(real.STUDY_ROWS) + ["best", "uda"]:
+      config = real.get_study_row_config(source, row)
+      assert config.data.field_of_view == real.BEST_FIELD_OF_VIEW, row
+      assert config.data.source == source
+  assert real.get_study_row_config("ct", "cyclegan+augmix").augment.augmix
+  with pytest.raises(ValueError, match="unknown study row"):
+    real.get_study_row_config("ct", "nothing")

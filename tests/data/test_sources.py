@@ -1,5 +1,5 @@
-"""Tests for the source resolution and splits of liverjax/data/dataset.py (NIfTI / CHAOS roots
-per modality, target-only test split, unique patient ids)."""
+"""Tests for liverjax/data/sources.py (NIfTI / CHAOS roots per modality, the unlabelled
+adapt scans, the halved shared folder) and the splits it leads to in liverjax/data/dataset.py."""
 import numpy as np
 import pytest
 
@@ -111,3 +111,60 @@ def test_real_protocol_points_at_the_shared_set_unless_overridden(tmp_path):
   assert study.apply_protocol(custom, "real").data.ct.root == "/elsewhere/ct"
   c = mr_to_ct.get_config()
   assert c.data.source == "mr" and c.data.mr.root == real.MR_ROOTS
+
+
+def _corrupt_labels(root, cases):
+  """Overwrites the label files of `cases` with bytes no reader could take."""
+  for case in cases:
+    (root / "labelsTr" / f"{case}.nii.gz").write_bytes(b"not a label")
+
+
+def test_adapt_scans_are_read_without_labels_and_never_tested(tmp_path):
+  ct = write_msd(tmp_path / "ct_ds", cases=[f"c{i}" for i in range(3)])
+  mr = write_msd(tmp_path / "mr_ds", cases=[f"m{i}" for i in range(4)], channel="T2",
+                 labels={"background": 0, "liver": 1})
+  unlabelled = write_msd(tmp_path / "mr_unlabelled", cases=["u0", "u1"], channel="T2",
+                         labels={"background": 0, "liver": 1})
+  _corrupt_labels(unlabelled, ["u0", "u1"])  # a label file read would fail loudly
+  config = _config(tmp_path, ct__root=str(ct), mr__root=str(mr),
+                   mr__adapt_root=str(unlabelled), source="ct", split=(0.67, 0.33, 0.0))
+  data = dataset.load_dataset(config.data)
+  assert data.problems == []
+  assert data.splits["MR"]["adapt"] == ["u0", "u1"]
+  assert data.splits["MR"]["test"] == ["m0", "m1", "m2", "m3"]
+  adapt = data.select("mr", "adapt", ("t2",))
+  assert [v.patient_id for v in adapt] == ["u0", "u1"]
+  assert all(not v.labelled and not v.mask.any() for v in adapt)
+  assert all(v.labelled for v in data.select("mr", "test", ("t2",)))
+  tested = {v.patient_id for s in ("train", "val", "test") for m in ("ct", "mr")
+            for v in data.select(m, s, ("t2",))}
+  assert not tested & {"u0", "u1"}
+
+
+def test_a_folder_both_root_and_adapt_root_is_halved_by_patient(tmp_path):
+  cases = [f"m{i}" for i in range(5)]
+  mr = write_msd(tmp_path / "mr_ds", cases=cases, channel="T2",
+                 labels={"background": 0, "liver": 1})
+  adapt_half, test_half = sources_lib.halve_shared_folder(cases)
+  assert (adapt_half, test_half) == (("m0", "m2", "m4"), ("m1", "m3"))
+  _corrupt_labels(mr, adapt_half)  # the adapt half's labels are never opened
+  config = _config(tmp_path, ct__root=str(write_msd(tmp_path / "ct_ds", cases=["c0", "c1"])),
+                   mr__root=str(mr), mr__adapt_root=str(mr), source="ct",
+                   split=(0.5, 0.5, 0.0))
+  data = dataset.load_dataset(config.data)
+  assert data.problems == []
+  assert data.splits["MR"]["adapt"] == list(adapt_half)
+  assert data.splits["MR"]["test"] == list(test_half)
+
+
+def test_an_unlabelled_folder_of_images_alone_is_enough(tmp_path):
+  folder = tmp_path / "plain"
+  write_msd(tmp_path / "src", cases=["s0"], channel="T2", labels={"background": 0, "liver": 1})
+  (folder / "images").mkdir(parents=True)
+  (tmp_path / "src" / "imagesTr" / "s0_0000.nii.gz").rename(folder / "images" / "s0.nii.gz")
+  source = sources_lib.make_source(folder, "MR", adapt=True)
+  vols, problems = sources_lib.read_source(source, ("t2",))
+  assert problems == [] and [v.patient_id for v in vols] == ["s0"]
+  assert vols[0].mask_files == [] and not vols[0].mask.any()
+  with pytest.raises(chaos.ChaosError, match="neither a CHAOS folder"):
+    sources_lib.make_source(folder, "MR")  # with labels expected, it is no dataset

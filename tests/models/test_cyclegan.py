@@ -251,3 +251,14 @@ def test_batch_sharded_over_devices_matches_unsharded():
   fake, logits = apply(params, x)
   np.testing.assert_allclose(np.asarray(fake_s), np.asarray(fake), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(np.asarray(logits_s), np.asarray(logits), rtol=1e-4, atol=1e-5)
+
+
+def test_unet_generator_shape_range_and_no_batch_statistics():
+  gen = cyclegan.UNetGenerator(features=4, depth=2, rngs=nnx.Rngs(0))
+  x = _uniform((3, 16, 16, 1))
+  y = gen(x)
+  assert y.shape == x.shape and y.dtype == jnp.float32
+  assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0 and float(y.std()) > 0
+  # Group norm, no batch statistics: a slice translates alike whatever shares its batch.
+  np.testing.assert_allclose(gen(x[:1]), y[:1], atol=1e-5)
+  assert not jax.tree.leaves(nnx.state(gen, nnx.BatchStat))

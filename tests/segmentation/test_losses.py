@@ -138,3 +138,20 @@ def test_bfloat16_logits_computed_in_float32():
   for k in t32:
     assert t16[k].dtype == jnp.float32
     np.testing.assert_allclose(float(t16[k]), float(t32[k]), rtol=2e-2, atol=2e-2, err_msg=k)
+
+
+def test_ignored_pixels_are_left_out_of_every_term():
+  logits, masks = _random_batch(3)
+  ignore = np.random.default_rng(4).random(masks.shape) < 0.3
+  marked = np.where(ignore, losses.IGNORE, masks).astype(np.float32)
+  _, terms = losses.segmentation_loss(logits, marked)
+  keep = ~ignore
+  ref = _reference(logits[keep], masks[keep])  # the same formulas over the kept pixels only
+  for k in ref:
+    np.testing.assert_allclose(float(terms[k]), ref[k], rtol=2e-5, atol=1e-6)
+  # Whatever the logits say on ignored pixels, the loss does not move.
+  flipped = np.where(ignore, -logits, logits)
+  _, again = losses.segmentation_loss(flipped, marked)
+  np.testing.assert_allclose(float(again["total"]), float(terms["total"]), rtol=1e-6)
+  sums = losses.loss_sums(logits, marked)
+  np.testing.assert_allclose(np.asarray(sums["count"]), keep.reshape(4, -1).sum(1))
