@@ -239,6 +239,12 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
   adapt = data.select(target, "adapt", seqs)
   teacher_config, teacher_dir = _teacher(config, workdir, data)
   student = student_config(config)
+  # The target slices as the students see them at test time: histogram-matched to the source
+  # (then the gamma) when that is their test-time option, else as they are.
+  seen = adapt
+  if student.eval.intensity == "histogram_match":
+    seen = evaluate.harmonize_volumes(adapt, evaluate.intensity_reference(data, student),
+                                      float(student.eval.intensity_gamma))
   rounds, records = int(st.rounds), []
   for r in range(1, rounds + 1):
     probs = self_training.teacher_probabilities(teacher_config, teacher_dir, adapt, data)
@@ -255,7 +261,7 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
         logging.warning("round %d: %s dropped: %s", r, pl.patient_id, pl.reason)
     records.append({"round": r, "teacher": str(teacher_dir),
                     "scans": [pl.summary() for pl in labels]})
-    slices = self_training.pseudo_labelled_slices(adapt, labels)
+    slices = self_training.pseudo_labelled_slices(seen, labels)
     student_dir = workdir if r == rounds else workdir / f"round{r}"
     segmentation_train.train(student, student_dir, data=data,
                              slice_transform=_slice_transform(student), pseudo_labelled=slices)

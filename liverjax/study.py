@@ -182,6 +182,9 @@ def plan_runs(config, workdir: pathlib.Path) -> list[Run]:
         cg = workdir / cg_dir
         c = (_real_row(config, source, name, seed, cg) if real
              else experiment_config(config, direction, name, seed, cg))
+        if real and name == "uda" and "best" in experiments and not c.translate.cyclegan_workdir:
+          # The UDA row's teacher is the best config: the seed's "best" row, trained already.
+          c.self_training.teacher = str(workdir / f"seed{seed}/{direction}/best")
         runs.append(Run("unet", seed, direction, name, None, f"seed{seed}/{direction}/{name}", c))
   return runs
 

@@ -9,6 +9,8 @@ import pytest
 
 from liverjax import config_check
 from liverjax import experiment
+from liverjax import predict
+from liverjax.data import chaos as data_chaos
 from liverjax.data import sources
 from liverjax.data import synthetic
 from tests.conftest import REPO
@@ -90,3 +92,11 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path):
     assert (workdir / name).exists(), name
   # The students are evaluated with their own options, not the teacher's matching.
   assert results["intensity"] == "none"
+  # The last student predicts like any other checkpoint, with the options it was tested with.
+  model = predict.load_model(workdir)
+  assert model.step == results["step"]
+  assert model.config.eval.intensity == "none" and model.config.self_training.rounds == 2
+  volume = data_chaos.read_series(next(r for r in data_chaos.discover(root, ("t2",))
+                                       if r.patient_id == test[0]))
+  mask = predict.predict_volume(model, volume)
+  assert mask.shape == volume.image.shape

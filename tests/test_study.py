@@ -151,6 +151,7 @@ def test_real_study_plans_every_row_fold_and_translator(tmp_path):
   assert not rows[("ct_to_mr", "baseline")].translate.cyclegan_workdir
   uda = rows[("mr_to_ct", "uda")]
   assert uda.data.ct.adapt_root == "/data/ct" and uda.self_training.rounds >= 1
+  assert uda.self_training.teacher == str(workdir / "seed1/mr_to_ct/best")  # trained before it
   assert not rows[("mr_to_ct", "best")].data.ct.adapt_root
   # AdaBN is evaluated both ways on cross-modality rows, not on in-domain ones.
   assert study._other_adapt_bn(rows[("ct_to_mr", "baseline")]).eval.adapt_bn == "volume"

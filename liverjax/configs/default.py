@@ -267,8 +267,9 @@ def get_config() -> ml_collections.ConfigDict:
   st.min_confident_fraction = 0.5
   st.target_fraction = 0.5  # about this share of the slices drawn are pseudo-labelled target
   # Test-time options of the students (their evaluation, and their pseudo-labels as the
-  # next round's teacher): a student has seen target scans, so the teacher's matching to the
-  # source intensities (`eval.intensity`) is not its own.
+  # next round's teacher). "none": a student has seen target scans and takes them as they
+  # are; "histogram_match": the target slices it trains on and is tested on are matched to
+  # the source (then `eval.intensity_gamma`), as the teacher saw them.
   st.student_intensity = "none"
   st.student_adapt_bn = "none"
 
