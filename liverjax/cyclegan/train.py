@@ -139,13 +139,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   quality = {}
   # A rerun of a finished (or killed while measuring) run measures again: its
   # records replace those of the earlier attempt.
-  metric_writer.drop_records(workdir, step, ("val", "test"))
-  for split in ("val", "test"):
-    ct_vols = data.select("ct", split, ("ct",))
-    mr_vols = data.select("mr", split, mr_seqs)
-    if not ct_vols or not mr_vols:
-      logging.warning("no CT or MR %s volumes: no translation quality for that split", split)
-      continue
+  splits = paired_splits(data, mr_seqs, ("val", "test"))
+  metric_writer.drop_records(workdir, step, tuple(splits))
+  if not splits:
+    logging.warning("no held-out CT and MR volumes: no translation quality")
+  for split, (ct_vols, mr_vols) in splits.items():
     ct_split, _ = dataset_lib.stack_slices(ct_vols)
     mr_split, _ = dataset_lib.stack_slices(mr_vols)
     q = functools.partial(quality_lib.translation_quality, bins=int(cg.histogram_bins),
@@ -160,6 +158,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
               step=int(step), data_root=data.root, mr_sequences=list(mr_seqs),
               bins=int(cg.histogram_bins), body_threshold=float(cg.body_threshold),
               quality=quality, task_score=task)
+
+
+def paired_splits(data: dataset_lib.Dataset, mr_seqs, names) -> dict:
+  """Labelled CT and MR volumes to measure a translation on, per split of `names` that holds
+  both modalities; where none does (a modality with unlabelled scans has its labelled ones in
+  "test" alone), "held-out": each modality's val + test volumes.
+
+  Returns:
+    split name -> (CT volumes, MR volumes), both non-empty.
+  """
+  out = {}
+  for split in names:
+    ct, mr = data.select("ct", split, ("ct",)), data.select("mr", split, mr_seqs)
+    if ct and mr:
+      out[split] = (ct, mr)
+  if not any(n in out for n in ("val", "test")):
+    ct = data.select("ct", "val", ("ct",)) + data.select("ct", "test", ("ct",))
+    mr = data.select("mr", "val", mr_seqs) + data.select("mr", "test", mr_seqs)
+    if ct and mr:
+      out["held-out"] = (ct, mr)
+  return out
 
 
 def task_scores(config, data: dataset_lib.Dataset, translate_ab, translate_ba, mesh) -> dict:
@@ -183,14 +202,11 @@ def task_scores(config, data: dataset_lib.Dataset, translate_ab, translate_ba, m
                                   f"{field}={unet_config.data.get(field)!r}, the CycleGAN with "
                                   f"{config.data.get(field)!r}", cg[f"task_unet_{domain}"])
   out = {}
-  for split in ("train", "val", "test"):
-    ct = data.select("ct", split, ("ct",))
-    mr = data.select("mr", split, mr_seqs)
-    if ct and mr:
-      out[split] = {"ct_to_mr": quality_lib.task_score(translate_ab, segment["mr"], ct),
-                    "mr_to_ct": quality_lib.task_score(translate_ba, segment["ct"], mr)}
-      logging.info("CycleGAN task score (%s): CT -> MR %.3f (untranslated %.3f), MR -> CT "
-                   "%.3f (untranslated %.3f)", split, out[split]["ct_to_mr"]["translated"],
-                   out[split]["ct_to_mr"]["untranslated"], out[split]["mr_to_ct"]["translated"],
-                   out[split]["mr_to_ct"]["untranslated"])
+  for split, (ct, mr) in paired_splits(data, mr_seqs, ("train", "val", "test")).items():
+    out[split] = {"ct_to_mr": quality_lib.task_score(translate_ab, segment["mr"], ct),
+                  "mr_to_ct": quality_lib.task_score(translate_ba, segment["ct"], mr)}
+    logging.info("CycleGAN task score (%s): CT -> MR %.3f (untranslated %.3f), MR -> CT "
+                 "%.3f (untranslated %.3f)", split, out[split]["ct_to_mr"]["translated"],
+                 out[split]["ct_to_mr"]["untranslated"], out[split]["mr_to_ct"]["translated"],
+                 out[split]["mr_to_ct"]["untranslated"])
   return out
