@@ -166,11 +166,15 @@ UDA_ROUNDS = {"ct": 1, "mr": 1}
 def get_uda_config(source: str) -> ml_collections.ConfigDict:
   """The best configuration of `source` (`get_best_config`) with self-training on the target
   development scans, used without labels (`self_training`): the best model is the teacher,
-  with its test-time options; UDA_ROUNDS[source] students."""
+  with its test-time options; UDA_ROUNDS[source] students, each trained and tested on the
+  target slices as the teacher sees them (CT -> MR: matched to the source, then the gamma) and
+  with batch-norm statistics of each test scan."""
   config = get_best_config(source)
   target = "mr" if source == "ct" else "ct"
   config.data[target].adapt_root = config.data[target].root
-  config.self_training.rounds = UDA_ROUNDS[source]
+  config.self_training.update(rounds=UDA_ROUNDS[source],
+                              student_intensity=BEST_INTENSITY[source],
+                              student_adapt_bn=BEST_ADAPT_BN[source])
   return config
 
 
