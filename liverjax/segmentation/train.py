@@ -33,13 +33,21 @@ NONFINITE_HINT = ("Lower train.learning_rate, check the data, or use "
                   "model.dtype='float32'.")
 
 
-def target_repeats(source_slices: int, target_slices: int, fraction: float) -> int:
-  """How many times the pseudo-labelled target slices are repeated among the training slices
-  so that they are about `fraction` (in [0, 1)) of what is drawn: round(f / (1 - f) *
-  source / target), at least 1."""
+def mix_repeats(source_slices: int, target_slices: int, fraction: float) -> tuple[int, int]:
+  """(source repeats, target repeats) so that the pseudo-labelled target slices are about
+  `fraction` (in (0, 1)) of the slices drawn: the smaller side is repeated, the other kept
+  once (an integer number of whole copies, each at least 1).
+
+  Returns:
+    (r_s, r_t) with r_t * target / (r_s * source + r_t * target) close to `fraction`;
+    (1, 0) without target slices.
+  """
   if target_slices <= 0:
-    return 0
-  return max(1, int(round(fraction / (1.0 - fraction) * source_slices / target_slices)))
+    return 1, 0
+  ratio = fraction / (1.0 - fraction) * source_slices / target_slices  # wanted r_t / r_s
+  if ratio >= 1.0:
+    return 1, int(round(ratio))
+  return max(1, int(round(1.0 / ratio))), 1
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
@@ -64,7 +72,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       "mask": f32[M,H,W,1] in {0, 1, losses.IGNORE}, "is_t2": f32[M]}, trained on
       beside the source slices (after `slice_transform`, which they do not go
       through), repeated to be about `self_training.target_fraction` of the
-      slices drawn (`target_repeats`); the domain transform leaves them as they
+      slices drawn (`mix_repeats`); the domain transform leaves them as they
       are (batch key "from_source" 0).
   """
   workdir = pathlib.Path(workdir)
@@ -102,17 +110,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
   extras = {"is_t2": dataset_lib.slice_is_t2(train_volumes)}
   if pseudo_labelled is not None and len(pseudo_labelled["image"]):
-    reps = target_repeats(len(images), len(pseudo_labelled["image"]),
-                          float(config.self_training.target_fraction))
-    tile = lambda a: np.concatenate([a] * reps)  # noqa: E731
+    r_s, r_t = mix_repeats(len(images), len(pseudo_labelled["image"]),
+                           float(config.self_training.target_fraction))
     logging.info("self-training: %d pseudo-labelled target slices (x%d) beside %d source "
-                 "slices", len(pseudo_labelled["image"]), reps, len(images))
-    extras["from_source"] = np.concatenate([np.ones(len(images), np.float32),
-                                            np.zeros(reps * len(pseudo_labelled["image"]),
-                                                     np.float32)])
-    extras["is_t2"] = np.concatenate([extras["is_t2"], tile(pseudo_labelled["is_t2"])])
-    images = np.concatenate([images, tile(pseudo_labelled["image"])])
-    masks = np.concatenate([masks, tile(pseudo_labelled["mask"])])
+                 "slices (x%d)", len(pseudo_labelled["image"]), r_t, len(images), r_s)
+    n_source = r_s * len(images)
+    extras["from_source"] = np.concatenate([
+        np.ones(n_source, np.float32),
+        np.zeros(r_t * len(pseudo_labelled["image"]), np.float32)])
+    extras["is_t2"] = np.concatenate([np.tile(extras["is_t2"], r_s),
+                                      np.tile(pseudo_labelled["is_t2"], r_t)])
+    images = np.concatenate([np.tile(images, (r_s, 1, 1, 1)),
+                             np.tile(pseudo_labelled["image"], (r_t, 1, 1, 1))])
+    masks = np.concatenate([np.tile(masks, (r_s, 1, 1, 1)),
+                            np.tile(pseudo_labelled["mask"], (r_t, 1, 1, 1))])
   if state_lib.train_organ_ids(config.model):
     extras["organs"], extras["organs_known"] = organs_lib.stack_labels(train_volumes)
     logging.info("multi-organ training on %s: organ labels on %d of %d slices",

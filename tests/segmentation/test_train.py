@@ -197,3 +197,16 @@ def test_no_training_patients_is_a_config_error_naming_the_split(tiny_config, tm
   with pytest.raises(configs.ConfigError, match=r"^config.data.split=\(0.34, 0.33, 0.33\): "
                                                 r"no ct training patients in /data/x"):
     segmentation_train.train(tiny_config, tmp_path / "run", data=empty)
+
+
+def test_mix_repeats_bring_the_target_share_near_the_fraction_from_either_side():
+  for n_source, n_target in ((962, 174), (286, 581), (100, 100), (50, 1000)):
+    for fraction in (0.2, 0.3, 0.5, 0.7):
+      r_s, r_t = segmentation_train.mix_repeats(n_source, n_target, fraction)
+      assert r_s >= 1 and r_t >= 1 and min(r_s, r_t) == 1  # one side is kept once
+      share = r_t * n_target / (r_s * n_source + r_t * n_target)
+      assert abs(share - fraction) < 0.1, (n_source, n_target, fraction, share)
+  # More target slices than wanted: the source is repeated (x5), not the target dropped.
+  assert segmentation_train.mix_repeats(286, 581, 0.3) == (5, 1)
+  assert segmentation_train.mix_repeats(962, 174, 0.3) == (1, 2)
+  assert segmentation_train.mix_repeats(10, 0, 0.3) == (1, 0)
