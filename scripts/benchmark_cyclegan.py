@@ -202,7 +202,8 @@ def main(argv):
   for name in variants:
     # A fresh jit per variant (the cached one would reuse its trace), traced under the variant.
     step_fn = cg_state._compiled_step.__wrapped__(  # pylint: disable=protected-access
-        graphs, *txs, float(cg.lambda_cycle), float(cg.lambda_identity), mesh)
+        graphs, *txs, (float(cg.lambda_cycle), float(cg.lambda_identity),
+                       float(cg.lambda_structure)), mesh)
     start = time.perf_counter()
     with _up_variant(name):
       steps[name] = step_fn.lower(state, ct, mr, runtime.prng_key(config, 0), lr).compile()
