@@ -57,6 +57,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Where the runs and t
 _SIZE = flags.DEFINE_enum("size", None, ["smoke", "full", "cpu"],
                           "Shorthand for --config=configs/study.py:<size>.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per experiment (overrides config.study.seeds).")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Write the report from the runs already finished (each missing run is "
+    "listed at its top) and train nothing; safe while the study itself runs.")
 _PROTOCOL = flags.DEFINE_enum("protocol", None, ["all", "t2spir", "real"],
                               "MR sequences: all (T1 in/out + T2) or T2-SPIR only, as in "
                               "SIFA / GIN-IPA / SLAug; real: T2-SPIR only on the real scans "
@@ -224,12 +227,14 @@ def _other_adapt_bn(c):
   return other
 
 
-def run_study(config, workdir) -> dict:
+def run_study(config, workdir, report_only: bool = False) -> dict:
   """Runs (or resumes) every run of the study and writes the report.
 
   Args:
     config: a `liverjax/configs/study.py` config (sections of configs/default.py plus `study`).
     workdir: the study folder.
+    report_only: train nothing; report the finished runs (marked by `study_done.json`) and
+      list the others as missing at the top of the report. Takes no lock.
 
   Returns:
     The report dict (also written to `workdir/report.json`).
@@ -238,22 +243,35 @@ def run_study(config, workdir) -> dict:
     experiment.WorkdirLocked: when another study holds `workdir` (each run
       also holds its own folder, `experiment.workdir_lock`).
   """
+  if report_only:
+    return _run_study(config, pathlib.Path(workdir), report_only=True)
   with experiment.workdir_lock(workdir):
     return _run_study(config, pathlib.Path(workdir))
 
 
-def _run_study(config, workdir: pathlib.Path) -> dict:
+def _run_study(config, workdir: pathlib.Path, report_only: bool = False) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   config = apply_protocol(copy.deepcopy(config), config.study.protocol)
   plan = plan_runs(config, workdir)
   logging.info("study (%s, protocol %s): %d runs (%d CycleGAN) into %s", config.study.size,
                config.study.protocol, len(plan), sum(r.kind == "cyclegan" for r in plan),
                workdir)
-  runs, cyclegan_runs = [], {}
+  runs, cyclegan_runs, missing = [], {}, []
   spent, ran, ran_seconds = 0.0, 0, 0.0
   for i, run in enumerate(plan):
     started = time.time()
     run_dir = workdir / run.workdir
+    if report_only:
+      if not (run_dir / DONE).exists():
+        missing.append(run.workdir)
+        continue
+      results = json.loads((run_dir / DONE).read_text())
+      if run.kind == "cyclegan":
+        cyclegan_runs[run.seed] = results
+      else:
+        runs.append(dict(seed=run.seed, direction=run.direction, experiment=run.experiment,
+                         fold=run.fold, workdir=run.workdir, results=results))
+      continue
     logging.info("study: run %d/%d: %s %s%s seed %d -> %s", i + 1, len(plan),
                  run.direction or "CycleGAN", run.experiment,
                  "" if run.fold is None else f" fold {run.fold}", run.seed, run_dir)
@@ -275,15 +293,25 @@ def _run_study(config, workdir: pathlib.Path) -> dict:
   previews = write_augmentation_previews(config, workdir)
   if config.study.protocol == "real":
     rep = real_report.build_report(config, runs, cyclegan_runs, test_halves(config),
-                                   previews, workdir)
+                                   previews, workdir, missing=missing)
     markdown = real_report.render_markdown(rep)
   else:
     rep = study_report.build_report(config, runs, cyclegan_runs, workdir, previews)
     markdown = study_report.render_markdown(rep)
+    if missing:
+      rep["missing"] = missing
+      markdown = _missing_note(missing, len(plan)) + markdown
   (workdir / "report.json").write_text(json.dumps(rep, indent=1, default=float))
   (workdir / "report.md").write_text(markdown)
-  logging.info("study: wrote %s", workdir / "report.md")
+  logging.info("study: wrote %s%s", workdir / "report.md",
+               f" ({len(missing)} of {len(plan)} runs missing)" if missing else "")
   return rep
+
+
+def _missing_note(missing: list[str], planned: int) -> str:
+  """The partial report's first lines: which of the planned runs have not finished."""
+  return (f"> **Partial report: {len(missing)} of {planned} runs have not finished** and are "
+          f"left out: {', '.join(missing)}.\n\n")
 
 
 def test_halves(config) -> dict:
@@ -328,8 +356,8 @@ def main(argv):
   config_check.check(config)
   runtime.setup_process()
   config_check.check_devices(config, jax.device_count())
-  rep = run_study(config, _WORKDIR.value)
-  print(study_report.render_markdown(rep))
+  run_study(config, _WORKDIR.value, report_only=_REPORT_ONLY.value)
+  print((pathlib.Path(_WORKDIR.value) / "report.md").read_text())
 
 
 if __name__ == "__main__":

@@ -70,6 +70,14 @@ def test_smoke_study_writes_every_row_and_figure(tmp_path):
   study.run_study(config, workdir)
   assert {p: p.stat().st_mtime_ns for p in workdir.rglob("study_done.json")} == marks
 
+  # --report_only trains nothing and names the run that has not finished.
+  unfinished = workdir / rep["rows"][0]["workdirs"][0] / "study_done.json"
+  unfinished.unlink()
+  partial = study.run_study(config, workdir, report_only=True)
+  assert partial["missing"] == [rep["rows"][0]["workdirs"][0]]
+  assert not unfinished.exists()
+  assert "Partial report: 1 of 9 runs" in (workdir / "report.md").read_text()
+
 
 def test_t2spir_protocol_restricts_mr():
   config = study.apply_protocol(study_configs.get_config("smoke"), "t2spir")

@@ -143,6 +143,8 @@ def render_markdown(rep: dict) -> str:
   lines += ["| direction | experiment | predictions (true vs predicted masks) | loss curves | "
             "time |", "|---|---|---|---|---|"]
   for r in rep["rows"]:
+    if not r["workdirs"]:  # a partial report: no run of this row has finished
+      continue
     wd = r["workdirs"][0]
     lines.append(f"| {name[r['direction']]} | {r['experiment']} | "
                  f"[predictions]({wd}/predictions.png) | [curves]({wd}/curves.png) | "
