@@ -3,7 +3,7 @@ scan), evaluating (per volume).
 
 `Progress(total, "read", "scans")`, then `done(label)` after each item, logs a line such as
 
-  read 3/19 scans (CT btcv_ct_006), 0:00:12 so far, ETA 0:00:53
+  read 3/19 scans (CT btcv_ct_006), 0:00:12 so far, ETA 0:01:04
 
 when at least `interval` seconds (`INTERVAL_SECONDS`) have passed since the previous line (or
 the start): a loop that ends within the interval logs nothing (its summary line says enough),
