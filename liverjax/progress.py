@@ -1,5 +1,6 @@
-"""Progress lines for the long loops that are not training steps: reading a dataset (per
-scan), evaluating (per volume).
+"""Progress lines for the long loops that are not training steps: reading and preparing a
+dataset (per scan), evaluating (per volume), a teacher labelling target scans, the CycleGAN's
+task score (per volume).
 
 `Progress(total, "read", "scans")`, then `done(label)` after each item, logs a line such as
 
@@ -69,3 +70,15 @@ class Progress:
     if now - self._last >= self._interval:
       self._last = now
       self._log(self.line(label))
+
+
+def scan_label(modality: str, patient_id: str, sequence: str) -> str:
+  """The short name of a scan in progress lines: "CT btcv_ct_006", "MR 3 t2" (the sequence
+  for MR only)."""
+  return f"{modality} {patient_id} {sequence}" if modality == "MR" else f"{modality} {patient_id}"
+
+
+def volume_label(item) -> str:
+  """`scan_label` of anything with `modality`, `patient_id` and `sequence` attributes
+  (`Volume`, `PreparedVolume`, `chaos.SeriesRef`)."""
+  return scan_label(item.modality, item.patient_id, item.sequence)

@@ -1,4 +1,6 @@
 """Tests for liverjax/progress.py: counts, ETA, and no more than one line per interval."""
+import types
+
 from liverjax import progress
 
 
@@ -50,3 +52,10 @@ def test_format_seconds():
   assert progress.format_seconds(59.6) == "0:01:00"
   assert progress.format_seconds(3 * 3600 + 25 * 60 + 7) == "3:25:07"
   assert progress.format_seconds(-4) == "0:00:00"
+
+
+def test_scan_labels_name_the_sequence_of_mr_only():
+  assert progress.scan_label("CT", "btcv_ct_006", "ct") == "CT btcv_ct_006"
+  assert progress.scan_label("MR", "3", "t2") == "MR 3 t2"
+  volume = types.SimpleNamespace(modality="MR", patient_id="5", sequence="t1_in")
+  assert progress.volume_label(volume) == "MR 5 t1_in"

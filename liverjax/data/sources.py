@@ -245,7 +245,8 @@ class Reads:
     read: item -> a volume (`chaos.Volume`, with its `problems`).
     where: item -> the file or folder an error names.
     what: the word for an item in the messages ("series", "case").
-    label: item -> a short name for progress lines ("CT btcv_ct_006", "MR 3 t2").
+    label: item -> a short name for progress lines ("CT btcv_ct_006", "MR 3 t2":
+      `progress.volume_label`).
   """
   source: Source
   items: list
@@ -270,15 +271,15 @@ def plan_reads(source: Source, sequences) -> Reads:
     cases = [] if info.sequence not in sequences else [
         c for c in info.cases if _wanted(source, info.modality, c.case_id)]
     return Reads(source, cases, read, where=lambda case: case.image, what="case",
-                 label=lambda case: f"{info.modality} {case.case_id}")
+                 label=lambda case: progress.scan_label(info.modality, case.case_id,
+                                                        info.sequence))
   seqs = tuple(s for s in sequences
                if source.modality is None or (s == "ct") == (source.modality == "CT"))
   refs = [r for r in chaos.discover(source.path, seqs)
           if _wanted(source, r.modality, r.patient_id)]
   return Reads(source, refs, _read_chaos_images if source.adapt else chaos.read_series,
                where=lambda ref: ref.image_dir, what="series",
-               label=lambda ref: f"{ref.modality} {ref.patient_id}" + (
-                   f" {ref.sequence}" if ref.modality == "MR" else ""))
+               label=progress.volume_label)
 
 
 def read_planned(reads: Reads, tracker: progress.Progress | None = None

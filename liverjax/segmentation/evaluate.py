@@ -189,7 +189,7 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
     if keep_predictions:
       r["prediction"] = prediction
     results.append(r)
-    tracker.done(f"{v.modality} {v.patient_id}" + (f" {v.sequence}" if v.modality == "MR" else ""))
+    tracker.done(progress.volume_label(v))
   return results
 
 

@@ -175,8 +175,9 @@ def test_an_unlabelled_folder_of_images_alone_is_enough(tmp_path):
 
 
 def test_reading_logs_progress_over_every_source(tmp_path, monkeypatch, caplog):
-  """One count over the scans of all sources, a line per scan when the interval is 0; none
-  at the default interval for a read this quick (the summary line alone)."""
+  """One count over the scans of all sources, a line per scan when the interval is 0 (then
+  one per volume prepared); none at the default interval for a read this quick (the summary
+  line alone)."""
   a = write_msd(tmp_path / "set_a", cases=("p1", "p2"))
   mr = write_msd(tmp_path / "mr_ds", cases=("m1",), channel="T2",
                  labels={"background": 0, "liver": 1})
@@ -184,7 +185,7 @@ def test_reading_logs_progress_over_every_source(tmp_path, monkeypatch, caplog):
   reads = [sources_lib.plan_reads(s, ("ct", "t2"))
            for s in sources_lib.resolve_sources(config.data)]
   assert [[r.label(item) for item in r.items] for r in reads] == [["CT p1", "CT p2"],
-                                                                  ["MR m1"]]
+                                                                  ["MR m1 t2"]]
 
   def read_lines():
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("read ")
@@ -201,5 +202,9 @@ def test_reading_logs_progress_over_every_source(tmp_path, monkeypatch, caplog):
     dataset.load_dataset(config.data)
   lines = read_lines()
   assert [line.split(",")[0] for line in lines] == [
-      "read 1/3 scans (CT p1)", "read 2/3 scans (CT p2)", "read 3/3 scans (MR m1)"]
+      "read 1/3 scans (CT p1)", "read 2/3 scans (CT p2)", "read 3/3 scans (MR m1 t2)"]
   assert all("so far, ETA " in line for line in lines)
+  prepared = [r.getMessage().split(",")[0] for r in caplog.records
+              if r.getMessage().startswith("prepared ")]
+  assert prepared == ["prepared 1/3 volumes (CT p1)", "prepared 2/3 volumes (CT p2)",
+                      "prepared 3/3 volumes (MR m1 t2)"]
