@@ -1,12 +1,15 @@
-"""A small metric writer: JSON lines always, TensorBoard when TensorFlow is present.
+"""A small metric writer: JSON lines always, TensorBoard scalars and images where it can.
 
 `workdir/metrics.jsonl` holds one `{"step": s, "split": ..., name: value, ...}`
-object per call; the training curves in the report are drawn from it. When
-TensorFlow imports, the same scalars go to `workdir/tensorboard/<split>`.
-Only process 0 writes.
+object per call; the training curves in the report are drawn from it. The same
+scalars (and sample images) go to TensorBoard event files in
+`workdir/tensorboard/<split>`: through `tf.summary` where TensorFlow and TensorBoard
+import, else through tensorboardX (a dependency, so also where TensorFlow is absent,
+as on the GPU hosts); with neither, JSON lines only. Only process 0 writes.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -15,7 +18,12 @@ import time
 import jax
 import numpy as np
 
+from liverjax import progress
 from liverjax import runtime
+
+
+# Numbers tensorboardX event files apart (`MetricWriter.flush` closes and reopens them).
+_TENSORBOARDX_FILES = itertools.count()
 
 
 def _tensorflow_with_tensorboard():
@@ -30,6 +38,15 @@ def _tensorflow_with_tensorboard():
   return tf
 
 
+def _tensorboardx_or_none():
+  """The tensorboardX module, or None where it does not import."""
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return tensorboardX
+
+
 class MetricWriter:
   """Writes scalars (and images, to TensorBoard only) for one experiment."""
 
@@ -38,15 +55,23 @@ class MetricWriter:
     self._path = pathlib.Path(workdir) / "metrics.jsonl"
     self._tb_root = pathlib.Path(workdir) / "tensorboard"
     self._tb = {}
-    self._tf = None
+    self._tf = self._tbx = None
     if self._enabled:
       self._path.parent.mkdir(parents=True, exist_ok=True)
       if tensorboard:
         self._tf = _tensorflow_with_tensorboard()
+        if self._tf is None:
+          self._tbx = _tensorboardx_or_none()
 
   def _summary_writer(self, split):
+    """The event-file writer of `split` (tf.summary's or tensorboardX's), made once."""
     if split not in self._tb:
-      self._tb[split] = self._tf.summary.create_file_writer(str(self._tb_root / split))
+      logdir = str(self._tb_root / split)
+      if self._tf is not None:
+        self._tb[split] = self._tf.summary.create_file_writer(logdir)
+      else:  # its file is named by the second: a suffix keeps a reopened writer's apart
+        self._tb[split] = self._tbx.SummaryWriter(
+            logdir, filename_suffix=f".{os.getpid()}.{next(_TENSORBOARDX_FILES)}")
     return self._tb[split]
 
   def write_scalars(self, step: int, scalars: dict, split: str = "train") -> None:
@@ -61,18 +86,35 @@ class MetricWriter:
       with self._summary_writer(split).as_default():
         for k, v in scalars.items():
           self._tf.summary.scalar(k, float(np.asarray(v)), step=int(step))
+    elif self._tbx is not None:
+      writer = self._summary_writer(split)
+      for k, v in scalars.items():
+        writer.add_scalar(k, float(np.asarray(v)), global_step=int(step))
 
   def write_images(self, step: int, images: dict, split: str = "samples") -> None:
-    """Writes images (name -> f32[N,H,W,C] in [0,1]) to TensorBoard, if present."""
-    if not self._enabled or self._tf is None:
+    """Writes images (name -> f32[N,H,W,C] in [0,1]; the first 8) to TensorBoard, if present."""
+    if not self._enabled or (self._tf is None and self._tbx is None):
       return
-    with self._summary_writer(split).as_default():
-      for k, v in images.items():
-        self._tf.summary.image(k, np.asarray(v), step=int(step), max_outputs=8)
+    if self._tf is not None:
+      with self._summary_writer(split).as_default():
+        for k, v in images.items():
+          self._tf.summary.image(k, np.asarray(v), step=int(step), max_outputs=8)
+      return
+    writer = self._summary_writer(split)
+    for k, v in images.items():
+      writer.add_images(k, np.asarray(v)[:8], global_step=int(step), dataformats="NHWC")
 
   def flush(self) -> None:
+    """Writes every pending TensorBoard event to disk. tensorboardX's own flush leaves the
+    events still queued for its writer thread, so its writers are closed instead (which
+    drains the queue) and made anew, with a new event file, by the next write."""
     for w in self._tb.values():
-      w.flush()
+      if self._tf is not None:
+        w.flush()
+      else:
+        w.close()
+    if self._tf is None:
+      self._tb = {}
 
 
 def read_scalars(workdir: str | pathlib.Path) -> list[dict]:
@@ -152,12 +194,7 @@ class Progress:
     means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
     now = time.time()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
-    eta = format_seconds((self._total - step) / max(rate, 1e-9))
+    eta = progress.format_seconds((self._total - step) / max(rate, 1e-9))
     self._last_step, self._last_time = step, now
     return means, rate, eta
 
-
-def format_seconds(s: float) -> str:
-  """Seconds as "h:mm:ss"."""
-  s = int(round(s))
-  return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

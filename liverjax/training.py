@@ -18,6 +18,7 @@ from absl import logging
 
 from liverjax import checkpointing
 from liverjax import metric_writer
+from liverjax import progress
 from liverjax import runtime
 
 
@@ -100,15 +101,15 @@ def train_loop(state: Any, step_fn: Callable[[Any, int], tuple[Any, dict]], *,
   Returns:
     (state, step): the final state and the number of steps taken.
   """
-  progress = metric_writer.Progress(start_step, total_steps)
+  steps = metric_writer.Progress(start_step, total_steps)
   step = start_step
   while step < total_steps:
     state, metrics = step_fn(state, step)
-    progress.append(metrics)
+    steps.append(metrics)
     step += 1
     if itstime(step, log_every, total_steps):
       check_finite(state, hint=nonfinite_hint)
-      means, rate, eta = progress.summarize(step)
+      means, rate, eta = steps.summarize(step)
       writer.write_scalars(step, {**means, "steps_per_sec": rate}, split="train")
       log_line(step, means, rate, eta)
     for every, action in actions:
@@ -117,5 +118,5 @@ def train_loop(state: Any, step_fn: Callable[[Any, int], tuple[Any, dict]], *,
   writer.flush()
   if step > start_step:
     logging.info("%s done: %d steps in %s", name, step - start_step,
-                 metric_writer.format_seconds(time.time() - progress.start_time))
+                 progress.format_seconds(time.time() - steps.start_time))
   return state, step

@@ -9,15 +9,16 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "liverjax"
 # Imported inside functions on purpose: optional (absent on GPU hosts or headless).
-OPTIONAL = ("tensorflow", "tensorboard", "matplotlib")
+OPTIONAL = ("tensorflow", "tensorboard", "tensorboardX", "matplotlib")
 # Modules that define absl flags when imported (two of them cannot share a process);
 # liverjax.predict.__main__ defines its flags only when run as a program.
 ENTRY_POINTS = ("liverjax.main", "liverjax.study")
 # One responsibility per module: no module of liverjax/ is longer (CONVENTIONS.md).
 MAX_LINES = 600
 # Layers, lowest first: a module may import its own layer or lower ones, never higher.
+# The package itself (`liverjax/__init__.py`: `__version__`, no imports) is in layer 0.
 LAYERS = (
-    ("liverjax.runtime", "liverjax.configs"),
+    ("liverjax.runtime", "liverjax.configs", "liverjax.progress"),
     ("liverjax.data",),
     ("liverjax.augment",),
     ("liverjax.models",),
@@ -25,8 +26,9 @@ LAYERS = (
     ("liverjax.segmentation", "liverjax.cyclegan"),
     ("liverjax.reporting",),
     ("liverjax.experiment", "liverjax.config_check"),
-    ("liverjax.main", "liverjax.study", "liverjax.predict", "liverjax.cli"),
+    ("liverjax.main", "liverjax.study", "liverjax.predict", "liverjax.cli", "liverjax.console"),
 )
+PACKAGE_NAME = "liverjax"
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -76,6 +78,8 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _layer(module: str) -> int:
+  if module == PACKAGE_NAME:
+    return 0
   for i, prefixes in enumerate(LAYERS):
     if any(module == p or module.startswith(p + ".") for p in prefixes):
       return i

@@ -3,7 +3,9 @@
 Checked in every Markdown file of the README and `docs/` (except `docs/history.md`, the dated
 log, whose commands are as they were run then):
 - every command, in a fenced `bash` block or an inline code span (`python -m liverjax...`,
-  `python scripts/...`, `bash scripts/...`): the module is a file of the repository (a module
+  `python scripts/...`, `bash scripts/...`, the console scripts `liverjax-train` ... of
+  `liverjax/console.py`, checked as the module each runs, `--version` besides): the module is a
+  file of the repository (a module
   file, or a package's `__main__.py`, so `liverjax/predict.py` and `liverjax/predict/` both
   work) or an installed module, the script exists, and every `--flag` it passes is defined by
   that program: absl `DEFINE_*` calls and argparse `add_argument` calls, read from the program's
@@ -38,6 +40,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from liverjax import configs
+from liverjax import console
 from liverjax.configs import study as study_configs
 from tests.conftest import REPO
 
@@ -78,9 +81,13 @@ def inline_spans(text: str) -> list[str]:
   return [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
 
 
+CONSOLE_SCRIPT = re.compile(r"liverjax-[a-z]+")
+
+
 def is_command(span: str) -> bool:
-  """True when an inline span runs a program of the repository."""
-  return bool(re.search(r"\bpython3? (-m \S+|scripts/)|\bbash scripts/", span))
+  """True when an inline span runs a program of the repository (a console script too)."""
+  return bool(re.search(r"\bpython3? (-m \S+|scripts/)|\bbash scripts/", span)
+              or CONSOLE_SCRIPT.match(span))
 
 
 def segments(line: str) -> list[list[str]]:
@@ -366,6 +373,15 @@ def command_problems(tokens: list[str], monkeypatch) -> list[str]:
   if "bash" in tokens[:3]:
     scripts = [t for t in tokens if t.endswith(".sh")]
     return [f"{t}: no such script" for t in scripts if not (REPO / t).is_file()]
+  scripts = [i for i, t in enumerate(tokens) if CONSOLE_SCRIPT.fullmatch(t)]
+  if scripts:
+    name, args = tokens[scripts[0]], tokens[scripts[0] + 1:]
+    if name not in console.PROGRAMS:
+      return [f"{name}: no such console script (liverjax/console.py PROGRAMS)"]
+    module = console.PROGRAMS[name]
+    program = read_program(module_file(module))
+    args = [a for a in args if a != "--version"]  # every console script prints the version
+    return _flag_problems(module, program, args, monkeypatch)
   starts = [i for i, t in enumerate(tokens) if re.fullmatch(r"(\S*/)?python3?", t)]
   if not starts:
     return []
@@ -514,6 +530,10 @@ BROKEN = (
     ("python -m liverjax.predict --workdir=w --input=x --out=o --adapt_bn=yes", "not one of"),
     ("python -m liverjax.predict --workdir=w --input=x --outdir=o", "no flag --outdir"),
     ("python -m liverjax.data.verify --root=x --sequence=t2", "no flag --sequence"),
+    ("liverjax-trian --config=configs/mri_to_ct.py", "no such console script"),
+    ("liverjax-predict --workdir=w --input=x --outdir=o", "no flag --outdir"),
+    ("liverjax-train --config=configs/mri_to_ctt.py", "no such config file"),
+    ("liverjax-study --size=huge", "not one of"),
     ("python scripts/benchmark_train.py --size=64 --recipe=ginn", "not one of"),
     ("python scripts/benchmark_trian.py --size=64", "no such script"),
     ("nice -n 15 python scripts/benchmark_vs_monai.py --monai=0", "no flag --monai"),
@@ -531,7 +551,9 @@ def test_the_checker_catches_a_broken_command(line, expected, monkeypatch):
 def test_the_checker_passes_sound_commands_and_catches_broken_names_in_prose(monkeypatch):
   sound = ("```bash\npython -m liverjax.main --config=unet.py:ct_to_mr,augmix "
            "--config.data.mr_sequences=\"('t2',)\" --workdir=w --nodistributed\n"
-           "python -m liverjax.study --workdir=s --size=full --seeds=3\n```\n"
+           "python -m liverjax.study --workdir=s --size=full --seeds=3\n"
+           "liverjax-train --config=mri_to_ct --config.train.steps=10 && liverjax-train --version\n"
+           "liverjax-verify --root=/data/CHAOS_Train_Sets\n```\n"
            "`configs/real/{ct_to_mr,mr_to_ct}_histmatch.py`, `eval.adapt_bn`, "
            "`configs/cyclegan.py:cpu`, `--config.data.field_of_view=320`\n")
   assert page_problems(sound, monkeypatch) == []

@@ -1,5 +1,7 @@
-"""Tests for liverjax/experiment.py: the workdir lock (one run per workdir), self-training rounds."""
+"""Tests for liverjax/experiment.py: the workdir lock (one run per workdir), self-training rounds
+(with the progress lines of every long step)."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import pytest
 from liverjax import config_check
 from liverjax import experiment
 from liverjax import predict
+from liverjax import progress
 from liverjax.data import chaos as data_chaos
 from liverjax.data import sources
 from liverjax.data import synthetic
@@ -63,7 +66,8 @@ def test_lock_files_per_process_of_a_job(tmp_path):
 
 
 @pytest.mark.slow
-def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path):
+def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkeypatch,
+                                                                caplog):
   root = synthetic.generate_chaos(tmp_path / "synth", n_ct=3, n_mr=4, size=32, slices=8)
   mr_ids = sorted(p.name for p in (root / "MR").iterdir())
   adapt, test = sources.halve_shared_folder(mr_ids)
@@ -80,8 +84,20 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path):
                               max_liver_ml=1e9, min_confident_fraction=0.0)
   config_check.check(config)
   workdir = tmp_path / "run"
-  results = experiment.run(config, workdir)
+  monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)  # a progress line per item
+  with caplog.at_level(logging.INFO):
+    results = experiment.run(config, workdir)
   assert results["experiment"].endswith("+selftrain2")
+  # Every long step logs its progress: reading and preparing the scans (the adapt ones
+  # included), the teacher labelling the adapt scans, the evaluation.
+  lines = [r.getMessage() for r in caplog.records]
+  n_scans = 3 + 4  # CT, and MR T2 (test half and adapt half)
+  for head in (f"read {n_scans}/{n_scans} scans (", f"prepared {n_scans}/{n_scans} volumes (",
+               f"labelled {len(adapt)}/{len(adapt)} target scans (MR ", "evaluated "):
+    assert any(line.startswith(head) and ", ETA " in line for line in lines), head
+  labelled = [line.split(" (")[1].split(")")[0] for line in lines
+              if line.startswith("labelled ")]
+  assert labelled == [f"MR {pid} t2" for pid in adapt] * 2  # both rounds, the adapt half
   assert sorted({v["patient_id"] for v in results["volumes"] if v["modality"] == "MR"}) == list(test)
   records = json.loads((workdir / "pseudo_labels.json").read_text())
   assert [r["round"] for r in records] == [1, 2]

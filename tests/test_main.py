@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import liverjax
 from tests.conftest import REPO
 
 
@@ -25,7 +26,7 @@ def test_main_trains_evaluates_and_reevaluates(tmp_path):
            "--config.train.log_every=2", "--config.train.eval_every=4"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   # As on the GPU hosts: TensorFlow cannot be imported. The run falls back to the
-  # numpy pipeline and writes no TensorBoard files.
+  # numpy pipeline, and writes its TensorBoard scalars through tensorboardX.
   without_tf = ("import runpy, sys; sys.modules['tensorflow'] = None; "
                 "sys.argv = ['liverjax.main'] + sys.argv[1:]; "
                 "runpy.run_module('liverjax.main', run_name='__main__', alter_sys=True)")
@@ -34,10 +35,12 @@ def test_main_trains_evaluates_and_reevaluates(tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert "using the synthetic CHAOS dataset" in run.stderr  # says where the data comes from
   assert "input pipeline: numpy" in run.stderr
-  assert not (workdir / "tensorboard").exists()
   assert "step 4/4" in run.stderr
+  for split in ("train", "val"):
+    assert list((workdir / "tensorboard" / split).glob("events.out.tfevents.*")), split
   results = json.loads((workdir / "metrics.json").read_text())
   assert results["source"] == "mr" and results["step"] == 4
+  assert results["liverjax_version"] == liverjax.__version__
   assert set(results["summary"]) == {"ct", "mr", "mr/t1_in", "mr/t1_out", "mr/t2"}
   for name in ("metrics.md", "predictions.png", "curves.png", "metrics.jsonl"):
     assert (workdir / name).exists(), name
@@ -66,12 +69,14 @@ def test_entry_points_run_outside_the_repository(tmp_path):
 
 
 def test_an_installed_copy_runs_outside_the_repository(tmp_path):
-  """The package as pip installs it (a wheel of setup.py) holds the configs, and its
-  entry points run from another folder: `--config=<name>` finds the installed file."""
+  """The package as pip installs it (a wheel built from pyproject.toml) holds the configs and
+  the four console scripts, and its entry points run from another folder: `--config=<name>`
+  finds the installed file, and each script prints the version."""
   source = tmp_path / "source"
   shutil.copytree(REPO / "liverjax", source / "liverjax",
                   ignore=shutil.ignore_patterns("__pycache__"))
-  shutil.copy(REPO / "setup.py", source / "setup.py")
+  for name in ("pyproject.toml", "README.md", "LICENSE"):
+    shutil.copy(REPO / name, source / name)
   subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                   "--no-build-isolation", "--target", str(tmp_path / "site"), str(source)],
                  cwd=tmp_path, capture_output=True, text=True, timeout=600, check=True)
@@ -85,11 +90,26 @@ def test_an_installed_copy_runs_outside_the_repository(tmp_path):
   assert modules(tmp_path / "site") == modules(REPO)
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
+  env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
   run = subprocess.run([sys.executable, "-m", "liverjax.main", "--config=mri_to_ct",
-                        "--config.train.batch_size=0"], cwd=elsewhere,
-                       env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")),
+                        "--config.train.batch_size=0"], cwd=elsewhere, env=env,
                        capture_output=True, text=True, timeout=300, check=False)
   # The installed config was found and loaded: the override is checked, in one line.
+  assert run.returncode == 2, run.stderr[-3000:]
+  assert run.stderr == "liverjax.main: config.train.batch_size=0: expected an integer >= 1\n"
+  # The console scripts, as pip wrote them (bin/ of the install), each with --version.
+  scripts = sorted(p.name for p in (tmp_path / "site" / "bin").glob("liverjax-*"))
+  assert scripts == ["liverjax-predict", "liverjax-study", "liverjax-train", "liverjax-verify"]
+  for script in scripts:
+    run = subprocess.run([str(tmp_path / "site" / "bin" / script), "--version"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert (run.returncode, run.stdout) == (0, f"liverjax {liverjax.__version__}\n"), (
+        script, run.stderr[-2000:])
+  # And one runs its program: the same one-line error as `python -m liverjax.main` above.
+  run = subprocess.run([str(tmp_path / "site" / "bin" / "liverjax-train"), "--config=mri_to_ct",
+                        "--config.train.batch_size=0"], cwd=elsewhere, env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
   assert run.returncode == 2, run.stderr[-3000:]
   assert run.stderr == "liverjax.main: config.train.batch_size=0: expected an integer >= 1\n"
 

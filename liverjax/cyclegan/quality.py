@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from liverjax import progress
+
 SAMPLE_ROWS = ("real CT", "G(CT)", "F(G(CT))", "real MR", "F(MR)", "G(F(MR))")
 
 
@@ -100,9 +102,11 @@ def task_score(translate: Callable, segment: Callable, volumes) -> dict:
     "per_volume": {patient_id: [translated, untranslated]}}.
   """
   rows = {}
+  tracker = progress.Progress(len(volumes), "scored", "translated volumes")
   for v in volumes:
     moved = translate(v.image[..., None].astype(np.float32))[..., 0]
     rows[v.patient_id] = [_dice(segment(moved), v.mask), _dice(segment(v.image), v.mask)]
+    tracker.done(progress.volume_label(v))
   values = np.asarray(list(rows.values()), np.float64).reshape(-1, 2)
   return dict(translated=float(values[:, 0].mean()) if len(values) else float("nan"),
               untranslated=float(values[:, 1].mean()) if len(values) else float("nan"),

@@ -272,7 +272,7 @@ def load_volumes(root, sequences: Sequence[str] = SEQUENCES) -> tuple[list[Volum
                    where=lambda ref: ref.image_dir, what="series")
 
 
-def read_each(items, read, *, where, what: str) -> tuple[list, list[str]]:
+def read_each(items, read, *, where, what: str, done=None) -> tuple[list, list[str]]:
   """Reads every item with `read`; one that fails is reported and skipped, never fatal.
 
   Args:
@@ -280,6 +280,8 @@ def read_each(items, read, *, where, what: str) -> tuple[list, list[str]]:
     read: item -> a volume with a `problems` list (reader notes, each naming a file).
     where: item -> the file or folder named when an unexpected error skips it.
     what: the word for an item in the messages ("series", "case").
+    done: None, or item -> None, called once each item is read or skipped (progress
+      lines: `liverjax.progress`).
 
   Returns:
     (volumes, problems): the volumes read, in item order, and every problem (the
@@ -296,11 +298,13 @@ def read_each(items, read, *, where, what: str) -> tuple[list, list[str]]:
       for p in getattr(e, "problems", []) + [f"{what} skipped: {msg}"]:
         logging.warning("%s", p)
         problems.append(p)
-      continue
-    for p in vol.problems:
-      logging.warning("%s", p)
-    problems.extend(vol.problems)
-    volumes.append(vol)
+    else:
+      for p in vol.problems:
+        logging.warning("%s", p)
+      problems.extend(vol.problems)
+      volumes.append(vol)
+    if done is not None:
+      done(item)
   return volumes, problems
 
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 from absl import logging
 
+from liverjax import progress
 from liverjax.data import cache
 from liverjax.data import chaos
 from liverjax.data import filelock
@@ -143,22 +144,31 @@ def _cache_key(sources: list[sources_lib.Source], data_config, sequences) -> str
 
 
 def _read_and_prepare(sources, data_config, sequences):
+  """(prepared volumes, problems) of every source; logs progress lines while reading (the
+  scans of all sources counted together: "read 3/19 scans (CT btcv_ct_006) ... ETA"), then
+  while preparing ("prepared 3/19 volumes (CT btcv_ct_006) ... ETA"), and a summary line."""
   start = time.time()
+  plans = [sources_lib.plan_reads(source, sequences) for source in sources]
+  total = sum(len(reads.items) for reads in plans)
+  logging.info("reading %d scans from %s", total, ", ".join(str(s.path) for s in sources))
+  tracker = progress.Progress(total, "read", "scans")
   per_source, problems = [], []
-  for source in sources:
-    vols, probs = sources_lib.read_source(source, sequences)
-    per_source.append((source, vols))
+  for reads in plans:
+    vols, probs = sources_lib.read_planned(reads, tracker)
+    per_source.append((reads.source, vols))
     problems += probs
   volumes, labelled = _unique_ids(per_source)
-  prepared = [
-      dataclasses.replace(preprocess.prepare_volume(
-          v, image_size=data_config.image_size,
-          normalization=data_config.normalization,
-          ct_window=tuple(data_config.ct_window),
-          ct_window_from_dicom=data_config.ct_window_from_dicom,
-          mr_percentiles=tuple(data_config.mr_percentiles),
-          field_of_view=data_config.get("field_of_view")), labelled=known)
-      for v, known in zip(volumes, labelled)]
+  tracker = progress.Progress(len(volumes), "prepared", "volumes")
+  prepared = []
+  for v, known in zip(volumes, labelled):
+    prepared.append(dataclasses.replace(preprocess.prepare_volume(
+        v, image_size=data_config.image_size,
+        normalization=data_config.normalization,
+        ct_window=tuple(data_config.ct_window),
+        ct_window_from_dicom=data_config.ct_window_from_dicom,
+        mr_percentiles=tuple(data_config.mr_percentiles),
+        field_of_view=data_config.get("field_of_view")), labelled=known))
+    tracker.done(progress.volume_label(v))
   n_slices = sum(v.image.shape[0] for v in prepared)
   seconds = time.time() - start
   logging.info("read and prepared %d volumes (%d slices) from %s in %.1fs "

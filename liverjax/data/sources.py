@@ -4,7 +4,9 @@
 `resolve_sources(config.data)` lists them (`Source`: a CHAOS or NIfTI folder, its modality,
 overrides, and which patients to read); a folder named both as a modality's `root` and its
 `adapt_root` is halved by patient (`halve_shared_folder`). `read_source` reads one: labelled
-volumes through `chaos` / `nifti`, unlabelled ones (`adapt`) without opening a label file.
+volumes through `chaos` / `nifti`, unlabelled ones (`adapt`) without opening a label file;
+`plan_reads` lists its scans first, so that a progress line can count the scans of every
+source (`read_planned(reads, tracker)`).
 No TensorFlow, no JAX.
 """
 from __future__ import annotations
@@ -14,9 +16,11 @@ import functools
 import os
 import pathlib
 import time
+from collections.abc import Callable
 
 from absl import logging
 
+from liverjax import progress
 from liverjax.data import chaos
 from liverjax.data import dicom_series
 from liverjax.data import nifti
@@ -231,9 +235,31 @@ def _read_chaos_images(ref: chaos.SeriesRef) -> chaos.Volume:
   return orientation.reorient_volume(volume, metas[0]["orientation"])
 
 
-def read_source(source: Source, sequences) -> tuple[list, list[str]]:
-  """Volumes and problems of one source, restricted to its modality, `sequences` and
-  patients; an adapt source is read without labels (masks all zero)."""
+@dataclasses.dataclass(frozen=True)
+class Reads:
+  """What reading one source takes (found on disk, nothing read yet).
+
+  Attributes:
+    source: the source.
+    items: its scans to read, in order (`chaos.SeriesRef`s or `nifti.Case`s).
+    read: item -> a volume (`chaos.Volume`, with its `problems`).
+    where: item -> the file or folder an error names.
+    what: the word for an item in the messages ("series", "case").
+    label: item -> a short name for progress lines ("CT btcv_ct_006", "MR 3 t2":
+      `progress.volume_label`).
+  """
+  source: Source
+  items: list
+  read: Callable
+  where: Callable
+  what: str
+  label: Callable
+
+
+def plan_reads(source: Source, sequences) -> Reads:
+  """The scans of one source to read, restricted to its modality, `sequences` and patients
+  (found without reading an image); an adapt source's are read without labels (masks all
+  zero, no label file opened)."""
   if source.kind == "nifti":
     if source.adapt:
       info = nifti.unlabelled_info(source.path, source.modality, source.sequence)
@@ -242,16 +268,35 @@ def read_source(source: Source, sequences) -> tuple[list, list[str]]:
       info = nifti.dataset_info(source.path, source.modality, source.liver_label,
                                 source.sequence)
       read = functools.partial(nifti.read_case, info=info)
-    if info.sequence not in sequences:
-      return [], []
-    cases = [c for c in info.cases if _wanted(source, info.modality, c.case_id)]
-    return chaos.read_each(cases, read, where=lambda case: case.image, what="case")
+    cases = [] if info.sequence not in sequences else [
+        c for c in info.cases if _wanted(source, info.modality, c.case_id)]
+    return Reads(source, cases, read, where=lambda case: case.image, what="case",
+                 label=lambda case: progress.scan_label(info.modality, case.case_id,
+                                                        info.sequence))
   seqs = tuple(s for s in sequences
                if source.modality is None or (s == "ct") == (source.modality == "CT"))
   refs = [r for r in chaos.discover(source.path, seqs)
           if _wanted(source, r.modality, r.patient_id)]
-  read = _read_chaos_images if source.adapt else chaos.read_series
-  return chaos.read_each(refs, read, where=lambda ref: ref.image_dir, what="series")
+  return Reads(source, refs, _read_chaos_images if source.adapt else chaos.read_series,
+               where=lambda ref: ref.image_dir, what="series",
+               label=progress.volume_label)
+
+
+def read_planned(reads: Reads, tracker: progress.Progress | None = None
+                 ) -> tuple[list, list[str]]:
+  """(volumes, problems) of the scans `reads` lists (`chaos.read_each`: a scan that fails
+  is reported and skipped); each scan read or skipped counts one on `tracker`."""
+  done = None if tracker is None else (lambda item: tracker.done(reads.label(item)))
+  return chaos.read_each(reads.items, reads.read, where=reads.where, what=reads.what,
+                         done=done)
+
+
+def read_source(source: Source, sequences,
+                tracker: progress.Progress | None = None) -> tuple[list, list[str]]:
+  """Volumes and problems of one source, restricted to its modality, `sequences` and
+  patients (`plan_reads`, then `read_planned`); an adapt source is read without labels
+  (masks all zero)."""
+  return read_planned(plan_reads(source, sequences), tracker)
 
 
 def patient_sort_key(pid: str):

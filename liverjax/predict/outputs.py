@@ -40,7 +40,7 @@ def native_mask(scan: scans.Scan, mask: np.ndarray) -> np.ndarray:
 def write_outputs(scan: scans.Scan, mask: np.ndarray, folder: str | pathlib.Path, *,
                   probabilities: np.ndarray | None = None, dicom_seg_output: bool = True,
                   chaos_format: str = "ground_truth",
-                  software_version: str = "0") -> dict[str, str]:
+                  model_version: str = "") -> dict[str, str]:
   """Writes every output of one scan (see the module docstring).
 
   Args:
@@ -52,7 +52,7 @@ def write_outputs(scan: scans.Scan, mask: np.ndarray, folder: str | pathlib.Path
     chaos_format: CHAOS input's PNGs: "ground_truth" (named as the CHAOS ground
       truth, CT 0/255, MR liver 63) or "submission" (named as the submission
       sample: results001.png.. in slice order, liver 63).
-    software_version: recorded in the DICOM-SEG.
+    model_version: the trained model, recorded in the DICOM-SEG (`dicom_seg.write_dicom_seg`).
 
   Returns:
     {output kind: path written}.
@@ -70,7 +70,7 @@ def write_outputs(scan: scans.Scan, mask: np.ndarray, folder: str | pathlib.Path
     if dicom_seg is None:
       raise PredictError(DICOM_SEG_MISSING)
     out["dicom_seg"] = str(dicom_seg.write_dicom_seg(
-        folder / "seg.dcm", by_slice, scan.dicom_files, software_version=software_version))
+        folder / "seg.dcm", by_slice, scan.dicom_files, model_version=model_version))
   if scan.chaos_names is not None:
     if chaos_format == "submission":
       names, value = writers.submission_names(len(by_slice)), writers.SUBMISSION_LIVER_VALUE

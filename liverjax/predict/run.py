@@ -12,6 +12,7 @@ import time
 import numpy as np
 from absl import logging
 
+import liverjax
 from liverjax import metric_writer
 from liverjax.predict import model as model_lib
 from liverjax.predict import outputs as outputs_lib
@@ -82,7 +83,7 @@ def predict_paths(model: model_lib.Model, inputs, out: str | pathlib.Path, *,
                                         probabilities=probabilities,
                                         dicom_seg_output=dicom_seg_output,
                                         chaos_format=chaos_format,
-                                        software_version=f"step {model.step}")
+                                        model_version=f"checkpoint step {model.step}")
     seconds = time.time() - start
     record = dict(name=ref.name, input=str(ref.path), modality=scan.volume.modality,
                   adapted_batch_norm=model_lib.adapts_batch_norm(model, scan.volume, adapt_bn),
@@ -101,5 +102,6 @@ def predict_paths(model: model_lib.Model, inputs, out: str | pathlib.Path, *,
                  record["slices"], seconds, eta, out / ref.name)
   out.mkdir(parents=True, exist_ok=True)
   (out / "predictions.json").write_text(json.dumps(
-      dict(checkpoint=model.checkpoint, step=model.step, scans=records), indent=1))
+      dict(liverjax_version=liverjax.__version__, checkpoint=model.checkpoint, step=model.step,
+           scans=records), indent=1))
   return records

@@ -16,6 +16,8 @@ import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 
+import liverjax
+
 ALGORITHM_NAME = "liverjax U-Net"
 # Type 2 Patient / Study attributes highdicom copies from the sources: present (empty
 # where the source lacks them, as anonymised data often does).
@@ -27,7 +29,7 @@ logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 def write_dicom_seg(path: str | pathlib.Path, mask: np.ndarray,
                     source_files: Sequence[str | pathlib.Path], *,
-                    software_version: str = "0", series_number: int = 100
+                    model_version: str = "", series_number: int = 100
                     ) -> pathlib.Path:
   """Writes a binary liver DICOM Segmentation referencing its source series.
 
@@ -36,13 +38,16 @@ def write_dicom_seg(path: str | pathlib.Path, mask: np.ndarray,
     mask: uint8/bool [N,H,W], slice n on the source image `source_files[n]`
       (rows and columns as in that file's pixel array); non-zero = liver.
     source_files: the N DICOM files of one series the mask was predicted on.
-    software_version: recorded as SoftwareVersions and the algorithm version.
+    model_version: which trained model made the mask (e.g. "checkpoint step 400"): the
+      algorithm version (AlgorithmIdentificationSequence) and the end of the
+      SeriesDescription; "" for the software version alone.
     series_number: SeriesNumber of the new segmentation series.
 
   Returns:
-    The path written. The SEG's ReferencedSeriesSequence lists every source
-    SOPInstanceUID; frames without liver are omitted (all frames are kept for
-    an empty mask, so the object is never empty).
+    The path written. SoftwareVersions is liverjax's version (`liverjax.__version__`);
+    the SEG's ReferencedSeriesSequence lists every source SOPInstanceUID; frames
+    without liver are omitted (all frames are kept for an empty mask, so the object is
+    never empty).
 
   Raises:
     ValueError: naming `path`, when the mask shape does not match the sources.
@@ -60,7 +65,7 @@ def write_dicom_seg(path: str | pathlib.Path, mask: np.ndarray,
                      f"of {sources[0].Rows}x{sources[0].Columns}")
   algorithm = hd.AlgorithmIdentificationSequence(
       name=ALGORITHM_NAME, family=codes.cid7162.ArtificialIntelligence,
-      version=software_version)
+      version=model_version or liverjax.__version__)
   liver = hd.seg.SegmentDescription(
       segment_number=1, segment_label="Liver",
       segmented_property_category=codes.SCT.Organ, segmented_property_type=codes.SCT.Liver,
@@ -72,7 +77,9 @@ def write_dicom_seg(path: str | pathlib.Path, mask: np.ndarray,
       segment_descriptions=[liver], series_instance_uid=hd.UID(),
       series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
       manufacturer="liverjax", manufacturer_model_name=ALGORITHM_NAME,
-      software_versions=software_version, device_serial_number="0",
+      software_versions=liverjax.__version__, device_serial_number="0",
+      series_description=", ".join([f"{ALGORITHM_NAME} liver"] + [model_version] * bool(
+          model_version))[:64],  # a DICOM LO value: 64 characters at most
       omit_empty_frames=bool(mask.any()))
   path.parent.mkdir(parents=True, exist_ok=True)
   seg.save_as(str(path))

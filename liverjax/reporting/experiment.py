@@ -70,7 +70,8 @@ def write_experiment_report(results: dict, examples: list, workdir) -> None:
         f"Normalisation: `{results['normalization']}`. Checkpoint: `{results['checkpoint']}` "
         f"(step {results['step']}). Data: `{results['data_root']}`. Post-processing: "
         f"`{results.get('postprocess', 'none')}`; test-time intensity: "
-        f"`{results.get('intensity', 'none')}`.", "",
+        f"`{results.get('intensity', 'none')}`. liverjax "
+        f"{results.get('liverjax_version', '(version not recorded)')}.", "",
         "Mean ± std over test volumes (Dice: hard Dice score of the 3D volume; losses "
         "from the summed soft statistics of the volume, before post-processing; "
         "RAVD/ASSD/MSSD: CHAOS metrics).", "",

@@ -44,9 +44,11 @@ import jax
 import numpy as np
 from absl import logging
 
+import liverjax
 from liverjax import checkpointing
 from liverjax import configs
 from liverjax import metric_writer
+from liverjax import progress
 from liverjax import runtime
 from liverjax.augment import pipeline as augment_pipeline
 from liverjax.data import dataset as dataset_lib
@@ -149,6 +151,9 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
     stats_fn: None, or `state.make_volume_stats_fn` to predict each volume with batch-norm
       statistics of its own `adapt_slices` slices (`adapted_state`).
 
+  A long evaluation logs progress lines ("evaluated 3/10 volumes (MR 5 t2) ... ETA",
+  `liverjax.progress`, at most one per `progress.INTERVAL_SECONDS`).
+
   Returns:
     One dict per volume: patient_id, modality, sequence, slices, liver_cut (the fraction of
     the liver outside the `data.field_of_view` crop, not scored: `PreparedVolume`); the loss
@@ -163,6 +168,7 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
   if postprocess not in POSTPROCESS:
     raise ValueError(f"eval.postprocess={postprocess!r}: expected one of {POSTPROCESS}")
   results = []
+  tracker = progress.Progress(len(volumes), "evaluated", "volumes")
   for v in volumes:
     volume_state = state
     if stats_fn is not None:
@@ -183,6 +189,7 @@ def evaluate_volumes(predict_fn, state, volumes, *, mesh, batch_size: int = 32,
     if keep_predictions:
       r["prediction"] = prediction
     results.append(r)
+    tracker.done(progress.volume_label(v))
   return results
 
 
@@ -357,8 +364,8 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
   folder) when set, else the best by validation Dice in `workdir/checkpoints`.
 
   Returns:
-    (results, examples): the results dict (what `metrics.json` holds: the
-    experiment, checkpoint, summary per test group and per-volume figures) and
+    (results, examples): the results dict (what `metrics.json` holds: the liverjax
+    version, the experiment, checkpoint, summary per test group and per-volume figures) and
     the figure rows of `evaluate_domains`.
   """
   workdir = pathlib.Path(workdir)
@@ -373,7 +380,7 @@ def evaluate_experiment(config, workdir, *, data: dataset_lib.Dataset | None = N
       examples_per_domain=config.eval.figure_slices, stats_fn=stats_fn,
       reference=checkpoint_reference(manager, step, data, config))
   results = dict(
-      experiment=experiment_name(config),
+      liverjax_version=liverjax.__version__, experiment=experiment_name(config),
       source=config.data.source, targets=list(config.data.targets),
       normalization=config.data.normalization,
       postprocess=config.eval.postprocess, intensity=config.eval.intensity,

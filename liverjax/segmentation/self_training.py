@@ -28,6 +28,7 @@ import numpy as np
 from absl import logging
 
 from liverjax import configs
+from liverjax import progress
 from liverjax import runtime
 from liverjax.data import dataset as dataset_lib
 from liverjax.data import pipeline
@@ -144,6 +145,7 @@ def teacher_probabilities(config, workdir, volumes: list, data: dataset_lib.Data
               if config.eval.get("adapt_bn", "none") == "volume" else None)
   logits_fn = state_lib.make_logits_fn(graphdef, mesh)
   out = []
+  tracker = progress.Progress(len(volumes), "labelled", "target scans")
   for v in volumes:
     s = state
     if stats_fn is not None:
@@ -153,6 +155,7 @@ def teacher_probabilities(config, workdir, volumes: list, data: dataset_lib.Data
               for batch, valid in pipeline.eval_batches(v.image[..., None].astype(np.float32),
                                                         int(config.eval.batch_size), mesh)]
     out.append(np.asarray(jax.nn.sigmoid(jnp.asarray(np.concatenate(chunks)))))
+    tracker.done(progress.volume_label(v))
   return out
 
 

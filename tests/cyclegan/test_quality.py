@@ -1,6 +1,10 @@
-"""CycleGAN quality figures: histogram distances, translation quality, sample grids."""
+"""CycleGAN quality figures: histogram distances, translation quality, the task score (and its
+progress lines), sample grids."""
+import logging
+
 import numpy as np
 
+from liverjax import progress
 from liverjax.cyclegan import quality
 from liverjax.data import preprocess
 
@@ -44,3 +48,25 @@ def test_sample_grid_rows_and_picked_slices_hold_liver():
   assert grid.shape == (6, 1, 8, 8)
   np.testing.assert_allclose(grid[2], grid[0])  # F(G(ct)) == ct for these inverses
   assert quality.grid_image(grid).shape == (1, 48, 8, 1)
+
+
+def test_task_score_compares_translated_and_untranslated_and_logs_progress(monkeypatch, caplog):
+  """A segmenter that finds the liver only in bright images: the translation that brightens
+  the liver scores 1, the untranslated (dark) source 0; a progress line per volume."""
+  vols = []
+  for i, pid in enumerate(("1", "2")):
+    mask = np.zeros((3, 8, 8), np.uint8)
+    mask[:, 2:5 + i, 2:6] = 1
+    vols.append(preprocess.PreparedVolume(patient_id=pid, modality="CT", sequence="ct",
+                                          image=0.3 * mask.astype(np.float32), mask=mask,
+                                          spacing=(1.0, 1.0, 1.0)))
+  brighten = lambda x: np.clip(2.0 * x, 0, 1)
+  segment = lambda image: (image > 0.5).astype(np.uint8)
+  monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)
+  with caplog.at_level(logging.INFO):
+    score = quality.task_score(brighten, segment, vols)
+  assert (score["translated"], score["untranslated"], score["volumes"]) == (1.0, 0.0, 2)
+  assert score["per_volume"] == {"1": [1.0, 0.0], "2": [1.0, 0.0]}
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scored ")]
+  assert [line.split(",")[0] for line in lines] == [
+      "scored 1/2 translated volumes (CT 1)", "scored 2/2 translated volumes (CT 2)"]

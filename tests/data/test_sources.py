@@ -1,8 +1,12 @@
 """Tests for liverjax/data/sources.py (NIfTI / CHAOS roots per modality, the unlabelled
-adapt scans, the halved shared folder) and the splits it leads to in liverjax/data/dataset.py."""
+adapt scans, the halved shared folder, the progress of reading them) and the splits it leads to
+in liverjax/data/dataset.py."""
+import logging
+
 import numpy as np
 import pytest
 
+from liverjax import progress
 from liverjax.data import chaos
 from liverjax.data import dataset
 from liverjax.data import sources as sources_lib
@@ -168,3 +172,39 @@ def test_an_unlabelled_folder_of_images_alone_is_enough(tmp_path):
   assert vols[0].mask_files == [] and not vols[0].mask.any()
   with pytest.raises(chaos.ChaosError, match="neither a CHAOS folder"):
     sources_lib.make_source(folder, "MR")  # with labels expected, it is no dataset
+
+
+def test_reading_logs_progress_over_every_source(tmp_path, monkeypatch, caplog):
+  """One count over the scans of all sources, a line per scan when the interval is 0 (then
+  one per volume prepared); none at the default interval for a read this quick (the summary
+  line alone)."""
+  a = write_msd(tmp_path / "set_a", cases=("p1", "p2"))
+  mr = write_msd(tmp_path / "mr_ds", cases=("m1",), channel="T2",
+                 labels={"background": 0, "liver": 1})
+  config = _config(tmp_path, ct__root=str(a), mr__root=str(mr))
+  reads = [sources_lib.plan_reads(s, ("ct", "t2"))
+           for s in sources_lib.resolve_sources(config.data)]
+  assert [[r.label(item) for item in r.items] for r in reads] == [["CT p1", "CT p2"],
+                                                                  ["MR m1 t2"]]
+
+  def read_lines():
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("read ")
+            and "scans (" in r.getMessage()]
+
+  with caplog.at_level(logging.INFO):
+    dataset.load_dataset(config.data)
+  assert read_lines() == []  # under progress.INTERVAL_SECONDS: no progress line
+  assert "reading 3 scans from" in caplog.text
+  caplog.clear()
+  monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)
+  config.data.cache_dir = str(tmp_path / "another_cache")
+  with caplog.at_level(logging.INFO):
+    dataset.load_dataset(config.data)
+  lines = read_lines()
+  assert [line.split(",")[0] for line in lines] == [
+      "read 1/3 scans (CT p1)", "read 2/3 scans (CT p2)", "read 3/3 scans (MR m1 t2)"]
+  assert all("so far, ETA " in line for line in lines)
+  prepared = [r.getMessage().split(",")[0] for r in caplog.records
+              if r.getMessage().startswith("prepared ")]
+  assert prepared == ["prepared 1/3 volumes (CT p1)", "prepared 2/3 volumes (CT p2)",
+                      "prepared 3/3 volumes (MR m1 t2)"]

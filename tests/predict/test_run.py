@@ -1,5 +1,6 @@
 """Tests for liverjax/predict/run.py: every output of DICOM / CHAOS / NIfTI scans, written and
 read back."""
+import json
 import pathlib
 
 import highdicom as hd
@@ -8,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
+import liverjax
 from liverjax import predict
 from liverjax.data import chaos
 from liverjax.data import chaos_masks
@@ -45,6 +47,8 @@ def test_synthetic_chaos_patient_round_trips_every_output(model, trained, tmp_pa
     seg = hd.seg.segread(str(out / name / "seg.dcm"))
     referenced = {uid for _, _, uid in seg.get_source_image_uids()}
     assert referenced == _sop_uids(volume.image_files)
+    assert seg.SoftwareVersions == liverjax.__version__  # the software; the model apart:
+    assert seg.SeriesDescription.endswith(f"checkpoint step {model.step}")
     img = nib.load(str(out / name / "mask.nii.gz"))
     first = pydicom.dcmread(volume.image_files[0], stop_before_pixels=True)
     lps = np.array([float(v) for v in first.ImagePositionPatient])
@@ -52,7 +56,8 @@ def test_synthetic_chaos_patient_round_trips_every_output(model, trained, tmp_pa
     prob = nib.load(str(out / name / "probabilities.nii.gz"))
     assert prob.shape == img.shape and np.allclose(prob.affine, img.affine)
     assert (out / name / "overlay.png").is_file()
-  assert (out / "predictions.json").is_file()
+  saved = json.loads((out / "predictions.json").read_text())
+  assert saved["liverjax_version"] == liverjax.__version__ and saved["step"] == model.step
 
 
 def test_ct_sample_chaos_pngs_score_as_the_in_memory_prediction(model, ct_sample_root,

@@ -1,6 +1,7 @@
 """Per-volume evaluation: perfect and empty predictors, summaries, figure examples,
-post-processing, test-time histogram matching and batch-norm adaptation."""
+post-processing, test-time histogram matching and batch-norm adaptation, progress lines."""
 import dataclasses
+import logging
 
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ from flax import nnx
 from liverjax import checkpointing
 from liverjax import experiment
 from liverjax import metric_writer
+from liverjax import progress
 from liverjax import runtime
 from liverjax.configs import default
 from liverjax.data import dataset as dataset_lib
@@ -51,6 +53,26 @@ def test_perfect_prediction_scores_perfectly():
     assert r["dice_loss"] < 1e-3 and r["jaccard_loss"] < 1e-3 and r["bce"] < 1e-6
     assert r["ravd"] == 0.0 and r["assd"] == 0.0 and r["mssd"] == 0.0
     np.testing.assert_array_equal(r["prediction"], v.mask)  # slice order kept
+
+
+def test_evaluation_logs_a_progress_line_per_volume_when_the_interval_allows(monkeypatch,
+                                                                             caplog):
+  mesh = runtime.create_mesh()
+  vols = [_volume("1"), _volume("7", sequence="t2", seed=1)]
+
+  def lines():
+    return [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith("evaluated ")]
+
+  with caplog.at_level(logging.INFO):
+    evaluate.evaluate_volumes(_oracle(+1), None, vols, mesh=mesh, batch_size=4)
+  assert lines() == []  # quicker than progress.INTERVAL_SECONDS: quiet
+  monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)
+  with caplog.at_level(logging.INFO):
+    evaluate.evaluate_volumes(_oracle(+1), None, vols, mesh=mesh, batch_size=4)
+  assert [line.split(",")[0] for line in lines()] == [
+      "evaluated 1/2 volumes (CT 1)", "evaluated 2/2 volumes (MR 7 t2)"]
+  assert "ETA" in lines()[0]
 
 
 def test_empty_prediction_scores_zero():
