@@ -41,6 +41,7 @@ import numpy as np
 import pydicom
 from pydicom import uid as pydicom_uid
 
+from liverjax.data import volume as volume_lib
 from liverjax.data.volume import ChaosError
 from liverjax.data.volume import Volume
 
@@ -451,7 +452,9 @@ def read_image_series(image_dir, patient_id: str | None = None,
 
   Raises:
     ChaosError: naming the folder: missing, empty, no readable DICOM slice,
-      two series of the same size, a Modality other than CT or MR.
+      two series of the same size, a Modality other than CT or MR, more than half
+      of the voxels non-finite (fewer are replaced, `volume.finite_image`, and
+      reported in `volume.problems`).
   """
   image_dir = pathlib.Path(image_dir)
   problems: list[str] = []
@@ -479,7 +482,9 @@ def read_image_series(image_dir, patient_id: str | None = None,
   z_spacing, z_note = series_z_spacing(kept)
   px, px_note = series_pixel_spacing(kept)
   problems += [f"{image_dir}: {note}" for note in (z_note, px_note) if note]
-  image = np.stack([s.pixels for s in kept]).astype(np.float32, copy=False)
+  image, finite_note = volume_lib.finite_image(
+      np.stack([s.pixels for s in kept]).astype(np.float32, copy=False), image_dir)
+  problems += [finite_note] if finite_note else []
   volume = Volume(
       patient_id=patient_id or image_dir.name, modality=modality,
       sequence=sequence or ("ct" if modality == "CT" else "t2"), image=image,
