@@ -205,7 +205,7 @@ def load_dataset(data_config, trained_domains=None) -> Dataset:
                                lambda: _read_and_prepare(sources, data_config, sequences,
                                                          required))
   for p in problems:
-    logging.warning("skipped: %s", p)
+    logging.warning("data: %s", p)
   for v in prepared:
     if v.liver_cut > 0:
       logging.warning("%s (%s): the %g mm field of view (data.field_of_view) cuts %.1f %% of "

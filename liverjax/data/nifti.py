@@ -107,6 +107,7 @@ class DatasetInfo:
   # maps must then be binary (0/1, 1 the liver), checked per case by `read_case`.
   liver_label: int | None
   cases: list[Case]
+  channel: str = ""  # dataset.json's name of channel 0 ("" without dataset.json)
 
 
 def _strip_ext(name: str) -> str | None:
@@ -273,7 +274,8 @@ def read_dataset_json(root, liver_label=None, modality: str | None = None) -> Da
   labels = _int_labels(meta.get("labels"), path)
   liver = _liver_label(labels, liver_label, path)
   return DatasetInfo(root=root, modality=modality, sequence=sequence, labels=labels,
-                     liver_label=liver, cases=_msd_cases(root, meta, path))
+                     liver_label=liver, cases=_msd_cases(root, meta, path),
+                     channel=str(channel))
 
 
 def _nifti_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
