@@ -10,7 +10,7 @@ from liverjax.data import chaos
 from liverjax.predict import checks
 
 
-def _scan(spacing=(3.0, 1.0, 1.0), modality="CT", header_sequence=None):
+def _scan(spacing=(5.0, 2.0, 2.0), modality="CT", header_sequence=None):
   """A 20 x 100 x 100 scan with a body disc in the middle (display orientation)."""
   yy, xx = np.mgrid[:100, :100]
   body = ((yy - 50) ** 2 + (xx - 50) ** 2 < 45 ** 2).astype(np.float32)
@@ -24,7 +24,7 @@ def _scan(spacing=(3.0, 1.0, 1.0), modality="CT", header_sequence=None):
 
 def _liver(cols):
   mask = np.zeros((20, 100, 100), np.uint8)
-  mask[2:18, 30:70, cols] = 1
+  mask[2:18, 20:80, cols] = 1
   return mask
 
 
@@ -35,14 +35,14 @@ def _model(source="ct", mr_sequences=("t2",)):
 
 
 def test_a_plausible_liver_gives_no_line():
-  mask = _liver(slice(15, 45))  # 16 x 40 x 30 voxels of 3 mm^3: 1440 mL, the patient's right
+  mask = _liver(slice(15, 45))  # 16 x 60 x 30 voxels of 20 mm^3: 576 mL, the patient's right
   assert checks.plausibility_problems(_model(), _scan(), mask) == []
 
 
 def test_a_small_liver_and_a_left_sided_one_are_named():
-  small = _liver(slice(15, 18))  # 144 mL
+  small = _liver(slice(15, 17))  # 38 mL
   (line,) = checks.plausibility_problems(_model(), _scan(), small)
-  assert "/scans/p.nii.gz" in line and "144 mL" in line and "500-3500" in line
+  assert "/scans/p.nii.gz" in line and "38 mL" in line and "500-3500" in line
   left = _liver(slice(60, 90))
   (line,) = checks.plausibility_problems(_model(), _scan(), left)
   assert "on the patient's left" in line

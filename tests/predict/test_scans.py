@@ -54,7 +54,7 @@ def test_a_scan_in_memory_with_nan_is_prepared_by_the_same_rule(model):
   volume.image[0, :4, :4] = np.nan
   prepared = predict.prepare(model, volume)
   assert np.isfinite(prepared).all() and prepared.max() > 0.5
-  assert np.abs(prepared - clean).max() < 0.5
+  assert np.abs(prepared - clean)[1:].max() < 0.05  # the slices without NaN barely move
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zero_affine", "huge_header"])
