@@ -113,18 +113,22 @@ def check_resume_config(config, saved: dict | None, where: str,
     configs.ConfigError: naming the first field that differs, with the checkpoint's value,
       and every other one, when any field of the sections that shape training
       (`_TRAINING_SECTIONS`) differs, other than those of RESUMABLE_FIELDS. Fields the
-      checkpoint's config lacks (added since) are compared with their defaults; a
-      self-training section is compared only where the checkpoint's run self-trained.
+      checkpoint's config lacks (added since) are compared with their defaults; the
+      self-training fields other than `self_training.rounds` are compared only where the
+      checkpoint's run self-trained.
   """
   if not saved:
     return
   new = _comparable(config)
   old = _comparable(configs.from_saved(saved))
   sections = _TRAINING_SECTIONS[experiment or str(new.get("experiment"))]
-  if not old.get("self_training.rounds"):
-    sections = tuple(s for s in sections if s != "self_training")
+  # A checkpoint that did not self-train (a plain run, or a teacher in `<workdir>/teacher`)
+  # is no student: only its `self_training.rounds` (0) is compared, so a rerun with other
+  # students' settings resumes it, and one that turns self-training on in its workdir does not.
+  skip = () if old.get("self_training.rounds") else ("self_training.",)
   differ = [name for name in sorted(new) if name in old and new[name] != old[name]
-            and name.split(".")[0] in sections and name not in RESUMABLE_FIELDS]
+            and name.split(".")[0] in sections and name not in RESUMABLE_FIELDS
+            and not (name.startswith(skip) and name != "self_training.rounds")]
   if not differ:
     return
   first, others = differ[0], differ[1:]

@@ -102,6 +102,18 @@ def test_self_training_fields_count_only_where_the_checkpoint_self_trained(tmp_p
     training.resume(manager, tmp_path / "student", _abstract(), student)
 
 
+def test_a_plain_run_is_not_resumed_as_a_self_training_student(tmp_path):
+  """The last student trains in the workdir itself: a plain run's checkpoint there would be
+  taken for the finished student (its step is train.steps) and nothing would self-train."""
+  manager = _saved_with(tmp_path, _config())
+  student = _config()
+  student.self_training.rounds = 2
+  with pytest.raises(configs.ConfigError, match=r"^config.self_training.rounds=2: .*\b0\b"):
+    training.resume(manager, tmp_path, _abstract(), student)
+  fresh = checkpointing.create_manager(tmp_path / "round1")  # a fresh student: no checkpoint
+  assert training.resume(fresh, tmp_path / "round1", _abstract(), student) == (None, 0)
+
+
 def test_a_cyclegan_run_compares_its_own_section(tmp_path):
   config = _config()
   config.experiment = "cyclegan"

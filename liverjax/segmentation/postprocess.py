@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-_STRUCTURES = {6: 1, 18: 2, 26: 3}
+_STRUCTURES = {6: 1, 18: 2, 26: 3}  # connectivity -> ndimage.generate_binary_structure rank
 # A plausible adult liver, mL (self-training's default filter, predict's warning).
-PLAUSIBLE_LIVER_ML = (500.0, 3500.0)  # connectivity -> ndimage.generate_binary_structure rank
+PLAUSIBLE_LIVER_ML = (500.0, 3500.0)
 
 
 def largest_component(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:

@@ -67,8 +67,9 @@ class PseudoLabel:
 
 
 def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
-                 patient_id: str = "", confidence: float = 0.9, min_liver_ml: float = 500.0,
-                 max_liver_ml: float = 3500.0,
+                 patient_id: str = "", confidence: float = 0.9,
+                 min_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[0],
+                 max_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[1],
                  min_confident_fraction: float = 0.5) -> PseudoLabel:
   """The filtered pseudo-label of one scan (module docstring).
 
