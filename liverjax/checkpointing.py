@@ -23,6 +23,11 @@ BEST_METRIC = "val_dice"
 ITEM_NAMES = ("state", "config", "source_stats")
 
 
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be restored (damaged, files missing, another structure); the
+  message names its folder and the cause in one line."""
+
+
 def create_manager(workdir: str | pathlib.Path, *, keep: int = 2,
                    best_metric: str | None = BEST_METRIC,
                    read_only: bool = False) -> ocp.CheckpointManager:
@@ -75,15 +80,27 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
   `abstract_state` (a pytree of arrays or `jax.ShapeDtypeStruct`s).
 
   Returns:
-    (state, step). Raises FileNotFoundError when there is no checkpoint.
+    (state, step).
+
+  Raises:
+    FileNotFoundError: there is no checkpoint.
+    CheckpointError: naming the step's folder, when orbax cannot restore it (a file of it
+      missing or damaged, or a state of another structure: another model config).
   """
   if step is None:
     step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
   abstract = jax.tree.map(_as_abstract, _fields_to_save(abstract_state))
-  restored = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  try:
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  except Exception as e:  # pylint: disable=broad-except  (orbax / tensorstore raise many kinds)
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    cause = f"{type(e).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+    raise CheckpointError(f"{pathlib.Path(manager.directory) / str(step)}: cannot restore the "
+                          f"checkpoint (damaged, a file missing, or made by another model "
+                          f"config): {cause}") from e
   if _is_dataclass_state(abstract_state):
     return abstract_state.replace(**restored["state"]), step
   return restored["state"], step

@@ -1,4 +1,5 @@
-"""What both entry points share: the command line, one-line errors, exit codes.
+"""What the entry points (`liverjax.main`, `liverjax.study`, `liverjax.predict`) share: the
+command line, one-line errors, exit codes.
 
 An input error ends a run with one line on stderr, `<program>: <what>`, naming
 the flag, config field or file, and an exit code:
@@ -6,9 +7,10 @@ the flag, config field or file, and an exit code:
   0    success
   1    the run could not go on: unreadable data (`ChaosError`), a file or folder
        that cannot be read or written (`OSError`: a missing checkpoint, a full
-       disk, a read-only workdir), the workdir held by another run
-       (`WorkdirLocked`), training that stopped on non-finite values
-       (`NonFiniteError`)
+       disk, a read-only workdir), a damaged checkpoint (`CheckpointError`), the
+       workdir held by another run (`WorkdirLocked`), training that stopped on
+       non-finite values (`NonFiniteError`), bad input to prediction or scans
+       that failed (`PredictError`)
   2    usage: an unknown flag or config field, a value that does not parse or
        fails `liverjax.config_check` (`ConfigError`), a missing `--config` file,
        stray arguments
@@ -28,10 +30,12 @@ from collections.abc import Callable
 from absl import app
 from absl import flags
 
+from liverjax import checkpointing
 from liverjax import configs
 from liverjax import experiment
 from liverjax import training
 from liverjax.data import chaos
+from liverjax.predict import errors as predict_errors
 
 TRACEBACK_ENV = "LIVERJAX_TRACEBACK"
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
@@ -98,21 +102,23 @@ def _one_line(text: str) -> str:
   return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
 
 
-def parse_flags(config_flag) -> Callable[[list[str]], list[str]]:
+def parse_flags(config_flag=None) -> Callable[[list[str]], list[str]]:
   """An absl `flags_parser` that parses the command line and loads the config now.
 
   Every parse error (unknown flag or config field, a value that does not
   parse, a missing or broken config file) becomes a `UsageError` naming the
-  flag, which `run` prints in one line.
+  flag, which `run` prints in one line. `config_flag` None: a program without a
+  config (`liverjax.predict`).
   """
 
   def parse(argv: list[str]) -> list[str]:
-    problem = _config_file_problem(argv)
+    problem = _config_file_problem(argv) if config_flag is not None else None
     if problem:
       raise UsageError(problem)
     try:
       rest = flags.FLAGS(argv)
-      config_flag.value  # pylint: disable=pointless-statement  (loads the file now)
+      if config_flag is not None:
+        config_flag.value  # pylint: disable=pointless-statement  (loads the file now)
     except (KeyError, AttributeError) as e:
       raise UsageError(_unknown_field_message(e, argv) or _one_line(e)) from e
     except (flags.Error, ValueError, TypeError, OSError, SyntaxError, NameError,
@@ -128,7 +134,8 @@ def describe_error(error: BaseException) -> tuple[str, int] | None:
   if isinstance(error, (UsageError, configs.ConfigError, app.UsageError)):
     return str(error), USAGE
   if isinstance(error, (chaos.ChaosError, experiment.WorkdirLocked,
-                        training.NonFiniteError)):
+                        training.NonFiniteError, checkpointing.CheckpointError,
+                        predict_errors.PredictError)):
     return _one_line(error), FAILED
   if isinstance(error, OSError):
     if error.filename is not None and error.strerror:
@@ -141,14 +148,14 @@ def describe_error(error: BaseException) -> tuple[str, int] | None:
   return None
 
 
-def run(program: str, main: Callable[[list[str]], None], config_flag) -> None:
+def run(program: str, main: Callable[[list[str]], None], config_flag=None) -> None:
   """`app.run(main)` with `parse_flags`, input errors in one line and their exit codes.
 
   Args:
     program: the name the error lines start with ("liverjax.main").
     main: the absl main, (argv) -> None.
     config_flag: the `config_flags.DEFINE_config_file` holder, loaded while
-      parsing.
+      parsing; None for a program without a config (`liverjax.predict`).
   """
   verbose = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 

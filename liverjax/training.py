@@ -8,6 +8,7 @@ checking that training stayed finite and logging one line.
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ import jax
 from absl import logging
 
 from liverjax import checkpointing
+from liverjax import configs
 from liverjax import metric_writer
 from liverjax import progress
 from liverjax import runtime
@@ -56,19 +58,121 @@ def abstract_state(init_fn: Callable[..., Any], *args, mesh) -> Any:
                       jax.eval_shape(init_fn, *args))
 
 
-def resume(manager, workdir: str | pathlib.Path, abstract: Any) -> tuple[Any, int]:
+# The config sections that shape what a run of each experiment trains: the model, the data it
+# sees and how it learns. A resumed run must have the checkpoint's values there
+# (`check_resume_config`), except for the fields of RESUMABLE_FIELDS. The other sections
+# (`eval`, `study`, and the other experiment's) do not touch the training of this one.
+_TRAINING_SECTIONS = {
+    "segmentation": ("experiment", "seed", "rng_impl", "data", "model", "train", "augment",
+                     "translate", "self_training"),
+    "cyclegan": ("experiment", "seed", "rng_impl", "data", "cyclegan"),
+}
+# Fields that may change when a run resumes: they extend the run (`train.steps`,
+# `cyclegan.steps`: a schedule over the steps is stretched to the new count), or change what
+# is logged, kept, cached or measured, never the model, the data or the update.
+RESUMABLE_FIELDS = (
+    "train.steps", "train.log_every", "train.eval_every", "train.keep_checkpoints",
+    "cyclegan.steps", "cyclegan.log_every", "cyclegan.sample_every", "cyclegan.sample_slices",
+    "cyclegan.checkpoint_every", "cyclegan.keep_checkpoints", "cyclegan.histogram_bins",
+    "cyclegan.body_threshold", "cyclegan.task_unet_ct", "cyclegan.task_unet_mr",
+    "data.cache_dir", "data.use_tf", "data.shuffle_buffer", "data.targets",
+    "data.target_test_only", "translate.batch_size",
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{name}."))
+    else:
+      out[name] = value
+  return out
+
+
+def _comparable(config) -> dict[str, Any]:
+  """A config (ConfigDict or dict) as flat dotted name -> JSON value (tuples become lists)."""
+  tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return _flat(json.loads(json.dumps(tree, default=str)))
+
+
+def check_resume_config(config, saved: dict | None, where: str,
+                        experiment: str | None = None) -> None:
+  """Refuses to resume a checkpoint made with a config that trains differently.
+
+  Args:
+    config: the config of the run that resumes.
+    saved: the config dict saved with the checkpoint (`checkpointing.restore_config`); None
+      (a checkpoint that keeps none) is not checked.
+    where: the checkpoint, named in the message.
+    experiment: "segmentation" | "cyclegan", the trainer resuming (its sections are
+      compared); None: `config.experiment`.
+
+  Raises:
+    configs.ConfigError: naming the first field that differs, with the checkpoint's value,
+      and every other one, when any field of the sections that shape training
+      (`_TRAINING_SECTIONS`) differs, other than those of RESUMABLE_FIELDS. Fields the
+      checkpoint's config lacks (added since) are compared with their defaults; the
+      self-training fields other than `self_training.rounds` are compared only where the
+      checkpoint's run self-trained.
+  """
+  if not saved:
+    return
+  new = _comparable(config)
+  old = _comparable(configs.from_saved(saved))
+  sections = _TRAINING_SECTIONS[experiment or str(new.get("experiment"))]
+  # A checkpoint that did not self-train (a plain run, or a teacher in `<workdir>/teacher`)
+  # is no student: only its `self_training.rounds` (0) is compared, so a rerun with other
+  # students' settings resumes it, and one that turns self-training on in its workdir does not.
+  skip = () if old.get("self_training.rounds") else ("self_training.",)
+  differ = [name for name in sorted(new) if name in old and new[name] != old[name]
+            and name.split(".")[0] in sections and name not in RESUMABLE_FIELDS
+            and not (name.startswith(skip) and name != "self_training.rounds")]
+  if not differ:
+    return
+  first, others = differ[0], differ[1:]
+  also = "; also " + ", ".join(f"{n} ({old[n]!r} -> {new[n]!r})" for n in others) if (
+      others) else ""
+  raise configs.ConfigError(
+      first, f"the checkpoint {where} was trained with {old[first]!r}{also}. These change "
+      "the model, the data or the training, so this run cannot resume it: give the "
+      "checkpoint's values, or another workdir (train.steps, cyclegan.steps and the logging, "
+      "checkpoint and cache fields of liverjax.training.RESUMABLE_FIELDS may change)",
+      new[first])
+
+
+def resume(manager, workdir: str | pathlib.Path, abstract: Any, config=None,
+           experiment: str | None = None) -> tuple[Any, int]:
   """Restores the latest checkpoint of `manager`, if there is one.
 
   Metric records written after that step (by an interrupted run) are dropped
   from `workdir/metrics.jsonl`; with no checkpoint, every record is (a run
   killed before its first checkpoint starts over, so would write them twice).
 
+  Args:
+    manager: the run's checkpoint manager.
+    workdir: the run's folder.
+    abstract: the state to restore into (`abstract_state`).
+    config: the run's config, checked against the checkpoint's saved one before anything
+      is restored (`check_resume_config`); None: not checked.
+    experiment: the trainer ("segmentation" | "cyclegan"; None: `config.experiment`).
+
   Returns:
     (state, step): the restored state and its step, or (None, 0) on a fresh workdir.
+
+  Raises:
+    configs.ConfigError: the config trains differently from the checkpoint's.
+    checkpointing.CheckpointError: the checkpoint cannot be restored (damaged, missing
+      files, another structure), naming its folder.
   """
-  if manager.latest_step() is None:
+  latest = manager.latest_step()
+  if latest is None:
     metric_writer.clear(workdir)
     return None, 0
+  if config is not None:
+    check_resume_config(config, checkpointing.restore_config(manager, latest),
+                        f"{manager.directory}/{latest}", experiment)
   state, step = checkpointing.restore(manager, abstract)
   logging.info("resumed from the checkpoint at step %d in %s", step, manager.directory)
   metric_writer.truncate_after(workdir, step)

@@ -94,3 +94,25 @@ def test_checkpoints_made_before_the_moving_average_still_restore(tiny_config, t
   for a, b in zip(jax.tree.leaves(jax.device_get(state)),
                   jax.tree.leaves(jax.device_get(restored))):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("damage", ["state/_METADATA", "state/manifest.ocdbt"])
+def test_a_damaged_checkpoint_is_one_line_naming_its_folder(tmp_path, damage):
+  """A checkpoint missing an orbax file ended in a long orbax / tensorstore traceback."""
+  manager = checkpointing.create_manager(tmp_path, best_metric=None)
+  checkpointing.save(manager, 10, {"w": np.arange(3, dtype=np.float32)}, {"a": 1})
+  (tmp_path / "checkpoints" / "10" / damage).unlink()
+  manager = checkpointing.create_manager(tmp_path, best_metric=None)
+  with pytest.raises(checkpointing.CheckpointError) as err:
+    checkpointing.restore(manager, {"w": jax.ShapeDtypeStruct((3,), np.float32)})
+  assert str(tmp_path / "checkpoints" / "10") in str(err.value)
+  assert "\n" not in str(err.value) and len(str(err.value)) < 600
+
+
+def test_another_structure_is_one_line_naming_the_folder(tmp_path):
+  manager = checkpointing.create_manager(tmp_path, best_metric=None)
+  checkpointing.save(manager, 10, {"w": np.arange(3, dtype=np.float32)})
+  with pytest.raises(checkpointing.CheckpointError, match="cannot restore") as err:
+    checkpointing.restore(manager, {"w": jax.ShapeDtypeStruct((3,), np.float32),
+                                    "b": jax.ShapeDtypeStruct((2,), np.float32)})
+  assert "\n" not in str(err.value)

@@ -65,7 +65,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   init_rng, step_rng = jax.random.split(runtime.prng_key(config))
   manager = checkpointing.create_manager(workdir, keep=cg.keep_checkpoints, best_metric=None)
   state, start_step = training.resume(manager, workdir,
-                                      state_lib.abstract_cyclegan_state(config, mesh))
+                                      state_lib.abstract_cyclegan_state(config, mesh), config,
+                                      "cyclegan")
   if state is None:
     graphs, state, txs = state_lib.create_cyclegan_state(config, mesh, init_rng)
   else:

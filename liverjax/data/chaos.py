@@ -25,8 +25,9 @@ mis-encoded mask, a size that differs from the rest of the series, the cases
 of `dicom_series` and `chaos_masks`) and lists them in `Volume.problems` (the unused files in
 `Volume.dropped_files`); files that are not DICOM at all are listed too. It
 raises only when the series has no usable slice, its CT masks cannot be proven
-to pair, or all its masks are empty; the error's `problems` keeps what was
-found before.
+to pair, all its masks are empty, or more than half of its voxels are non-finite
+(fewer are replaced by the lowest finite value and reported: `volume.finite_image`);
+the error's `problems` keeps what was found before.
 `load_volumes` reports (absl logging + return value) and skips bad series.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ import numpy as np
 from liverjax.data import chaos_masks
 from liverjax.data import dicom_series
 from liverjax.data import orientation
+from liverjax.data import volume as volume_lib
 # The data layer's shared error and record, re-exported: `chaos.ChaosError`, `chaos.Volume`.
 from liverjax.data.volume import ChaosError
 from liverjax.data.volume import Volume
@@ -231,9 +233,12 @@ def _read_series(ref: SeriesRef, problems: list[str]) -> Volume:
   z_spacing, z_note = dicom_series.series_z_spacing(kept)
   px, px_note = dicom_series.series_pixel_spacing(kept)
   problems += [f"{image_dir}: {note}" for note in (z_note, px_note) if note]
+  image, finite_note = volume_lib.finite_image(
+      np.stack(images).astype(np.float32, copy=False), image_dir)
+  problems += [finite_note] if finite_note else []
   volume = Volume(
       patient_id=ref.patient_id, modality=ref.modality, sequence=ref.sequence,
-      image=np.stack(images).astype(np.float32, copy=False),
+      image=image,
       mask=np.stack(masks).astype(np.uint8, copy=False),
       spacing=(z_spacing, float(px[0]), float(px[1])),
       window=kept[0].meta["window"],

@@ -124,14 +124,17 @@ def _unique_ids(per_source: list[tuple[sources_lib.Source, list]]) -> tuple[list
   return out, labelled
 
 
-def _cache_key(sources: list[sources_lib.Source], data_config, sequences) -> str:
+def _cache_key(sources: list[sources_lib.Source], data_config, sequences,
+               required=("CT", "MR")) -> str:
   """A key that changes when the files of any source (symlinked folders followed),
-  the preprocessing settings or the data-shaping code change."""
+  the preprocessing settings, the modalities required (`sources.read_source`) or the
+  data-shaping code change."""
   h = hashlib.sha256()
   for source in sources:
     cache.digest_tree(h, source.path)
   settings = dict(
       version=CACHE_VERSION, code=cache.code_digest(), sequences=list(sequences),
+      required=sorted(required),
       sources=[[str(s.path.absolute()), s.kind, s.modality, s.liver_label, s.sequence,
                 s.adapt, s.patients, [list(e) for e in s.exclude]] for s in sources],
       image_size=data_config.image_size, normalization=data_config.normalization,
@@ -143,7 +146,7 @@ def _cache_key(sources: list[sources_lib.Source], data_config, sequences) -> str
   return h.hexdigest()[:16]
 
 
-def _read_and_prepare(sources, data_config, sequences):
+def _read_and_prepare(sources, data_config, sequences, required):
   """(prepared volumes, problems) of every source; logs progress lines while reading (the
   scans of all sources counted together: "read 3/19 scans (CT btcv_ct_006) ... ETA"), then
   while preparing ("prepared 3/19 volumes (CT btcv_ct_006) ... ETA"), and a summary line."""
@@ -154,7 +157,7 @@ def _read_and_prepare(sources, data_config, sequences):
   tracker = progress.Progress(total, "read", "scans")
   per_source, problems = [], []
   for reads in plans:
-    vols, probs = sources_lib.read_planned(reads, tracker)
+    vols, probs = sources_lib.read_planned(reads, tracker, required)
     per_source.append((reads.source, vols))
     problems += probs
   volumes, labelled = _unique_ids(per_source)
@@ -188,16 +191,21 @@ def load_dataset(data_config, trained_domains=None) -> Dataset:
 
   Returns:
     A `Dataset`. Raises `chaos.ChaosError` naming the folder when a data root
-    is not a CHAOS / NIfTI folder, or a NIfTI dataset.json is bad.
+    is not a CHAOS / NIfTI folder, a NIfTI dataset.json is bad, or a labelled
+    folder has no usable series / case of a modality the run trains or tests on
+    (`sources.read_source`).
   """
   sources = sources_lib.resolve_sources(data_config)
   sequences = tuple(dict.fromkeys(
       ("ct",) + tuple(domain_sequences("mr", data_config))))
-  key = _cache_key(sources, data_config, sequences)
+  trained = tuple(trained_domains) if trained_domains is not None else (data_config.source,)
+  required = {domain_modality(d) for d in (*trained, *data_config.targets)}
+  key = _cache_key(sources, data_config, sequences, required)
   prepared, problems = _cached(expand_path(data_config.cache_dir) / "prepared", key,
-                               lambda: _read_and_prepare(sources, data_config, sequences))
+                               lambda: _read_and_prepare(sources, data_config, sequences,
+                                                         required))
   for p in problems:
-    logging.warning("skipped: %s", p)
+    logging.warning("data: %s", p)
   for v in prepared:
     if v.liver_cut > 0:
       logging.warning("%s (%s): the %g mm field of view (data.field_of_view) cuts %.1f %% of "

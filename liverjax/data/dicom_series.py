@@ -41,6 +41,7 @@ import numpy as np
 import pydicom
 from pydicom import uid as pydicom_uid
 
+from liverjax.data import volume as volume_lib
 from liverjax.data.volume import ChaosError
 from liverjax.data.volume import Volume
 
@@ -142,6 +143,10 @@ def metadata(ds, path: pathlib.Path) -> dict[str, Any]:
       "spacing_between_slices": _float_or_none(ds.get("SpacingBetweenSlices")),
       "window": (center, width) if center is not None and width is not None else None,
       "echo_time": _float_or_none(ds.get("EchoTime")),
+      "repetition_time": _float_or_none(ds.get("RepetitionTime")),
+      # What the header says of the acquisition, in words (MR sequence names live here).
+      "description": " ".join(str(ds.get(k, "") or "") for k in (
+          "SeriesDescription", "ProtocolName", "SequenceName")).strip(),
       "rescale": (_float_or_none(ds.get("RescaleSlope")),
                   _float_or_none(ds.get("RescaleIntercept"))),
       "shape": (int(rows), int(cols)) if rows and cols else None,
@@ -179,6 +184,41 @@ def _pixels(ds, path: pathlib.Path, meta: dict[str, Any]) -> np.ndarray:
   return out
 
 
+def sequence_from_header(description: str, echo_time: float | None = None,
+                         repetition_time: float | None = None) -> tuple[str | None, str]:
+  """The MR sequence a header tells, and how it tells it.
+
+  The words first (SeriesDescription, ProtocolName, SequenceName; a NIfTI `descrip` or a
+  dataset.json channel name): "T2" names T2; "T1" names T1, in phase or opposed / out of
+  phase when said. Else the timing: EchoTime >= 60 ms with RepetitionTime >= 1000 ms is
+  T2-weighted, EchoTime <= 20 ms with RepetitionTime <= 800 ms T1-weighted.
+
+  Args:
+    description: the header's words ("" when none).
+    echo_time, repetition_time: ms, or None.
+
+  Returns:
+    (sequence, evidence): sequence "t2", "t1_in", "t1_out", "t1" (phase not said) or None
+    (the header does not tell); evidence names the field and value it came from.
+  """
+  text = str(description).lower()
+  if re.search(r"t2", text):
+    return "t2", f"{description!r}"
+  if re.search(r"t1", text):
+    if re.search(r"opp|out", text):
+      return "t1_out", f"{description!r}"
+    if re.search(r"in[ _-]?phase|\bin\b|\bip\b", text):
+      return "t1_in", f"{description!r}"
+    return "t1", f"{description!r}"
+  if echo_time is not None and repetition_time is not None:
+    timing = f"EchoTime {echo_time:g} ms, RepetitionTime {repetition_time:g} ms"
+    if echo_time >= 60 and repetition_time >= 1000:
+      return "t2", timing
+    if echo_time <= 20 and repetition_time <= 800:
+      return "t1", timing
+  return None, ""
+
+
 def read_dicom_slice(path) -> tuple[np.ndarray, dict]:
   """Reads one DICOM slice.
 
@@ -192,7 +232,8 @@ def read_dicom_slice(path) -> tuple[np.ndarray, dict]:
     (ImagePositionPatient or None), orientation, z (position along the slice
     normal, mm, or None), slice_location, instance_number, pixel_spacing
     ((y, x) mm or None), slice_thickness, spacing_between_slices, window
-    ((center, width) or None; first value when multi-valued), echo_time,
+    ((center, width) or None; first value when multi-valued), echo_time, repetition_time
+    (ms or None), description (SeriesDescription, ProtocolName, SequenceName),
     rescale ((slope, intercept), None where absent), shape ((H, W)),
     transfer_syntax.
 
@@ -451,7 +492,9 @@ def read_image_series(image_dir, patient_id: str | None = None,
 
   Raises:
     ChaosError: naming the folder: missing, empty, no readable DICOM slice,
-      two series of the same size, a Modality other than CT or MR.
+      two series of the same size, a Modality other than CT or MR, more than half
+      of the voxels non-finite (fewer are replaced, `volume.finite_image`, and
+      reported in `volume.problems`).
   """
   image_dir = pathlib.Path(image_dir)
   problems: list[str] = []
@@ -479,7 +522,9 @@ def read_image_series(image_dir, patient_id: str | None = None,
   z_spacing, z_note = series_z_spacing(kept)
   px, px_note = series_pixel_spacing(kept)
   problems += [f"{image_dir}: {note}" for note in (z_note, px_note) if note]
-  image = np.stack([s.pixels for s in kept]).astype(np.float32, copy=False)
+  image, finite_note = volume_lib.finite_image(
+      np.stack([s.pixels for s in kept]).astype(np.float32, copy=False), image_dir)
+  problems += [finite_note] if finite_note else []
   volume = Volume(
       patient_id=patient_id or image_dir.name, modality=modality,
       sequence=sequence or ("ct" if modality == "CT" else "t2"), image=image,

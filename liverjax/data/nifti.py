@@ -12,7 +12,10 @@ Layouts (`root` is the dataset folder):
     `label/`, `masks/`) with one file per case, paired by case name (a `_0000`
     channel suffix is ignored); or one folder per case holding `image.nii[.gz]`
     and `label.nii[.gz]` (or `mask` / `seg` / `segmentation`). No dataset.json:
-    the modality is the caller's, the liver label defaults to 1.
+    the modality is the caller's, and so is the liver label
+    (`data.<m>.liver_label`); without it only binary (0/1) label maps are read,
+    1 being the liver, and a case whose label map holds other values is refused
+    (on BTCV, for one, label 1 is the spleen).
 
 Every volume is returned as a `NiftiVolume` (a `chaos.Volume` plus the
 multi-organ map) in the display orientation of `liverjax.data.orientation`
@@ -23,9 +26,13 @@ scl_inter applied (CT: HU); `mask` is the binary liver mask (uint8 0/1);
 labels with no canonical name dropped and reported).
 
 Bad input raises `ChaosError` naming the file and the problem: a bad
-dataset.json, a missing label file, an image/label shape mismatch. `load_volumes`
-reports (absl logging + return value) and skips bad cases; a bad dataset.json
-stops it.
+dataset.json (or a path in it that leaves the dataset folder: `dataset_path`), a
+missing, truncated or unreadable image or label (each named as itself), a header
+that declares more voxels than its file holds, an affine with a zero or non-finite
+axis, an image/label shape mismatch, a label map without the liver label, more
+than half of the voxels non-finite (`volume.finite_image`: fewer are replaced and
+reported). `load_volumes` reports (absl logging + return value) and skips bad
+cases; a bad dataset.json stops it.
 """
 from __future__ import annotations
 
@@ -37,11 +44,17 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from absl import logging
 
 from liverjax.data import chaos
+from liverjax.data import nifti_file
 from liverjax.data import orientation
 
 ChaosError = chaos.ChaosError
+
+# Opening one file, with its damage named: `nifti_file` (re-exported here).
+load_image = nifti_file.load_image
+read_image_array = nifti_file.read_image_array
 
 # Canonical organ names of the multi-organ map `NiftiVolume.organs` (index = value).
 ORGANS = ("background", "liver", "spleen", "kidney_r", "kidney_l", "gallbladder",
@@ -60,6 +73,8 @@ _IMAGE_DIRS = ("imagesTr", "images", "image", "imgs")
 _LABEL_DIRS = ("labelsTr", "labels", "label", "masks", "mask", "segmentations")
 _CASE_IMAGE_STEMS = ("image", "img", "volume")
 _CASE_LABEL_STEMS = ("label", "labels", "mask", "seg", "segmentation")
+# Channel names of modalities that are neither CT nor MR: refused, never read as either.
+_OTHER_MODALITIES = re.compile(r"^(pet|spect|nm|us|ultrasound|x-?ray|cr|dx|mg|xa|oct)\b")
 
 
 @dataclasses.dataclass
@@ -88,8 +103,11 @@ class DatasetInfo:
   modality: str  # "CT" | "MR"
   sequence: str  # "ct" | "t1_in" | "t1_out" | "t2"
   labels: dict[str, int]  # dataset label name -> value
-  liver_label: int
+  # The liver's value; None for a plain folder given no `data.<m>.liver_label`: its label
+  # maps must then be binary (0/1, 1 the liver), checked per case by `read_case`.
+  liver_label: int | None
   cases: list[Case]
+  channel: str = ""  # dataset.json's name of channel 0 ("" without dataset.json)
 
 
 def _strip_ext(name: str) -> str | None:
@@ -116,12 +134,19 @@ def _modality_and_sequence(channel: str, hint: str, where,
   """("CT", "ct") or ("MR", <sequence>) from a channel name ("CT", "MR", "T2", "T1_in"...);
   a name that says neither ("zscore", "noNorm") takes the `fallback` modality when given."""
   c = str(channel).strip().lower()
+  if _OTHER_MODALITIES.match(c):
+    raise ChaosError(f"{where}: channel 0 is {channel!r}, neither CT nor MR; liverjax reads "
+                     "CT and MR scans only")
   if c in ("ct", "cect", "ncct") or c.startswith("ct") or (
       fallback == "CT" and not re.search(r"mr|t1|t2|spir|flair|dwi|adc", c)):
     return "CT", "ct"
-  if not re.search(r"mr|t1|t2|spir|flair|dwi|adc", c) and fallback != "MR":
-    raise ChaosError(f"{where}: channel 0 is {channel!r}; expected CT or an MR name "
-                     "(MR, MRI, T1, T2, T2SPIR, ...)")
+  if not re.search(r"mr|t1|t2|spir|flair|dwi|adc", c):
+    if fallback != "MR":
+      raise ChaosError(f"{where}: channel 0 is {channel!r}; expected CT or an MR name "
+                       "(MR, MRI, T1, T2, T2SPIR, ...)")
+    logging.warning("%s: channel 0 is %r, which names no modality; read as MR (the folder "
+                    "was given as an MR source), sequence %s", where, channel,
+                    "t1" if "t1" in hint.lower() else "t2")
   text = f"{c} {hint.lower()}"
   if "t2" in text:
     return "MR", "t2"
@@ -152,6 +177,36 @@ def _liver_label(labels: dict[str, int], override, where) -> int:
                    "set the liver label (data.<ct|mr>.liver_label)")
 
 
+def dataset_path(root: pathlib.Path, entry, where) -> pathlib.Path:
+  """A path listed in dataset.json, kept inside the dataset folder.
+
+  The rule is the one the cache key follows (`cache.digest_tree`): what it covers is every
+  file found by walking down from the folder, directory links followed. So an entry must be
+  relative and walk down: no absolute path, no `..` component (which a folder link inside
+  would not even take back to where it seems to). A file or folder link inside the folder
+  is followed, as the key follows it.
+
+  Args:
+    root: the dataset folder.
+    entry: the path as dataset.json gives it (e.g. "./imagesTr/la_003.nii.gz").
+    where: dataset.json, named in the message.
+
+  Returns:
+    `root / entry` (not resolved).
+
+  Raises:
+    ChaosError: naming dataset.json and the entry, when it is not a string, is absolute
+      or holds `..`.
+  """
+  if not isinstance(entry, str) or not entry.strip():
+    raise ChaosError(f"{where}: path {entry!r} is not a file name")
+  rel = pathlib.PurePosixPath(entry.replace("\\", "/"))
+  if rel.is_absolute() or pathlib.PureWindowsPath(entry).drive or ".." in rel.parts:
+    raise ChaosError(f"{where}: path {entry!r} leaves the dataset folder {root}; every "
+                     "image and label must lie inside it (relative, no '..')")
+  return root / pathlib.Path(*rel.parts)
+
+
 def _msd_cases(root: pathlib.Path, meta: dict, where) -> list[Case]:
   ending = str(meta.get("file_ending", ".nii.gz"))
   cases = []
@@ -162,12 +217,12 @@ def _msd_cases(root: pathlib.Path, meta: dict, where) -> list[Case]:
     for i, entry in enumerate(training):
       if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
         raise ChaosError(f"{where}: training[{i}] must have 'image' and 'label'")
-      image = (root / entry["image"]).resolve()
+      image = dataset_path(root, entry["image"], where)
       if not image.exists():  # MSD lists <case>.nii.gz for the 4D file; nnU-Net has _0000
         stem = _strip_ext(image.name) or image.name
         alt = image.with_name(f"{stem}_0000{ending}")
         image = alt if alt.exists() else image
-      label = (root / entry["label"]).resolve()
+      label = dataset_path(root, entry["label"], where)
       case_id = _strip_ext(label.name) or label.name
       cases.append(Case(case_id, image, label))
     return cases
@@ -219,7 +274,8 @@ def read_dataset_json(root, liver_label=None, modality: str | None = None) -> Da
   labels = _int_labels(meta.get("labels"), path)
   liver = _liver_label(labels, liver_label, path)
   return DatasetInfo(root=root, modality=modality, sequence=sequence, labels=labels,
-                     liver_label=liver, cases=_msd_cases(root, meta, path))
+                     liver_label=liver, cases=_msd_cases(root, meta, path),
+                     channel=str(channel))
 
 
 def _nifti_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -265,7 +321,8 @@ def dataset_info(root, modality: str | None = None, liver_label=None,
     root: the dataset folder.
     modality: "CT" | "MR": required for a plain folder, checked against
       dataset.json otherwise (None: no check).
-    liver_label: overrides `labels["liver"]` (plain folders: default 1).
+    liver_label: overrides `labels["liver"]`; for a plain folder, its liver label (None:
+      its label maps must be binary, 1 the liver; `read_case` refuses one that is not).
     sequence: overrides the MR sequence taken from dataset.json (e.g. "t2").
 
   Raises:
@@ -289,45 +346,15 @@ def dataset_info(root, modality: str | None = None, liver_label=None,
     if want not in ("CT", "MR"):
       raise ChaosError(f"{root}: a NIfTI folder without dataset.json needs its modality "
                        "(give it as data.ct.root or data.mr.root)")
+    liver = None if liver_label is None else int(liver_label)
     info = DatasetInfo(root=root, modality=want, sequence="ct" if want == "CT" else "t2",
-                       labels={"liver": 1 if liver_label is None else int(liver_label)},
-                       liver_label=1 if liver_label is None else int(liver_label),
+                       labels={"liver": 1 if liver is None else liver}, liver_label=liver,
                        cases=cases)
   if sequence is not None and info.modality == "MR":
     if sequence not in chaos.SEQUENCES or sequence == "ct":
       raise ChaosError(f"{root}: MR sequence {sequence!r}; expected t1_in, t1_out or t2")
     info.sequence = sequence
   return info
-
-
-def _load(path: pathlib.Path, what: str):
-  if not path.is_file():
-    raise ChaosError(f"{path}: {what} file missing")
-  try:
-    img = nib.load(str(path))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ChaosError(f"{path}: unreadable NIfTI {what} ({type(e).__name__}: {e})") from e
-  shape = img.shape
-  if len(shape) == 4 and shape[3] == 1:
-    img = img.slicer[..., 0]
-  if len(img.shape) != 3:
-    raise ChaosError(f"{path}: {what} of shape {shape}; expected a 3D volume")
-  return img
-
-
-def load_image(path) -> Any:
-  """Opens a 3D NIfTI image (a 4D one holding a single volume counts as 3D).
-
-  Args:
-    path: a .nii / .nii.gz file.
-
-  Returns:
-    The nibabel image (data not read yet).
-
-  Raises:
-    ChaosError: naming the file: missing, unreadable, not 3D.
-  """
-  return _load(pathlib.Path(path), "image")
 
 
 def organ_map(label: np.ndarray, labels: dict[str, int]) -> tuple[np.ndarray, list[str]]:
@@ -362,16 +389,19 @@ def read_case(case: Case, info: DatasetInfo) -> NiftiVolume:
 
   Returns:
     A NiftiVolume: image float32 [Z,H,W] (scl_slope/scl_inter applied: HU for
-    CT), mask uint8 [Z,H,W] 0/1 (label == liver label), organs uint8 [Z,H,W]
-    (`ORGANS` indices; None for a liver-only label map), spacing (z,y,x) mm.
+    CT; non-finite voxels replaced, `read_image_array`), mask uint8 [Z,H,W] 0/1
+    (label == liver label), organs uint8 [Z,H,W] (`ORGANS` indices; None for a
+    liver-only label map), spacing (z,y,x) mm.
 
   Raises:
-    ChaosError: naming the file: image or label missing / unreadable / not 3D,
-      label shape different from the image's, a label affine that does not
-      match the image's, no liver voxel.
+    ChaosError: naming the file: image or label missing / unreadable / truncated /
+      not 3D, label shape different from the image's, a label affine that does not
+      match the image's, no voxel with the liver label (the case is refused, as the
+      CHAOS reader refuses a series whose masks are all empty), a non-binary label map
+      where the liver label is not known (`info.liver_label` None).
   """
-  image_img = _load(case.image, "image")
-  label_img = _load(case.label, "label")
+  image_img = nifti_file.load(case.image, "image")
+  label_img = nifti_file.load(case.label, "label")
   if label_img.shape != image_img.shape:
     raise ChaosError(f"{case.label}: label shape {label_img.shape} differs from the image "
                      f"shape {image_img.shape} of {case.image.name}")
@@ -379,16 +409,30 @@ def read_case(case: Case, info: DatasetInfo) -> NiftiVolume:
     raise ChaosError(f"{case.label}: label affine differs from the affine of "
                      f"{case.image.name} (not the same voxel grid)")
   r = orientation.to_display(orientation.nifti_directions(image_img.affine))
-  image = np.asarray(image_img.get_fdata(dtype=np.float32))
-  label = np.rint(np.asarray(label_img.dataobj)).astype(np.int32)
+  label = nifti_file.read_data(label_img, case.label, "label", lambda i: np.asarray(i.dataobj))
+  if not np.isfinite(label).all():
+    raise ChaosError(f"{case.label}: label map with non-finite values (NaN or Inf)")
+  label = np.rint(label).astype(np.int32)
+  liver = info.liver_label
+  if liver is None:
+    values = sorted(int(v) for v in np.unique(label))
+    if set(values) - {0, 1}:
+      raise ChaosError(
+          f"{case.label}: label values {values[:8]}{'...' if len(values) > 8 else ''} in a "
+          f"folder without dataset.json: which one is the liver is unknown (on BTCV 1 is "
+          f"the spleen); set data.{info.modality.lower()}.liver_label, or give binary "
+          "0/1 label maps")
+    liver = 1
+  mask = (label == liver).astype(np.uint8)
+  if not mask.any():
+    raise ChaosError(f"{case.label}: no voxel with the liver label {liver} (values "
+                     f"{sorted(int(v) for v in np.unique(label))[:8]}); case skipped")
+  image, problems = nifti_file.read_image_array(image_img, case.image)
   image = np.ascontiguousarray(orientation.apply(image, r))
   label = np.ascontiguousarray(orientation.apply(label, r))
-  mask = (label == info.liver_label).astype(np.uint8)
-  problems = []
-  if not mask.any():
-    problems.append(f"{case.label}: no voxel with the liver label {info.liver_label}")
+  mask = np.ascontiguousarray(orientation.apply(mask, r))
   organs = None
-  if len(info.labels) > 2 or set(np.unique(label)) - {0, info.liver_label}:
+  if len(info.labels) > 2 or set(np.unique(label)) - {0, liver}:
     organs, dropped = organ_map(label, info.labels)
     if dropped:
       problems.append(f"{case.label}: labels {dropped} have no canonical organ name; "
@@ -477,18 +521,19 @@ def read_image(case: Case, info: DatasetInfo) -> NiftiVolume:
     label: nothing is known), organs None, spacing (z, y, x) mm, mask_files empty.
 
   Raises:
-    ChaosError: naming the file: missing, unreadable, not 3D.
+    ChaosError: naming the file: missing, unreadable, truncated, not 3D, more than half
+      of the voxels non-finite (fewer are replaced and reported in `problems`).
   """
-  image_img = _load(case.image, "image")
+  image_img = nifti_file.load(case.image, "image")
   r = orientation.to_display(orientation.nifti_directions(image_img.affine))
-  image = np.ascontiguousarray(
-      orientation.apply(np.asarray(image_img.get_fdata(dtype=np.float32)), r))
+  image, problems = nifti_file.read_image_array(image_img, case.image)
+  image = np.ascontiguousarray(orientation.apply(image, r))
   zooms = tuple(float(z) for z in image_img.header.get_zooms()[:3])
   return NiftiVolume(
       patient_id=case.case_id, modality=info.modality, sequence=info.sequence,
       image=image, mask=np.zeros(image.shape, np.uint8),
       spacing=orientation.apply_spacing(zooms, r), window=None,
-      image_files=[str(case.image)], mask_files=[], problems=[], organs=None)
+      image_files=[str(case.image)], mask_files=[], problems=problems, organs=None)
 
 
 def load_volumes(root, modality: str | None = None, liver_label=None,

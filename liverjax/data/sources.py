@@ -247,6 +247,7 @@ class Reads:
     what: the word for an item in the messages ("series", "case").
     label: item -> a short name for progress lines ("CT btcv_ct_006", "MR 3 t2":
       `progress.volume_label`).
+    modality: item -> "CT" | "MR".
   """
   source: Source
   items: list
@@ -254,6 +255,7 @@ class Reads:
   where: Callable
   what: str
   label: Callable
+  modality: Callable
 
 
 def plan_reads(source: Source, sequences) -> Reads:
@@ -272,31 +274,51 @@ def plan_reads(source: Source, sequences) -> Reads:
         c for c in info.cases if _wanted(source, info.modality, c.case_id)]
     return Reads(source, cases, read, where=lambda case: case.image, what="case",
                  label=lambda case: progress.scan_label(info.modality, case.case_id,
-                                                        info.sequence))
+                                                        info.sequence),
+                 modality=lambda case: info.modality)
   seqs = tuple(s for s in sequences
                if source.modality is None or (s == "ct") == (source.modality == "CT"))
   refs = [r for r in chaos.discover(source.path, seqs)
           if _wanted(source, r.modality, r.patient_id)]
   return Reads(source, refs, _read_chaos_images if source.adapt else chaos.read_series,
                where=lambda ref: ref.image_dir, what="series",
-               label=progress.volume_label)
+               label=progress.volume_label, modality=lambda ref: ref.modality)
 
 
-def read_planned(reads: Reads, tracker: progress.Progress | None = None
-                 ) -> tuple[list, list[str]]:
+def read_planned(reads: Reads, tracker: progress.Progress | None = None,
+                 required=("CT", "MR")) -> tuple[list, list[str]]:
   """(volumes, problems) of the scans `reads` lists (`chaos.read_each`: a scan that fails
-  is reported and skipped); each scan read or skipped counts one on `tracker`."""
+  is reported and skipped); each scan read or skipped counts one on `tracker`.
+
+  Raises:
+    ChaosError: naming the folder, when a labelled source holds series or cases of a
+      `required` modality ("CT", "MR") and not one of them is usable: the first reason is
+      given (a run would otherwise train or test on nothing, or fail later on a field that
+      is not the cause). A source of unlabelled scans (`adapt`) never raises this.
+  """
   done = None if tracker is None else (lambda item: tracker.done(reads.label(item)))
-  return chaos.read_each(reads.items, reads.read, where=reads.where, what=reads.what,
-                         done=done)
+  volumes, problems = chaos.read_each(reads.items, reads.read, where=reads.where,
+                                      what=reads.what, done=done)
+  for modality in () if reads.source.adapt else required:
+    items = [i for i in reads.items if reads.modality(i) == modality]
+    if not items or any(v.modality == modality for v in volumes):
+      continue
+    wheres = [str(reads.where(i)) for i in items]
+    mine = [p for p in problems if any(w in p for w in wheres)] or problems
+    first = next((p for p in mine if p.startswith(f"{reads.what} skipped: ")), mine[0])
+    noun = reads.what if reads.what == "series" or len(items) == 1 else f"{reads.what}s"
+    raise chaos.ChaosError(
+        f"{reads.source.path}: none of its {len(items)} {modality} {noun} is usable, so "
+        f"nothing is left to train or test on; the first: {first}")
+  return volumes, problems
 
 
-def read_source(source: Source, sequences,
-                tracker: progress.Progress | None = None) -> tuple[list, list[str]]:
+def read_source(source: Source, sequences, tracker: progress.Progress | None = None,
+                required=("CT", "MR")) -> tuple[list, list[str]]:
   """Volumes and problems of one source, restricted to its modality, `sequences` and
-  patients (`plan_reads`, then `read_planned`); an adapt source is read without labels
-  (masks all zero)."""
-  return read_planned(plan_reads(source, sequences), tracker)
+  patients (`plan_reads`, then `read_planned`, which raises as it says); an adapt source is
+  read without labels (masks all zero)."""
+  return read_planned(plan_reads(source, sequences), tracker, required)
 
 
 def patient_sort_key(pid: str):

@@ -48,7 +48,24 @@ from liverjax.data import filelock
 from liverjax.data import phantom
 
 GENERATOR_VERSION = 1
+# The marker that says a `Train_Sets` folder was written by this generator, and with which
+# arguments: inside the folder, so that the rename that puts the set in place puts its
+# marker there too (a kill can leave no set without its marker). Sets written before it
+# moved keep theirs beside the folder (`out_dir/synthetic_chaos.json`), still honoured.
 MARKER_NAME = "synthetic_chaos.json"
+
+
+def marker_path(out_dir) -> pathlib.Path:
+  """The marker of the set in `out_dir`: `out_dir/Train_Sets/synthetic_chaos.json`."""
+  return pathlib.Path(out_dir) / "Train_Sets" / MARKER_NAME
+
+
+def _marker(out_dir: pathlib.Path) -> pathlib.Path | None:
+  """The marker of the set in `out_dir` (inside it, or beside it as older sets have it)."""
+  for path in (marker_path(out_dir), out_dir / MARKER_NAME):
+    if path.is_file():
+      return path
+  return None
 
 # CHAOS training patient ids (CT and MR are different people in CHAOS, and so
 # here: the same id in both modalities is two unrelated phantoms).
@@ -287,8 +304,8 @@ def generate_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
 
   Args:
     out_dir: folder to write into (created). An existing `Train_Sets` there is
-      replaced only if it was written by this generator (the marker file
-      `synthetic_chaos.json` next to it); otherwise FileExistsError.
+      replaced only if it was written by this generator (its marker file
+      `synthetic_chaos.json`, `marker_path`); otherwise FileExistsError.
     n_ct, n_mr: number of CT and MR patients (different synthetic people).
     size: image rows = columns (>= 32).
     slices: slices per volume (>= 4), index 0 superior.
@@ -297,9 +314,11 @@ def generate_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
   Returns:
     The `Train_Sets` path holding `CT/<id>/...` and `MR/<id>/...`.
 
-  The set is written into a temporary folder next to the target and renamed
-  into place, under the lock file `out_dir/.synthetic_chaos.lock` (see
-  `cached_chaos`), so no reader that takes the lock sees a partial set.
+  The set and its marker are written into a temporary folder next to the target and
+  renamed into place in one step, under the lock file `out_dir/.synthetic_chaos.lock`
+  (see `cached_chaos`), so no reader that takes the lock sees a partial set, and a kill
+  at any point leaves either no set or a complete one with its marker (the temporary
+  folders a kill leaves are removed by the next generation).
   """
   _check_args(n_ct, n_mr, size, slices)
   out_dir = pathlib.Path(out_dir).expanduser()
@@ -317,15 +336,17 @@ def _check_args(n_ct, n_mr, size, slices) -> None:
 def _generate_locked(out_dir: pathlib.Path, n_ct, n_mr, size, slices, seed) -> pathlib.Path:
   """generate_chaos's body; the caller holds the lock of `out_dir`."""
   root = out_dir / "Train_Sets"
-  marker = out_dir / MARKER_NAME
-  if root.exists() and not marker.exists():
+  if root.exists() and _marker(out_dir) is None:
     raise FileExistsError(
         f"{root}: exists and was not written by the synthetic generator; "
         "refusing to overwrite it")
   out_dir.mkdir(parents=True, exist_ok=True)
+  for stale in [*out_dir.glob(".Train_Sets.partial-*"), *out_dir.glob(".Train_Sets.old-*")]:
+    shutil.rmtree(stale, ignore_errors=True)  # left by a killed generation (we hold the lock)
   tmp = out_dir / f".Train_Sets.partial-{os.getpid()}"
-  if tmp.exists():
-    shutil.rmtree(tmp)
+  params = _params(n_ct, n_mr, size, slices, seed)
+  params["patients"] = {"CT": patient_ids("CT", n_ct),
+                        "MR": patient_ids("MR", n_mr)}
   try:
     for modality, n, write in (("CT", n_ct, _write_ct_patient),
                                ("MR", n_mr, _write_mr_patient)):
@@ -333,24 +354,19 @@ def _generate_locked(out_dir: pathlib.Path, n_ct, n_mr, size, slices, seed) -> p
       for idx, pid in enumerate(patient_ids(modality, n)):
         rng = np.random.default_rng([seed, 0 if modality == "CT" else 1, idx])
         write(tmp / modality / pid, pid, seed, rng, size, slices)
+    (tmp / MARKER_NAME).write_text(json.dumps(params, indent=1))
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  if marker.exists():
-    marker.unlink()
-  # Swap the new set in with renames; the old one is removed only afterwards.
+  # Swap the new set (with its marker) in with renames; the old one is removed afterwards.
   old = out_dir / f".Train_Sets.old-{os.getpid()}"
   if root.exists():
     os.rename(root, old)
   os.rename(tmp, root)
+  if (out_dir / MARKER_NAME).exists():  # an older set's marker beside the folder
+    (out_dir / MARKER_NAME).unlink()
   if old.exists():
     shutil.rmtree(old)
-  params = _params(n_ct, n_mr, size, slices, seed)
-  params["patients"] = {"CT": patient_ids("CT", n_ct),
-                        "MR": patient_ids("MR", n_mr)}
-  marker_tmp = out_dir / f".{MARKER_NAME}.tmp-{os.getpid()}"
-  marker_tmp.write_text(json.dumps(params, indent=1))
-  os.replace(marker_tmp, marker)
   return root
 
 
@@ -366,9 +382,9 @@ def cached_chaos(out_dir, *, n_ct: int = 4, n_mr: int = 4, size: int = 128,
   _check_args(n_ct, n_mr, size, slices)
   out_dir = pathlib.Path(out_dir).expanduser()
   with filelock.locked(out_dir / LOCK_NAME):
-    marker = out_dir / MARKER_NAME
+    marker = _marker(out_dir)
     root = out_dir / "Train_Sets"
-    if marker.exists() and root.is_dir():
+    if marker is not None and root.is_dir():
       try:
         old = json.loads(marker.read_text())
       except (OSError, ValueError):

@@ -1,13 +1,20 @@
-"""Checks a CHAOS dataset folder and prints what is usable and what is wrong.
+"""Checks a CHAOS or NIfTI dataset folder and prints what is usable and what is wrong.
 
   python -m liverjax.data.verify --root=PATH [--sequences=ct,t1_in,t1_out,t2]
+  python -m liverjax.data.verify --root=PATH [--modality=CT|MR] [--liver_label=N]
 
-Prints the patients / slices per modality and sequence, which series were
-kept (with how many slices) or skipped (with the reason), then every problem
-with its path: missing or extra masks, size mismatches, unreadable files,
-files of another series, slices without a position, duplicate slices, CT mask
-pairings that had to be proven (or could not be: the patient is refused),
-masks outside the CHAOS encoding or all empty, skipped series.
+Prints the patients / slices per modality and sequence, which series (CHAOS) or
+cases (NIfTI) were kept (with how many slices) or skipped (with the reason),
+then every problem with its path: missing or extra masks, size mismatches,
+unreadable files, files of another series, slices without a position, duplicate
+slices, CT mask pairings that had to be proven (or could not be: the patient is
+refused), masks outside the CHAOS encoding or all empty, skipped series; for
+NIfTI, what the training reader refuses or notes (a missing, truncated or
+mis-shaped label, a label map without the liver or, in a folder without
+dataset.json, with values other than 0/1 when `--liver_label` is not given,
+non-finite voxels). A NIfTI folder is read as training reads it
+(`liverjax.data.nifti`): `--modality` and `--liver_label` are what
+`data.<m>.root` and `data.<m>.liver_label` say for a folder without dataset.json.
 
 Exit status: 0 when every file was used; 1 when anything was dropped (a file,
 a slice, a series) but the dataset is usable; 2 when it is unusable (no
@@ -23,6 +30,7 @@ from absl import app
 from absl import flags
 
 from liverjax.data import chaos
+from liverjax.data import nifti
 from liverjax.data import preprocess
 
 _CATEGORIES = (
@@ -36,7 +44,9 @@ _CATEGORIES = (
     ("size mismatch", ("differs from",)),
     ("unreadable file", ("unreadable", "not a DICOM", "cannot decode", "not a readable PNG",
                          "cannot read mask", "colour mask", "single-frame",
-                         "unsupported mask")),
+                         "unsupported mask", "file missing", "declares", "affine")),
+    ("labels", ("liver label", "liver_label", "canonical organ")),
+    ("non-finite voxels", ("non-finite", "not finite")),
 )
 
 
@@ -57,9 +67,10 @@ class SeriesReport:
 @dataclasses.dataclass
 class DatasetReport:
   """The outcome of `check_dataset`."""
-  root: str | None  # the folder holding CT/ and MR/, None when not found
-  series: list[SeriesReport]
+  root: str | None  # the folder holding CT/ and MR/ (or the NIfTI folder); None: not found
+  series: list[SeriesReport]  # CHAOS series, or NIfTI cases
   problems: list[str]  # every problem, each naming its file or folder
+  kind: str = "CHAOS"  # "CHAOS" | "NIfTI"
 
   @property
   def usable(self) -> bool:
@@ -102,20 +113,25 @@ class DatasetReport:
 
 def categorize(problem: str) -> str:
   """The category of one problem message (see DatasetReport.problem_counts)."""
-  if problem.startswith("series skipped"):
-    return "series skipped"
+  if problem.startswith(("series skipped", "case skipped")):
+    return problem.split(":", 1)[0]
   for name, needles in _CATEGORIES:
     if any(n in problem for n in needles):
       return name
   return "other"
 
 
-def check_dataset(root, sequences=chaos.SEQUENCES) -> DatasetReport:
-  """Reads every series of a CHAOS folder and collects counts and problems.
+def check_dataset(root, sequences=chaos.SEQUENCES, modality: str | None = None,
+                  liver_label: int | None = None) -> DatasetReport:
+  """Reads every series of a CHAOS folder, or every case of a NIfTI dataset folder, and
+  collects counts and problems.
 
   Args:
-    root: anything `chaos.find_root` accepts.
-    sequences: which of chaos.SEQUENCES to check.
+    root: anything `chaos.find_root` accepts, or a NIfTI dataset folder
+      (`nifti.is_nifti_dataset`).
+    sequences: which of chaos.SEQUENCES to check (CHAOS).
+    modality, liver_label: for a NIfTI folder, as `nifti.dataset_info` takes them
+      (a folder without dataset.json needs `modality`).
 
   Returns:
     A DatasetReport; never raises for bad data (a bad root gives a report
@@ -125,6 +141,8 @@ def check_dataset(root, sequences=chaos.SEQUENCES) -> DatasetReport:
     refs = chaos.discover(root, sequences)
     found = str(chaos.find_root(root))
   except chaos.ChaosError as e:
+    if nifti.is_nifti_dataset(root):
+      return check_nifti_dataset(root, modality, liver_label)
     return DatasetReport(root=None, series=[], problems=[str(e)])
   series, problems = [], []
   if not refs:
@@ -151,9 +169,48 @@ def check_dataset(root, sequences=chaos.SEQUENCES) -> DatasetReport:
   return DatasetReport(root=found, series=series, problems=problems)
 
 
+def check_nifti_dataset(root, modality: str | None = None,
+                        liver_label: int | None = None) -> DatasetReport:
+  """Reads every case of a NIfTI dataset folder as training reads it (`nifti.read_case`).
+
+  Args:
+    root: the folder (dataset.json, or plain image / label folders).
+    modality, liver_label: see `nifti.dataset_info`.
+
+  Returns:
+    A DatasetReport of kind "NIfTI": one entry per case (kept with its slices, or skipped
+    with the reason); a folder that cannot be read as a dataset gives one problem, no case.
+  """
+  try:
+    info = nifti.dataset_info(root, modality, liver_label)
+  except chaos.ChaosError as e:
+    return DatasetReport(root=None, series=[], problems=[str(e)], kind="NIfTI")
+  series, problems = [], []
+  for case in info.cases:
+    try:
+      vol = nifti.read_case(case, info)
+    except Exception as e:  # pylint: disable=broad-except  (reported, as training skips it)
+      msg = str(e) if isinstance(e, chaos.ChaosError) else (
+          f"{case.image}: unexpected error ({type(e).__name__}: {e})")
+      msg = f"case skipped: {msg}"
+      series.append(SeriesReport(case.case_id, info.modality, info.sequence, str(case.image),
+                                 0, 0, [msg], msg))
+      problems.append(msg)
+      continue
+    series.append(SeriesReport(
+        case.case_id, info.modality, info.sequence, str(case.image),
+        slices=int(vol.image.shape[0]),
+        liver_slices=int(vol.mask.reshape(vol.mask.shape[0], -1).any(axis=1).sum()),
+        problems=list(vol.problems), error=None))
+    problems.extend(vol.problems)
+  if not info.cases:
+    problems.append(f"{info.root}: no case")
+  return DatasetReport(root=str(info.root), series=series, problems=problems, kind="NIfTI")
+
+
 def format_report(report: DatasetReport) -> str:
   """A human-readable summary: counts table, problem counts, each problem."""
-  lines = [f"CHAOS dataset: {report.root or '(not found)'}"]
+  lines = [f"{report.kind} dataset: {report.root or '(not found)'}"]
   counts = report.counts()
   if counts:
     lines.append(f"{'modality':8s} {'sequence':8s} {'patients':>8s} {'skipped':>8s} "
@@ -177,7 +234,7 @@ def format_report(report: DatasetReport) -> str:
   else:
     lines.append("no problems found")
   if not report.usable:
-    lines.append("DATASET UNUSABLE: no usable series")
+    lines.append(f"DATASET UNUSABLE: no usable {'series' if report.kind == 'CHAOS' else 'case'}")
   elif report.dropped_anything:
     lines.append("dataset usable, but some files were dropped (listed above)")
   else:
@@ -186,15 +243,21 @@ def format_report(report: DatasetReport) -> str:
 
 
 _ROOT = flags.DEFINE_string("root", None, "CHAOS folder (CHAOS_Train_Sets, Train_Sets, "
-                            "or the folder holding CT/ and MR/).")
+                            "or the folder holding CT/ and MR/), or a NIfTI dataset folder.")
 _SEQUENCES = flags.DEFINE_list("sequences", list(chaos.SEQUENCES),
-                               f"Sequences to check, among {chaos.SEQUENCES}.")
+                               f"Sequences to check, among {chaos.SEQUENCES} (CHAOS).")
+_MODALITY = flags.DEFINE_enum("modality", None, ["CT", "MR"], "NIfTI folder without "
+                              "dataset.json: its modality (as data.ct.root / data.mr.root).")
+_LIVER_LABEL = flags.DEFINE_integer("liver_label", None, "NIfTI: the liver's label value "
+                                    "(data.<m>.liver_label); without dataset.json, label maps "
+                                    "must otherwise be binary.")
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  report = check_dataset(_ROOT.value, tuple(_SEQUENCES.value))
+  report = check_dataset(_ROOT.value, tuple(_SEQUENCES.value), _MODALITY.value,
+                         _LIVER_LABEL.value)
   print(format_report(report))
   sys.stdout.flush()
   return report.exit_code()

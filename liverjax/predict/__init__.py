@@ -7,13 +7,17 @@ The package, imports flowing down this list:
   scans.py     `find_scans`, `read_scan`: DICOM series, NIfTI, CHAOS; the input's grid kept
   outputs.py   `write_outputs`: NIfTI mask (the input's affine), DICOM-SEG, CHAOS PNGs,
                overlay; `field_of_view_edge_problem`
-  run.py       `predict_paths`: every scan read, predicted, checked, written; predictions.json
+  checks.py    `plausibility_problems`: warnings (liver volume, side, an MR sequence the
+               checkpoint has not seen)
+  run.py       `predict_paths`: every scan read, predicted, checked, written atomically
+               (a bad scan reported, the rest go on; `failures`); predictions.json last
   __main__.py  the command line (its flags are defined only when run as a program)
 
 Python API (notebooks): `model = predict.load_model(path)`, then
 `predict.predict_volume(model, volume) -> mask` on a `liverjax.data.chaos.Volume`;
 every name below is importable from `liverjax.predict`.
 """
+from liverjax.predict.checks import plausibility_problems
 from liverjax.predict.errors import PredictError
 from liverjax.predict.model import BACKGROUND_LOGIT
 from liverjax.predict.model import Model
@@ -29,6 +33,7 @@ from liverjax.predict.outputs import field_of_view_edge_problem
 from liverjax.predict.outputs import liver_ml
 from liverjax.predict.outputs import native_mask
 from liverjax.predict.outputs import write_outputs
+from liverjax.predict.run import failures
 from liverjax.predict.run import predict_paths
 from liverjax.predict.scans import Scan
 from liverjax.predict.scans import ScanRef
@@ -37,7 +42,8 @@ from liverjax.predict.scans import read_scan
 
 __all__ = [
     "BACKGROUND_LOGIT", "Model", "PredictError", "Scan", "ScanRef", "adapts_batch_norm",
-    "config_from_saved", "field_of_view_edge_problem", "find_scans", "liver_ml",
-    "load_model", "matches_histogram", "native_mask", "predict_logits", "predict_paths",
-    "predict_volume", "prepare", "prepare_input", "read_scan", "write_outputs",
+    "config_from_saved", "failures", "field_of_view_edge_problem", "find_scans", "liver_ml",
+    "load_model", "matches_histogram", "native_mask", "plausibility_problems",
+    "predict_logits", "predict_paths", "predict_volume", "prepare", "prepare_input",
+    "read_scan", "write_outputs",
 ]

@@ -7,8 +7,10 @@ Flags:
                  NIfTI file, a CHAOS patient folder (`CT/<id>`, `MR/<id>`), a
                  CHAOS folder, or a NIfTI dataset folder (dataset.json, or NIfTI
                  files in it / imagesTr/ / imagesTs/ / images/); repeat the flag
-                 or separate with commas for several
-  --out          the output folder: one subfolder per scan
+                 for several (each value is one path, commas and all)
+  --out          the output folder: one subfolder per scan; new or empty
+  --overwrite    use a non-empty --out: what this run writes there (its scan
+                 folders, predictions.json) is cleared first, nothing else
   --no_postprocess      keep every predicted voxel (default: the largest 3D component)
   --save_probabilities  also write the liver probability map (float32 NIfTI)
   --chaos_format ground_truth (default) | submission: how CHAOS input's PNGs are named
@@ -42,24 +44,26 @@ order. Per scan, in `<out>/<name>/`:
                         with --chaos_format=submission as the submission sample
                         (results001.png.. in slice order, liver 63)
   overlay.png           a few slices with the mask
-and `<out>/predictions.json` lists every scan (liver mL, slices, seconds, problems: e.g.
-a predicted liver that reaches the edge of the checkpoint's field-of-view crop).
-A bad input (no DICOM in a folder, a 4D NIfTI, a checkpoint without config)
-ends the run with one line naming the file.
+and `<out>/predictions.json`, written last, lists this run's scans (liver mL, slices,
+seconds, problems: e.g. a predicted liver that reaches the edge of the checkpoint's
+field-of-view crop, an implausible volume or side, an MR sequence the checkpoint has not
+seen, a DICOM-SEG that could not be written). Each scan folder is written under a
+temporary name and renamed when complete. A scan that cannot be read or predicted is
+reported and the others go on; the run then ends with exit code 1 and one line listing
+the failed scans. A bad input (no such file, a non-empty --out, a damaged checkpoint)
+ends the run at once with one line naming the file, exit code 1 (`liverjax.cli`;
+LIVERJAX_TRACEBACK=1 keeps the tracebacks).
 
 The code: `liverjax.predict` (its package docstring maps the modules).
 """
 from __future__ import annotations
 
-import sys
-
 import jax
-from absl import app
 from absl import flags
 from absl import logging
 
+from liverjax import cli
 from liverjax import runtime
-from liverjax.data import chaos
 from liverjax.predict import model as model_lib
 from liverjax.predict import run
 from liverjax.predict.errors import PredictError
@@ -72,8 +76,10 @@ def _define_flags() -> None:
   flags.DEFINE_string("checkpoint", None, "Or one .../checkpoints/<step> folder.")
   flags.DEFINE_multi_string("input", None, "Scan(s): DICOM series folder, NIfTI file, "
                             "CHAOS patient / dataset folder, NIfTI dataset folder; repeat "
-                            "or separate with commas.")
-  flags.DEFINE_string("out", None, "Output folder.")
+                            "the flag for several (a value is never split).")
+  flags.DEFINE_string("out", None, "Output folder (new or empty; see --overwrite).")
+  flags.DEFINE_bool("overwrite", False, "Use a non-empty --out: clear what this run writes "
+                    "there (its scan folders and predictions.json) first, nothing else.")
   flags.DEFINE_bool("no_postprocess", False, "Keep every predicted voxel (default: the "
                     "largest 3D connected component).")
   flags.DEFINE_bool("save_probabilities", False, "Also write probabilities.nii.gz.")
@@ -96,32 +102,39 @@ def _define_flags() -> None:
 
 
 def main(argv) -> None:
-  """The program: flags -> `load_model` -> `predict_paths`; bad input: one line, exit 1."""
+  """The program: flags -> `load_model` -> `predict_paths`.
+
+  Raises:
+    cli.UsageError: stray arguments, a missing flag (exit code 2).
+    PredictError: naming the file or the failed scans (exit code 1); so do the errors
+      `cli.describe_error` knows (a damaged checkpoint, an unwritable --out).
+  """
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   if bool(f.workdir) == bool(f.checkpoint):
-    raise app.UsageError("give one of --workdir or --checkpoint")
+    raise cli.UsageError("give one of --workdir or --checkpoint")
   if not f.input or not f.out:
-    raise app.UsageError("--input and --out are required")
+    raise cli.UsageError("--input and --out are required")
+  run.check_out(f.out, f.overwrite)  # before the checkpoint is loaded: fail fast
   runtime.setup_process()
-  inputs = [p for value in f.input for p in value.split(",") if p]
-  try:
-    model = model_lib.load_model(f.workdir or f.checkpoint)
-    logging.info("checkpoint %s (step %d): image size %d, %s normalisation; %d devices (%s)",
-                 model.checkpoint, model.step, model.config.data.image_size,
-                 model.config.data.normalization, jax.device_count(),
-                 jax.devices()[0].platform)
-    run.predict_paths(model, inputs, f.out, keep_largest=not f.no_postprocess,
-                      save_probabilities=f.save_probabilities, dicom_seg_output=f.dicom_seg,
-                      chaos_format=f.chaos_format,
-                      modality=f.modality, batch_size=f.batch_size, adapt_bn=f.adapt_bn,
-                      intensity=f.intensity)
-  except (PredictError, chaos.ChaosError) as e:
-    print(f"liverjax.predict: {e}", file=sys.stderr)
-    sys.exit(1)
+  model = model_lib.load_model(f.workdir or f.checkpoint)
+  logging.info("checkpoint %s (step %d): image size %d, %s normalisation; %d devices (%s)",
+               model.checkpoint, model.step, model.config.data.image_size,
+               model.config.data.normalization, jax.device_count(),
+               jax.devices()[0].platform)
+  records = run.predict_paths(
+      model, list(f.input), f.out, keep_largest=not f.no_postprocess,
+      save_probabilities=f.save_probabilities, dicom_seg_output=f.dicom_seg,
+      chaos_format=f.chaos_format, modality=f.modality, batch_size=f.batch_size,
+      adapt_bn=f.adapt_bn, intensity=f.intensity, overwrite=f.overwrite)
+  failed = run.failures(records)
+  if failed:
+    raise PredictError(f"{len(failed)} of {len(records)} scans failed (the others are written; "
+                       f"all listed in {f.out}/{run.RECORD_FILE}): "
+                       + " | ".join(r["error"] for r in failed))
 
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run("liverjax.predict", main)

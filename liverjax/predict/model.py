@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from flax import nnx
 
 from liverjax import checkpointing
@@ -33,6 +34,7 @@ from liverjax.data import chaos
 from liverjax.data import harmonize
 from liverjax.data import pipeline
 from liverjax.data import preprocess
+from liverjax.data import volume as volume_lib
 from liverjax.predict.errors import PredictError
 from liverjax.segmentation import evaluate
 from liverjax.segmentation import postprocess
@@ -153,8 +155,18 @@ def prepare(model: Model, volume: chaos.Volume) -> np.ndarray:
 
   Returns:
     f32 [Z,S,S] in [0,1], S = the checkpoint's `data.image_size`.
+
+  Raises:
+    chaos.ChaosError: more than half of the voxels non-finite. Fewer are replaced by the
+      lowest finite value and logged (`volume.finite_image`, the readers' rule: a volume
+      built in memory, not read by `scans`, gets it here).
   """
   data = model.config.data
+  image, note = volume_lib.finite_image(
+      volume.image, volume.image_files[0] if volume.image_files else volume.patient_id)
+  if note:
+    logging.warning("%s", note)
+    volume = dataclasses.replace(volume, image=image)
   return preprocess.prepare_volume(
       volume, image_size=int(data.image_size), normalization=data.normalization,
       ct_window=tuple(data.ct_window), ct_window_from_dicom=bool(data.ct_window_from_dicom),

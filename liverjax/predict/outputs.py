@@ -13,6 +13,7 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
+from absl import logging
 
 from liverjax.data import orientation
 from liverjax.data import preprocess
@@ -39,8 +40,8 @@ def native_mask(scan: scans.Scan, mask: np.ndarray) -> np.ndarray:
 
 def write_outputs(scan: scans.Scan, mask: np.ndarray, folder: str | pathlib.Path, *,
                   probabilities: np.ndarray | None = None, dicom_seg_output: bool = True,
-                  chaos_format: str = "ground_truth",
-                  model_version: str = "") -> dict[str, str]:
+                  chaos_format: str = "ground_truth", model_version: str = "",
+                  problems: list[str] | None = None) -> dict[str, str]:
   """Writes every output of one scan (see the module docstring).
 
   Args:
@@ -53,6 +54,9 @@ def write_outputs(scan: scans.Scan, mask: np.ndarray, folder: str | pathlib.Path
       truth, CT 0/255, MR liver 63) or "submission" (named as the submission
       sample: results001.png.. in slice order, liver 63).
     model_version: the trained model, recorded in the DICOM-SEG (`dicom_seg.write_dicom_seg`).
+    problems: where an extra output that cannot be written is said (the DICOM-SEG: e.g. a
+      series whose anonymiser stripped StudyInstanceUID); the other outputs are written
+      all the same. Also logged.
 
   Returns:
     {output kind: path written}.
@@ -69,8 +73,17 @@ def write_outputs(scan: scans.Scan, mask: np.ndarray, folder: str | pathlib.Path
   if scan.dicom_files and dicom_seg_output:
     if dicom_seg is None:
       raise PredictError(DICOM_SEG_MISSING)
-    out["dicom_seg"] = str(dicom_seg.write_dicom_seg(
-        folder / "seg.dcm", by_slice, scan.dicom_files, model_version=model_version))
+    try:
+      out["dicom_seg"] = str(dicom_seg.write_dicom_seg(
+          folder / "seg.dcm", by_slice, scan.dicom_files, model_version=model_version))
+    except Exception as e:  # pylint: disable=broad-except  (an extra output: say why, go on)
+      (folder / "seg.dcm").unlink(missing_ok=True)
+      line = (f"{scan.ref.path}: no DICOM-SEG written ({type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''}); the NIfTI mask and the other "
+              "outputs are written")
+      logging.warning("%s", line)
+      if problems is not None:
+        problems.append(line)
   if scan.chaos_names is not None:
     if chaos_format == "submission":
       names, value = writers.submission_names(len(by_slice)), writers.SUBMISSION_LIVER_VALUE

@@ -53,6 +53,9 @@ class Scan:
   order) to it, and `affine` / `header` describe that array's grid.
   `dicom_files` are the source files of the slices (DICOM), `chaos_names` the
   CHAOS PNG name of each (CHAOS input), both in the reader's slice order.
+  `header_sequence` is the MR sequence the input tells and how
+  (`dicom_series.sequence_from_header`, or the CHAOS folder layout), None when it
+  does not tell (the volume's `sequence` is then an assumption).
   """
   ref: ScanRef
   volume: chaos.Volume
@@ -63,6 +66,7 @@ class Scan:
   dicom_files: list[str] = dataclasses.field(default_factory=list)
   chaos_names: list[str] | None = None
   problems: list[str] = dataclasses.field(default_factory=list)
+  header_sequence: tuple[str, str] | None = None
 
 
 def _nifti_stem(path: pathlib.Path) -> str | None:
@@ -140,15 +144,35 @@ def find_scans(path: str | pathlib.Path) -> list[ScanRef]:
                      "in this folder")
 
 
-def _nifti_modality(path: pathlib.Path, image: np.ndarray,
-                    modality: str | None) -> tuple[str, str | None]:
+def _dataset_json_info(path: pathlib.Path, modality: str | None) -> nifti.DatasetInfo | None:
+  """The dataset.json beside a NIfTI image's folder (or its own), if there is one; with
+  `modality` given, one that cannot be read is not needed and is passed over."""
+  for root in (path.parent, path.parent.parent):
+    if (root / "dataset.json").is_file():
+      try:
+        return nifti.read_dataset_json(root, modality=modality)
+      except chaos.ChaosError:
+        if modality:
+          return None
+        raise
+  return None
+
+
+def _nifti_description(img) -> str:
+  """The NIfTI header's `descrip` text ("" when empty)."""
+  raw = np.asarray(img.header.get("descrip", b"")).item()
+  text = raw.decode("latin-1", "replace") if isinstance(raw, bytes) else str(raw)
+  return text.strip("\x00 ")
+
+
+def _nifti_modality(path: pathlib.Path, image: np.ndarray, modality: str | None,
+                    info: nifti.DatasetInfo | None) -> tuple[str, str | None]:
   """(modality, note) of a NIfTI image: `modality`, its dataset.json's, else a guess
   (CT when it has values below -50, as HU do; the note says so)."""
   if modality:
     return modality.upper(), None
-  for root in (path.parent, path.parent.parent):
-    if (root / "dataset.json").is_file():
-      return nifti.read_dataset_json(root).modality, None
+  if info is not None:
+    return info.modality, None
   guess = "CT" if float(np.min(image)) < -50.0 else "MR"
   return guess, (f"{path}: no --modality and no dataset.json; read as {guess} from its "
                  "intensities")
@@ -156,11 +180,18 @@ def _nifti_modality(path: pathlib.Path, image: np.ndarray,
 
 def _read_nifti(ref: ScanRef, modality: str | None) -> Scan:
   img = nifti.load_image(ref.path)
-  array = np.asarray(img.get_fdata(dtype=np.float32))
-  mod, note = _nifti_modality(ref.path, array, modality)
-  problems = [note] if note else []
-  return _scan(ref, array, np.asarray(img.affine, np.float64), mod, img.header,
-               problems=problems)
+  array, problems = nifti.read_image_array(img, ref.path)
+  info = _dataset_json_info(ref.path, modality)
+  mod, note = _nifti_modality(ref.path, array, modality, info)
+  problems += [note] if note else []
+  words = " ".join(filter(None, [info.channel if info is not None else "",
+                                 _nifti_description(img)]))
+  sequence, evidence = dicom_series.sequence_from_header(words)
+  scan = _scan(ref, array, np.asarray(img.affine, np.float64), mod, img.header,
+               problems=problems, sequence=sequence if sequence in chaos.SEQUENCES else None)
+  if mod == "MR" and sequence:
+    scan.header_sequence = (sequence, f"{ref.path}: {evidence}")
+  return scan
 
 
 def _read_dicom(ref: ScanRef) -> Scan:
@@ -185,6 +216,15 @@ def _read_dicom(ref: ScanRef) -> Scan:
                problems=problems, window=volume.window, sequence=volume.sequence)
   scan.dicom_files = list(volume.image_files)
   scan.chaos_names = names
+  if volume.modality == "MR":
+    if ref.kind == "chaos" and ref.sequence:
+      scan.header_sequence = (ref.sequence, f"the CHAOS folder {ref.path}")
+    else:
+      sequence, evidence = dicom_series.sequence_from_header(
+          metas[0].get("description", ""), metas[0].get("echo_time"),
+          metas[0].get("repetition_time"))
+      if sequence:
+        scan.header_sequence = (sequence, f"{metas[0]['path']}: {evidence}")
   return scan
 
 
@@ -211,8 +251,11 @@ def read_scan(ref: ScanRef, modality: str | None = None) -> Scan:
     modality: "CT" | "MR" for NIfTI files whose dataset.json does not say it.
 
   Raises:
-    PredictError or chaos.ChaosError: naming the file: unreadable, not 3D, no
-      DICOM slice, a DICOM Modality other than CT / MR.
+    PredictError or chaos.ChaosError: naming the file: unreadable, truncated, a
+      header that declares more voxels than the file holds, no voxel grid, not 3D,
+      no DICOM slice, a DICOM Modality other than CT / MR, more than half of the
+      voxels non-finite (fewer are replaced by the lowest finite value and named in
+      `problems`: the rule of `liverjax.data.volume.finite_image`, as in training).
   """
   if ref.kind == "nifti":
     return _read_nifti(ref, modality)

@@ -67,8 +67,9 @@ class PseudoLabel:
 
 
 def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
-                 patient_id: str = "", confidence: float = 0.9, min_liver_ml: float = 500.0,
-                 max_liver_ml: float = 3500.0,
+                 patient_id: str = "", confidence: float = 0.9,
+                 min_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[0],
+                 max_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[1],
                  min_confident_fraction: float = 0.5) -> PseudoLabel:
   """The filtered pseudo-label of one scan (module docstring).
 
@@ -90,22 +91,11 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
   mask = np.full(p.shape, losses.IGNORE, np.uint8)
   mask[p <= 1.0 - confidence] = 0
   mask[(p >= confidence) & liver] = 1
-  voxel_ml = float(np.prod(spacing)) / 1000.0
-  liver_ml = float(liver.sum()) * voxel_ml
   body = np.asarray(image) > BODY_THRESHOLD
   confident = float(((mask != losses.IGNORE) & body).sum()) / max(int(body.sum()), 1)
-  half = p.shape[-1] / 2.0
-  cols = np.nonzero(liver)[-1]
-  # Columns run from the patient's right to the left; the body's centre splits the sides.
-  centre = float(np.nonzero(body)[-1].mean()) if body.any() else half
-  right = float((cols < centre).mean()) if cols.size else 0.0
-  reason = ""
-  if not min_liver_ml <= liver_ml <= max_liver_ml:
-    reason = (f"predicted liver {liver_ml:.0f} mL, outside the plausible "
-              f"{min_liver_ml:.0f}-{max_liver_ml:.0f} mL")
-  elif right < 0.5:
-    reason = f"most of the predicted liver ({100 * (1 - right):.0f} %) on the patient's left"
-  elif confident < min_confident_fraction:
+  liver_ml, right, reason = postprocess.liver_plausibility(liver, body, spacing, min_liver_ml,
+                                                           max_liver_ml)
+  if not reason and confident < min_confident_fraction:
     reason = (f"only {100 * confident:.0f} % of the body pixels confidently labelled "
               f"(< {100 * min_confident_fraction:.0f} %)")
   if reason:

@@ -100,7 +100,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   graphdef, state, tx = state_lib.create_train_state(config, mesh, init_rng)
   manager = checkpointing.create_manager(workdir, keep=config.train.keep_checkpoints)
   restored, start_step = training.resume(
-      manager, workdir, state_lib.abstract_train_state(config, mesh)[1])
+      manager, workdir, state_lib.abstract_train_state(config, mesh)[1], config,
+      "segmentation")
   if restored is not None:
     state = restored
   writer = metric_writer.MetricWriter(workdir)

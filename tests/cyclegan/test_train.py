@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from liverjax import checkpointing
+from liverjax import configs
 from liverjax import experiment
 from liverjax import metric_writer
 from liverjax.cyclegan import train as cg_train
@@ -35,6 +36,10 @@ def test_train_and_evaluate_end_to_end_and_resume(tmp_path):
   assert results["step"] == 3
   train_steps = [r["step"] for r in metric_writer.read_scalars(workdir) if r["split"] == "train"]
   assert train_steps == [2, 3]
+  # Another generator on the same workdir: one line naming the field, no orbax traceback.
+  config.cyclegan.generator_features = 2 * config.cyclegan.generator_features
+  with pytest.raises(configs.ConfigError, match=r"^config.cyclegan.generator_features="):
+    experiment.run_cyclegan(config, str(workdir))
 
 
 def test_translation_is_measured_on_held_out_scans_of_both_modalities():

@@ -216,3 +216,23 @@ def test_read_image_series_refuses_a_folder_without_dicom(tmp_path):
   (tmp_path / "sub").mkdir()
   with pytest.raises(chaos.ChaosError, match="empty folder"):
     dicom_series.read_image_series(tmp_path / "sub")
+
+
+def test_non_finite_pixels_of_a_dicom_series_follow_the_rule(tmp_path, monkeypatch):
+  """Float pixel data can hold NaN: a series is read finite, the folder and count named, by
+  both the CHAOS reader (with masks) and the series reader `predict` uses."""
+  pdir = build_ct_patient(tmp_path, 1, n=3)
+  real_pixels = dicom_series._pixels  # pylint: disable=protected-access
+
+  def with_nan(ds, path, meta):
+    out = real_pixels(ds, path, meta)
+    out[0, :5] = np.nan
+    return out
+
+  monkeypatch.setattr(dicom_series, "_pixels", with_nan)
+  volume = chaos.read_series(_ref(tmp_path, "CT", 1, "ct"))
+  assert np.isfinite(volume.image).all()
+  assert [p for p in volume.problems if "15 non-finite voxels" in p and str(pdir) in p]
+  volume, _ = dicom_series.read_image_series(pdir / "DICOM_anon")
+  assert np.isfinite(volume.image).all()
+  assert [p for p in volume.problems if "15 non-finite voxels" in p]

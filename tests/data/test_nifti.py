@@ -249,3 +249,133 @@ def test_real_nifti_and_dicom_share_the_display_orientation(ct_sample_root):
     assert _centroid(kidneys)[0] > _centroid(vol.mask)[0], f"{vol.patient_id}: z not head->feet"
   assert btcv.image.min() >= -125.5 and btcv.image.max() <= 275.5  # scl_slope/inter applied
   assert btcv.modality == "CT" and t2.modality == "MR" and t2.sequence == "t2"
+
+
+# ----------------------------------------------------------------------------- bad input (#26)
+
+
+@pytest.mark.parametrize("channel", ["MR", "CT"])
+def test_non_finite_voxels_are_replaced_and_named(tmp_path, channel):
+  """A NaN in an MR volume made the percentile scaling return all zeros; in a CT one it
+  reached the slices. Both now read finite, with a problem naming the image and the count."""
+  from liverjax.data import preprocess  # pylint: disable=g-import-not-at-top
+  root = write_msd(tmp_path / "ds", cases=("n",), channel=channel,
+                   labels={"background": 0, "liver": 6})
+  image = root / "imagesTr" / "n_0000.nii.gz"
+  array = np.random.default_rng(0).uniform(0, 500, (6, 5, 4)).astype(np.float32)
+  array[0, 0, 0], array[1, 1, 1] = np.nan, np.inf
+  write_nifti(image, array)
+  vols, problems = nifti.load_volumes(root)
+  assert np.isfinite(vols[0].image).all()
+  assert [p for p in problems if str(image) in p and "2 non-finite voxels" in p]
+  prepared = preprocess.prepare_volume(vols[0], image_size=8)
+  assert np.isfinite(prepared.image).all() and prepared.image.max() > 0.5
+
+
+def test_unlabelled_images_follow_the_non_finite_rule(tmp_path):
+  array = np.random.default_rng(1).uniform(0, 500, (6, 5, 4)).astype(np.float32)
+  array[2, 2, 2] = np.nan
+  write_nifti(tmp_path / "scans" / "u1.nii.gz", array)
+  info = nifti.unlabelled_info(tmp_path / "scans", modality="MR")
+  v = nifti.read_image(info.cases[0], info)
+  assert np.isfinite(v.image).all()
+  assert len(v.problems) == 1 and "u1.nii.gz" in v.problems[0]
+
+
+def test_plain_folder_needs_the_liver_label_unless_its_labels_are_binary(tmp_path):
+  """BTCV-like labels (1 = spleen, 6 = liver) in a folder without dataset.json: the label
+  that was taken for the liver by default is refused, naming the file and the field."""
+  for case in ("b1", "b2"):
+    write_nifti(tmp_path / "images" / f"{case}.nii.gz", np.ones((6, 5, 4), np.int16))
+    write_nifti(tmp_path / "labels" / f"{case}.nii.gz", tiny_label())
+  info = nifti.dataset_info(tmp_path, modality="CT")
+  with pytest.raises(chaos.ChaosError, match="data.ct.liver_label") as err:
+    nifti.read_case(info.cases[0], info)
+  _one_line_naming(err, tmp_path / "labels" / "b1.nii.gz")
+  vols, problems = nifti.load_volumes(tmp_path, modality="CT", liver_label=6)
+  assert len(vols) == 2 and problems == []
+  np.testing.assert_array_equal(vols[0].mask, to_display_ras(tiny_label() == 6))
+
+
+def test_a_label_map_without_the_liver_is_refused_as_chaos_refuses_empty_masks(tmp_path):
+  root = write_msd(tmp_path / "ds", cases=("good", "empty"))
+  write_nifti(root / "labelsTr" / "empty.nii.gz", np.where(tiny_label() == 6, 0,
+                                                           tiny_label()).astype(np.uint8))
+  info = nifti.dataset_info(root)
+  with pytest.raises(chaos.ChaosError, match="no voxel with the liver label 6") as err:
+    nifti.read_case(info.cases[1], info)
+  _one_line_naming(err, root / "labelsTr" / "empty.nii.gz")
+  vols, problems = nifti.load_volumes(root)
+  assert [v.patient_id for v in vols] == ["good"]
+  assert any("case skipped" in p and "empty.nii.gz" in p for p in problems)
+
+
+@pytest.mark.parametrize("entry", ["../outside/o_0000.nii.gz", "ABSOLUTE",
+                                   "imagesTr/../../outside/o_0000.nii.gz"])
+def test_dataset_json_paths_must_stay_inside_the_folder(tmp_path, entry):
+  root = write_msd(tmp_path / "ds", cases=("a",))
+  outside = write_nifti(tmp_path / "outside" / "o_0000.nii.gz", np.ones((6, 5, 4), np.uint8))
+  entry = str(outside) if entry == "ABSOLUTE" else entry
+  meta = json.loads((root / "dataset.json").read_text())
+  meta["training"].append({"image": entry, "label": "./labelsTr/a.nii.gz"})
+  (root / "dataset.json").write_text(json.dumps(meta))
+  with pytest.raises(chaos.ChaosError, match="leaves the dataset folder") as err:
+    nifti.dataset_info(root)
+  _one_line_naming(err, root / "dataset.json")
+  assert entry in str(err.value)
+
+
+def test_a_link_inside_the_folder_is_followed_as_the_cache_key_follows_it(tmp_path):
+  """The path rule is the cache key's: a folder link inside the dataset is walked by both."""
+  from liverjax.data import cache  # pylint: disable=g-import-not-at-top
+  import hashlib  # pylint: disable=g-import-not-at-top
+  real = write_msd(tmp_path / "real", cases=("a",))
+  root = tmp_path / "ds"
+  root.mkdir()
+  (root / "imagesTr").symlink_to(real / "imagesTr")
+  (root / "labelsTr").symlink_to(real / "labelsTr")
+  (root / "dataset.json").write_text((real / "dataset.json").read_text())
+  vols, problems = nifti.load_volumes(root)
+  assert len(vols) == 1 and problems == []
+  before = hashlib.sha256()
+  cache.digest_tree(before, root)
+  write_nifti(real / "imagesTr" / "a_0000.nii.gz", np.zeros((6, 5, 4), np.uint8))
+  after = hashlib.sha256()
+  cache.digest_tree(after, root)
+  assert before.hexdigest() != after.hexdigest()  # an edit behind the link changes the key
+
+
+def test_unlabelled_info_reads_no_path_from_dataset_json(tmp_path):
+  """Unlabelled scans are the files of the folder's image folders: a dataset.json entry that
+  points outside it is never opened."""
+  root = write_msd(tmp_path / "ds", cases=("a",))
+  outside = write_nifti(tmp_path / "outside" / "o_0000.nii.gz", np.ones((6, 5, 4), np.uint8))
+  meta = json.loads((root / "dataset.json").read_text())
+  meta["training"] = [{"image": str(outside), "label": "../x.nii.gz"}]
+  meta["test"] = [str(outside)]
+  (root / "dataset.json").write_text(json.dumps(meta))
+  info = nifti.unlabelled_info(root)
+  assert [c.image for c in info.cases] == [root / "imagesTr" / "a_0000.nii.gz"]
+
+
+@pytest.mark.parametrize("channel", ["PET", "SPECT", "US"])
+def test_a_channel_of_another_modality_is_refused_not_read_as_mr(tmp_path, channel):
+  root = write_msd(tmp_path / "ds", cases=("p",), channel=channel)
+  with pytest.raises(chaos.ChaosError, match="neither CT nor MR") as err:
+    nifti.dataset_info(root, modality="MR")
+  _one_line_naming(err, root / "dataset.json")
+
+
+def test_a_truncated_label_is_named_as_the_label(tmp_path):
+  root = write_msd(tmp_path / "ds", cases=("t",))
+  label = root / "labelsTr" / "t.nii.gz"
+  write_nifti(label, np.random.default_rng(0).integers(0, 7, (60, 50, 40)).astype(np.uint8),
+              affine=RAS)
+  data = label.read_bytes()
+  label.write_bytes(data[: len(data) // 2])
+  write_nifti(root / "imagesTr" / "t_0000.nii.gz", np.zeros((60, 50, 40), np.uint8))
+  info = nifti.dataset_info(root)
+  with pytest.raises(chaos.ChaosError, match="label data, truncated") as err:
+    nifti.read_case(info.cases[0], info)
+  _one_line_naming(err, label)
+  assert "t_0000" not in str(err.value)

@@ -11,7 +11,12 @@ from liverjax.data import chaos
 from liverjax.data import dataset
 from liverjax.data import sources as sources_lib
 from tests.conftest import make_tiny_config
+from tests.data.test_chaos import build_ct_patient
+from tests.data.test_chaos import ct_mask
+from tests.data.test_chaos import write_mask
+from tests.data.test_nifti import tiny_label
 from tests.data.test_nifti import write_msd
+from tests.data.test_nifti import write_nifti
 
 
 def _config(tmp_path, **data):
@@ -208,3 +213,59 @@ def test_reading_logs_progress_over_every_source(tmp_path, monkeypatch, caplog):
               if r.getMessage().startswith("prepared ")]
   assert prepared == ["prepared 1/3 volumes (CT p1)", "prepared 2/3 volumes (CT p2)",
                       "prepared 3/3 volumes (MR m1 t2)"]
+
+
+# ----------------------------------------------------------------------------- bad input (#26)
+
+
+def test_a_labelled_folder_with_no_usable_case_is_an_error_naming_it(tmp_path):
+  """Every label map lacks the liver label: the run used to train on empty masks and exit 0."""
+  ct = write_msd(tmp_path / "ct_ds", cases=("c1", "c2", "c3"))
+  for case in ("c1", "c2", "c3"):
+    write_nifti(ct / "labelsTr" / f"{case}.nii.gz",
+                np.where(tiny_label() == 6, 0, tiny_label()).astype(np.uint8))
+  config = _config(tmp_path, ct__root=str(ct), targets=("ct",))
+  with pytest.raises(chaos.ChaosError, match="none of its 3 CT cases is usable") as err:
+    dataset.load_dataset(config.data)
+  assert str(ct) in str(err.value) and "no voxel with the liver label" in str(err.value)
+  assert "\n" not in str(err.value)
+
+
+def test_a_plain_btcv_like_folder_without_the_liver_label_is_refused(tmp_path):
+  for case in ("b1", "b2", "b3"):
+    write_nifti(tmp_path / "btcv" / "images" / f"{case}.nii.gz", np.ones((6, 5, 4), np.int16))
+    write_nifti(tmp_path / "btcv" / "labels" / f"{case}.nii.gz", tiny_label())
+  config = _config(tmp_path, ct__root=str(tmp_path / "btcv"), targets=("ct",))
+  with pytest.raises(chaos.ChaosError, match="data.ct.liver_label"):
+    dataset.load_dataset(config.data)
+  config.data.ct.liver_label = 6
+  assert len(dataset.load_dataset(config.data).volumes) == 3
+
+
+def test_chaos_ct_masks_of_0_and_1_are_named_not_the_split(tmp_path):
+  """0/1 CT masks: every series is refused for its encoding; the error says so and names
+  the folder instead of blaming config.data.split later."""
+  for pid in (1, 2, 3):
+    pdir = build_ct_patient(tmp_path / "chaos", pid, n=4)
+    for k in range(4):
+      write_mask(pdir / "Ground" / f"liver_GT_{k:03d}.png", ct_mask(k) // 255)
+  config = _config(tmp_path, ct__root=str(tmp_path / "chaos"), targets=("ct",))
+  with pytest.raises(chaos.ChaosError, match="CT series is usable") as err:
+    dataset.load_dataset(config.data)
+  assert "CHAOS CT encoding" in str(err.value) and "split" not in str(err.value)
+
+
+def test_a_modality_with_only_unlabelled_scans_is_no_error(tmp_path):
+  """MR read only from adapt_root (no labels, some voxels NaN): no 'no usable case' error,
+  and the NaN scan is read finite with its problem named."""
+  ct = write_msd(tmp_path / "ct_ds", cases=("c1", "c2", "c3"))
+  rng = np.random.default_rng(0)
+  for case in ("u1", "u2"):
+    array = rng.uniform(0, 400, (6, 5, 4)).astype(np.float32)
+    array[0, 0, 0] = np.nan
+    write_nifti(tmp_path / "mr_unlabelled" / f"{case}.nii.gz", array)
+  config = _config(tmp_path, ct__root=str(ct), mr__adapt_root=str(tmp_path / "mr_unlabelled"))
+  data = dataset.load_dataset(config.data)
+  adapt = data.select("mr", "adapt", ("t2",))
+  assert len(adapt) == 2 and all(np.isfinite(v.image).all() for v in adapt)
+  assert sum("non-finite" in p for p in data.problems) == 2

@@ -1,5 +1,6 @@
 """Tests for liverjax/data/synthetic.py: layout, DICOM headers, masks, the contrasts as
 written, the cache and the command line."""
+import os
 import pathlib
 import re
 import subprocess
@@ -97,7 +98,7 @@ def test_layout_is_exactly_chaos(root):
     t2 = _files(d / "T2SPIR/DICOM_anon", "")
     assert len(t2) == SLICES and all(pat.match(f) for f in t2)
     assert _files(d / "T2SPIR/Ground", "") == [f[:-4] + ".png" for f in t2]
-  assert (root.parent / synthetic.MARKER_NAME).is_file()
+  assert synthetic.marker_path(root.parent).is_file()
   assert not list(root.parent.glob(".Train_Sets.partial*"))
 
 
@@ -288,7 +289,7 @@ def test_overwrite_rules(tmp_path):
   assert sorted(p.name for p in (root / "CT").iterdir()) == ["1"]
   assert (root / "MR").is_dir()
   # cached_chaos reuses a matching set and regenerates a different one.
-  marker = own / synthetic.MARKER_NAME
+  marker = synthetic.marker_path(own)
   stamp = marker.stat().st_mtime_ns
   assert synthetic.cached_chaos(own, n_ct=1, n_mr=1, size=32, slices=4) == root
   assert marker.stat().st_mtime_ns == stamp
@@ -381,3 +382,23 @@ def test_two_processes_on_a_fresh_cache_generate_once(tmp_path):
     assert p.exitcode == 0
   # Both read every volume of one and the same generated folder (never replaced).
   assert got["first"] == got["second"] == ((out / "Train_Sets").stat().st_ino, 12, 96)
+
+
+def test_a_kill_right_after_the_set_is_renamed_into_place_leaves_a_usable_set(tmp_path,
+                                                                            monkeypatch):
+  """The marker moves with the set in one rename: a process killed just after it leaves a
+  set that the next run reuses (before, the set without its marker was refused for good)."""
+  real_rename = os.rename
+
+  def rename_then_die(src, dst):
+    real_rename(src, dst)
+    if pathlib.Path(dst).name == "Train_Sets":
+      raise KeyboardInterrupt  # the process ends here
+
+  monkeypatch.setattr(synthetic.os, "rename", rename_then_die)
+  with pytest.raises(KeyboardInterrupt):
+    synthetic.cached_chaos(tmp_path, n_ct=1, n_mr=0, size=32, slices=4)
+  monkeypatch.setattr(synthetic.os, "rename", real_rename)
+  root = synthetic.cached_chaos(tmp_path, n_ct=1, n_mr=0, size=32, slices=4)
+  assert (root / "CT" / "1" / "DICOM_anon").is_dir()
+  assert not list(tmp_path.glob(".Train_Sets.*"))

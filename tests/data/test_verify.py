@@ -117,3 +117,31 @@ def test_damaged_real_sample_lists_each_problem_and_exits_one(ct_sample_root, tm
   # dropped: the copy, the truncated file and its mask, the 0/1 mask and its slice
   assert "CT/1 ct: kept, 8 slices, 5 file(s) dropped" in result.stdout
   assert "some files were dropped" in result.stdout
+
+
+def test_nifti_dataset_is_verified_case_by_case(tmp_path):
+  """A good NIfTI dataset was called 'DATASET UNUSABLE'; each case is now kept or skipped
+  with its reason, as training reads it."""
+  from tests.data.test_nifti import write_msd  # pylint: disable=g-import-not-at-top
+  root = write_msd(tmp_path / "ds", cases=("a", "b"))
+  report = verify.check_dataset(root)
+  assert report.kind == "NIfTI" and report.usable and report.exit_code() == 0
+  assert [(s.patient_id, s.slices) for s in report.series] == [("a", 4), ("b", 4)]
+  result = _run_cli(root)
+  assert result.returncode == 0, result.stderr
+  assert "NIfTI dataset" in result.stdout and "UNUSABLE" not in result.stdout
+  (root / "labelsTr" / "b.nii.gz").unlink()
+  result = _run_cli(root)
+  assert result.returncode == 1, result.stdout
+  assert "CT/b ct: SKIPPED" in result.stdout
+  assert f"case skipped: {root / 'labelsTr' / 'b.nii.gz'}: label file missing" in result.stdout
+
+
+def test_plain_nifti_folder_takes_modality_and_liver_label_flags(tmp_path):
+  from tests.data.test_nifti import tiny_label  # pylint: disable=g-import-not-at-top
+  from tests.data.test_nifti import write_nifti  # pylint: disable=g-import-not-at-top
+  write_nifti(tmp_path / "images" / "p.nii.gz", np.ones((6, 5, 4), np.int16))
+  write_nifti(tmp_path / "labels" / "p.nii.gz", tiny_label())
+  report = verify.check_dataset(tmp_path, modality="CT")
+  assert not report.usable and "liver_label" in report.series[0].error
+  assert verify.check_dataset(tmp_path, modality="CT", liver_label=6).exit_code() == 0

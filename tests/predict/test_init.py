@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from liverjax import predict
+from liverjax.predict import checks
 from liverjax.predict import errors
 from liverjax.predict import model
 from liverjax.predict import outputs
@@ -20,7 +21,8 @@ def test_the_api_is_importable_from_the_package():
                    "prepare", "prepare_input"],
            scans: ["Scan", "ScanRef", "find_scans", "read_scan"],
            outputs: ["field_of_view_edge_problem", "liver_ml", "native_mask", "write_outputs"],
-           run: ["predict_paths"]}
+           checks: ["plausibility_problems"],
+           run: ["failures", "predict_paths"]}
   for module, names in homes.items():
     for name in names:
       assert getattr(predict, name) is getattr(module, name), (module.__name__, name)

@@ -97,3 +97,92 @@ def test_real_dev_nifti_mask_has_the_input_affine_and_shape(model, tmp_path):
   assert written.shape == source.shape
   np.testing.assert_array_equal(written.affine, source.affine)
   assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
+
+
+# ----------------------------------------------------------------------------- bad scans and
+# outputs (#26): atomic, fenced, one bad scan does not stop the rest
+
+
+def _nifti_scan(path: pathlib.Path, seed: int = 0) -> pathlib.Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  array = np.random.default_rng(seed).uniform(-100, 200, (32, 32, 6)).astype(np.float32)
+  nib.save(nib.Nifti1Image(array, np.diag([2.0, 2.0, 4.0, 1.0])), str(path))
+  return path
+
+
+def test_one_bad_scan_is_reported_and_the_others_are_written(model, tmp_path):
+  good = _nifti_scan(tmp_path / "in" / "good.nii.gz")
+  cut = tmp_path / "in" / "cut.nii.gz"
+  cut.write_bytes(good.read_bytes()[:1500])
+  later = _nifti_scan(tmp_path / "in" / "later.nii.gz", seed=1)
+  out = tmp_path / "out"
+  records = predict.predict_paths(model, [good, cut, later], out, modality="CT")
+  assert [r["name"] for r in records] == ["good", "cut", "later"]
+  (failed,) = predict.failures(records)
+  assert failed["name"] == "cut" and str(cut) in failed["error"] and "\n" not in failed["error"]
+  assert (out / "good" / "mask.nii.gz").is_file() and (out / "later" / "mask.nii.gz").is_file()
+  assert not (out / "cut").exists() and not list(out.glob(".*partial*"))
+  saved = json.loads((out / "predictions.json").read_text())
+  assert [s["name"] for s in saved["scans"]] == ["good", "cut", "later"]
+  assert saved["failed"] == ["cut"]
+
+
+def test_a_non_empty_out_is_refused_and_overwrite_clears_only_this_runs_outputs(model, trained,
+                                                                                tmp_path):
+  scan = _nifti_scan(tmp_path / "in" / "s1.nii.gz")
+  out = tmp_path / "out"
+  predict.predict_paths(model, [scan], out, modality="CT", save_probabilities=True)
+  (out / "notes.txt").write_text("the lab's own file")
+  (out / "old_scan").mkdir()
+  with pytest.raises(predict.PredictError, match="not empty") as err:
+    predict.predict_paths(model, [scan], out, modality="CT")
+  assert str(out) in str(err.value) and "--overwrite" in str(err.value)
+  records = predict.predict_paths(model, [scan], out, modality="CT", overwrite=True)
+  # The old checkpoint's probability map is gone from the scan's folder; others' files stay.
+  assert not (out / "s1" / "probabilities.nii.gz").exists()
+  assert (out / "s1" / "mask.nii.gz").is_file()
+  assert (out / "notes.txt").is_file() and (out / "old_scan").is_dir()
+  saved = json.loads((out / "predictions.json").read_text())
+  assert [s["name"] for s in saved["scans"]] == [r["name"] for r in records] == ["s1"]
+
+
+def test_a_scan_folder_appears_only_when_complete(model, tmp_path, monkeypatch):
+  """Killed while writing the second scan: its outputs were going to a hidden temporary folder,
+  so no folder of its name exists, and no predictions.json claims a finished run."""
+  from liverjax.reporting import prediction as writers  # pylint: disable=g-import-not-at-top
+  inputs = [_nifti_scan(tmp_path / "in" / f"s{i}.nii.gz", seed=i) for i in (1, 2)]
+  out = tmp_path / "out"
+  real_overlay, seen = writers.write_overlay, []
+
+  def overlay_then_die(path, *args, **kwargs):
+    real_overlay(path, *args, **kwargs)
+    seen.append(pathlib.Path(path).parent.name)
+    if len(seen) == 2:
+      assert not (out / "s2").exists()  # the scan's own name is not there while it is written
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(writers, "write_overlay", overlay_then_die)
+  with pytest.raises(KeyboardInterrupt):
+    predict.predict_paths(model, inputs, out, modality="CT")
+  assert seen[1].startswith(".s2.partial")
+  assert sorted(p.name for p in out.iterdir()) == ["s1"]  # no partial folder, no record
+  assert (out / "s1" / "overlay.png").is_file()
+
+
+def test_a_dicom_seg_that_cannot_be_written_is_a_problem_not_a_stop(model, trained, tmp_path):
+  """Anonymisers often strip StudyInstanceUID: the DICOM-SEG cannot be made, the mask can."""
+  _, root = trained
+  series = tmp_path / "anonymised"
+  series.mkdir()
+  for f in sorted((root / "CT" / "1" / "DICOM_anon").glob("*.dcm")):
+    ds = pydicom.dcmread(str(f))
+    del ds.StudyInstanceUID
+    ds.save_as(str(series / f.name))
+  later = _nifti_scan(tmp_path / "later.nii.gz")
+  records = predict.predict_paths(model, [series, later], tmp_path / "out")
+  first, second = records
+  assert "error" not in first and "error" not in second
+  assert (tmp_path / "out" / first["name"] / "mask.nii.gz").is_file()
+  assert not (tmp_path / "out" / first["name"] / "seg.dcm").exists()
+  assert "dicom_seg" not in first["outputs"]
+  assert [p for p in first["problems"] if "no DICOM-SEG written" in p and str(series) in p]

@@ -41,3 +41,18 @@ def test_connectivity_diagonal_neighbours():
     postprocess.largest_component(m, connectivity=4)
   with pytest.raises(ValueError, match='postprocess.py'):
     postprocess.largest_component(m[0])
+
+
+def test_liver_plausibility_volume_and_side():
+  """The check shared by self-training's pseudo-label filter and predict's warnings."""
+  body = np.zeros((4, 10, 10), bool)
+  body[:, :, 1:9] = True  # centre column 4.5
+  liver = np.zeros((4, 10, 10), np.uint8)
+  liver[:, 2:8, 1:4] = 1  # 72 voxels on the patient's right (low columns)
+  ml, right, reason = postprocess.liver_plausibility(liver, body, (10.0, 2.0, 2.0), 1.0, 5.0)
+  assert (ml, right, reason) == (2.88, 1.0, "")
+  _, _, reason = postprocess.liver_plausibility(liver, body, (10.0, 2.0, 2.0), 4.0, 5.0)
+  assert reason == "predicted liver 3 mL, outside the plausible 4-5 mL"
+  _, right, reason = postprocess.liver_plausibility(liver[..., ::-1], body, (10.0, 2.0, 2.0),
+                                                    1.0, 5.0)
+  assert right == 0.0 and "(100 %) on the patient's left" in reason

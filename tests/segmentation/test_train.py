@@ -188,6 +188,12 @@ def test_train_and_evaluate_resumes_after_interruption(tiny_config, tmp_path, mo
       stats["intensity_quantiles"],
       evaluate.intensity_reference(dataset_lib.load_dataset(tiny_config.data), tiny_config),
       atol=1e-7)
+  # The same workdir with another image size: refused in one line naming the field, before
+  # anything is restored (it used to resume at step 6 and go on at 64 px without a word).
+  tiny_config.data.image_size = 64
+  with pytest.raises(configs.ConfigError, match=r"^config.data.image_size=64: the checkpoint "
+                                                r".*checkpoints/6 was trained with 32"):
+    segmentation_train.train(tiny_config, workdir)
 
 
 def test_no_training_patients_is_a_config_error_naming_the_split(tiny_config, tmp_path):
