@@ -36,3 +36,21 @@ def test_compiler_options_step_aside_for_the_user(monkeypatch):
   monkeypatch.delenv("LIVERJAX_XLA_CPU_DEFAULTS")
   name = next(iter(runtime.CPU_COMPILER_OPTIONS))
   assert _fresh_options(monkeypatch, XLA_FLAGS=f"--{name}=LIBRARY_FUSION_TYPE_REDUCE") == {}
+
+
+def test_compilation_cache_dir_follows_the_variable_then_jax_then_the_cache_dir(monkeypatch):
+  monkeypatch.delenv(runtime.COMPILATION_CACHE_ENV, raising=False)
+  monkeypatch.setenv("HOME_FOR_TEST", "/data/x")
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    assert runtime.compilation_cache_dir("/data/cache") == "/data/cache/jax_compilation_cache"
+    jax.config.update("jax_compilation_cache_dir", "/set/by/jax")
+    assert runtime.compilation_cache_dir("/data/cache") == "/set/by/jax"
+    monkeypatch.setenv(runtime.COMPILATION_CACHE_ENV, "$HOME_FOR_TEST/jc")
+    assert runtime.compilation_cache_dir("/data/cache") == "/data/x/jc"
+    for off in ("0", "off", "False"):
+      monkeypatch.setenv(runtime.COMPILATION_CACHE_ENV, off)
+      assert runtime.compilation_cache_dir("/data/cache") is None
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
