@@ -64,10 +64,28 @@ def test_benchmark_vs_monai_inference_mode_times_the_forward_pass():
   assert "inference: eval-mode forward, no gradient" in out, out
   positive(r"liverjax +([\d.]+) slices/s \([\d.]+ ms/batch", out)
   flops = positive(r"([\d.]+) GFLOP/batch", out)
-  # About a third of the train step's count (0.13 GFLOP at 16 px, batch 2: above).
-  assert 0.03 < flops < 0.06, out
+  # About a third of the train step's count (0.13 GFLOP at 16 px, batch 2: above) or less
+  # (the 1x1 and 2x2 levels of a 16 px input pad most of their 3x3 windows); a count
+  # without the convolutions is far below.
+  assert 0.02 < flops < 0.06, out
 
 
+@pytest.mark.slow  # torch + MONAI import and the full-size networks: ~40 s of CPU
+def test_benchmark_vs_monai_inference_mode_against_monai():
+  pytest.importorskip("torch")
+  pytest.importorskip("monai")
+  out = run_script("scripts/benchmark_vs_monai.py", "--mode=inference", "--sizes=16",
+                   "--batch=2", "--rounds=2", "--steps=1", "--warmup=1", "--threads=1")
+  liverjax = positive(r"liverjax +([\d.]+) slices/s", out)
+  monai = positive(r"MONAI +([\d.]+) slices/s", out)
+  # Both sides of the same size (1.95 M parameters), and the ratio is the rates' quotient.
+  assert re.search(r"liverjax .*\(.*ms/batch, 1\.9\d M params", out), out
+  assert re.search(r"MONAI .*ms/batch, 1\.9\d M params", out), out
+  ratio = positive(r"ratio liverjax / MONAI: ([\d.]+)x", out)
+  assert ratio == pytest.approx(liverjax / monai, rel=0.01, abs=0.01), out
+
+
+@pytest.mark.slow
 def test_benchmark_predict_times_each_scan_and_its_compilation(tmp_path, ct_sample_root):
   t2 = ct_sample_root.parent / "real_dev" / "chaos_t2" / "imagesTr" / "chaos_t2_001_0000.nii.gz"
   if not t2.is_file():
@@ -78,7 +96,7 @@ def test_benchmark_predict_times_each_scan_and_its_compilation(tmp_path, ct_samp
           f"data.cache_dir={tmp_path}"]
   out = run_script("scripts/benchmark_predict.py", "--config=configs/ct_to_mri.py",
                    "--steps=2", "--repeats=1", *(f"--set={x}" for x in tiny),
-                   f"--input={ct_sample_root}", f"--input={t2}", timeout=600)
+                   f"--input={ct_sample_root}", f"--input={t2}", timeout=900)
   assert "trained configs/ct_to_mri.py for 2 steps" in out, out
   assert out.count("first scan") == 2 and "(CT;" in out and "(MR" in out, out
   positive(r"\(CT; \d+ slices of 512x512\): first scan ([\d.]+) s", out)
