@@ -64,7 +64,7 @@ def main(argv):
   if config.experiment == "cyclegan" and _MODE.value != "train":
     raise cli.UsageError(f"--mode={_MODE.value} is for U-Net experiments; a CycleGAN run reports "
                          "its translation quality when it trains")
-  runtime.setup_process(_DISTRIBUTED.value)
+  runtime.setup_process(_DISTRIBUTED.value, cache_dir=config.data.cache_dir)
   config_check.check_devices(config, jax.device_count())
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
   logging.info("JAX %s: process %d of %d, %d devices (%s); workdir %s", jax.__version__,

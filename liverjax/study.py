@@ -354,7 +354,7 @@ def main(argv):
   if _PROTOCOL.value is not None:
     config.study.protocol = _PROTOCOL.value
   config_check.check(config)
-  runtime.setup_process()
+  runtime.setup_process(cache_dir=config.data.cache_dir)
   config_check.check_devices(config, jax.device_count())
   run_study(config, _WORKDIR.value, report_only=_REPORT_ONLY.value)
   print((pathlib.Path(_WORKDIR.value) / "report.md").read_text())

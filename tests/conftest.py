@@ -9,17 +9,20 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import tempfile  # noqa: E402
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from liverjax import runtime  # noqa: E402
 
 # Many tests compile the same tiny programs (U-Net steps, augmentation): a
 # persistent compilation cache for the whole run turns repeats into cache hits. Under
-# pytest-xdist (`-n 2`) the workers of one run share it (one program compiled once).
+# pytest-xdist (`-n 2`) the workers of one run share it (one program compiled once), and so
+# do the entry points the tests start as subprocesses (they inherit
+# LIVERJAX_COMPILATION_CACHE); the user's own cache is never touched.
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 _CACHE = (os.path.join(tempfile.gettempdir(), f"liverjax-jax-cache-{_RUN}") if _RUN
           else tempfile.mkdtemp(prefix="liverjax-jax-cache-"))
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+os.environ[runtime.COMPILATION_CACHE_ENV] = _CACHE
+runtime.setup_compilation_cache()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

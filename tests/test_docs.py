@@ -409,6 +409,8 @@ def _flag_problems(module: str, program: Program, args: list[str], monkeypatch) 
   problems, overrides, config = [], [], None
   size = "smoke"
   for arg in args:
+    if arg == "--":  # what follows is passed on (benchmark_compile_cache.py -- <main flags>)
+      break
     if not arg.startswith("--"):
       continue
     name, has_value, value = arg[2:].partition("=")
@@ -553,7 +555,8 @@ def test_the_checker_passes_sound_commands_and_catches_broken_names_in_prose(mon
            "--config.data.mr_sequences=\"('t2',)\" --workdir=w --nodistributed\n"
            "python -m liverjax.study --workdir=s --size=full --seeds=3\n"
            "liverjax-train --config=mri_to_ct --config.train.steps=10 && liverjax-train --version\n"
-           "liverjax-verify --root=/data/CHAOS_Train_Sets\n```\n"
+           "liverjax-verify --root=/data/CHAOS_Train_Sets\n"
+           "python scripts/benchmark_compile_cache.py --runs=2 -- --config.train.steps=100\n```\n"
            "`configs/real/{ct_to_mr,mr_to_ct}_histmatch.py`, `eval.adapt_bn`, "
            "`configs/cyclegan.py:cpu`, `--config.data.field_of_view=320`\n")
   assert page_problems(sound, monkeypatch) == []

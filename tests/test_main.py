@@ -10,6 +10,7 @@ import time
 import pytest
 
 import liverjax
+from liverjax import runtime
 from tests.conftest import REPO
 
 
@@ -131,9 +132,7 @@ def _tiny_flags(tmp_path, workdir, *, steps=4, extra=()):
 
 def _env(tmp_path, **more):
   return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-              PYTHONPATH=str(REPO),  # this checkout's liverjax, whatever the cwd
-              JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **more)
+              PYTHONPATH=str(REPO), **more)  # this checkout's liverjax, whatever the cwd
 
 
 # Runs liverjax.main without TensorFlow and, when LIVERJAX_TEST_KILL is set, kills
@@ -307,3 +306,29 @@ def test_a_second_run_on_a_held_workdir_is_refused(tmp_path):
   assert line.startswith(f"liverjax.main: workdir {workdir} is in use by another run")
   assert f"pid {holder.pid} on host" in line and "the-holder" in line
   assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
+
+
+@pytest.mark.slow
+def test_compilation_cache_is_on_by_default_under_the_cache_dir_and_off_with_the_variable(
+    tmp_path):
+  """Two tiny runs side by side: without LIVERJAX_COMPILATION_CACHE the compiled programs
+  are written under `<data.cache_dir>/jax_compilation_cache` (and the log says where); with
+  LIVERJAX_COMPILATION_CACHE=0 that folder is never made."""
+  env = {k: v for k, v in _env(tmp_path).items() if k != runtime.COMPILATION_CACHE_ENV}
+  on_flags = _tiny_flags(tmp_path / "on", tmp_path / "on" / "w", steps=2)
+  off_flags = _tiny_flags(tmp_path / "off", tmp_path / "off" / "w", steps=2)
+  procs = [subprocess.Popen([sys.executable, "-c", _KILLABLE_MAIN, *flags], cwd=REPO, env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for flags, e in ((on_flags, env),
+                            (off_flags, dict(env, **{runtime.COMPILATION_CACHE_ENV: "0"})))]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  on, off = (subprocess.CompletedProcess(p.args, p.returncode, *o)
+             for p, o in zip(procs, outputs))
+  assert on.returncode == 0, on.stderr[-3000:]
+  assert off.returncode == 0, off.stderr[-3000:]
+  cache = tmp_path / "on" / "cache" / runtime.COMPILATION_CACHE_SUBDIR
+  entries = [p for p in cache.iterdir() if p.name.endswith("-cache")]
+  assert entries, sorted(p.name for p in cache.iterdir())
+  assert f"JAX compilation cache: {cache}" in on.stderr
+  assert not (tmp_path / "off" / "cache" / runtime.COMPILATION_CACHE_SUBDIR).exists()
+  assert "JAX compilation cache: off" in off.stderr

@@ -23,6 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from liverjax import configs
+from liverjax import runtime
 from liverjax.augment import augmix as augmix_lib
 from liverjax.augment import dg
 from liverjax.augment import domain
@@ -136,6 +137,7 @@ def write_preview(config, out_path, *, rows: int = 3, seed: int = 0) -> pathlib.
 def main(argv):
   del argv
   fl = flags.FLAGS
+  runtime.setup_compilation_cache(fl.config.data.cache_dir)
   path = write_preview(fl.config, fl.out, rows=fl.rows, seed=fl.seed)
   logging.info("wrote %s", path)
   print(f"wrote {path}")

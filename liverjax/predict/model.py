@@ -15,17 +15,12 @@ Python API (notebooks): `model = load_model(path)`, then
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 from typing import Any
 
 import cv2
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
-from flax import nnx
 
 from liverjax import checkpointing
 from liverjax import runtime
@@ -127,20 +122,6 @@ def load_model(path: str | pathlib.Path, mesh=None) -> Model:
   return Model(config=config, state=state, graphdef=graphdef, mesh=mesh, step=int(step),
                checkpoint=str(directory / str(step)),
                source_stats=checkpointing.restore_source_stats(manager, step))
-
-
-@functools.cache
-def _logits_fn(graphdef, mesh):
-  """jit(state, images f32[B,S,S,1]) -> liver logits f32[B,S,S] (channel 0), sharded."""
-  replicated = runtime.replicated_sharding(mesh)
-  batch = runtime.batch_sharding(mesh)
-
-  def logits(state, images):
-    model = nnx.merge(graphdef, state_lib.inference_params(state), state.batch_stats)
-    return model(images, train=False)[..., 0].astype(jnp.float32)
-
-  return jax.jit(logits, in_shardings=(replicated, batch), out_shardings=batch,
-                 compiler_options=runtime.compiler_options())
 
 
 BACKGROUND_LOGIT = -20.0  # where the field-of-view crop cut the scan: surely not liver
@@ -250,7 +231,7 @@ def predict_logits(model: Model, volume: chaos.Volume, batch_size: int | None = 
   """
   images = prepare_input(model, volume, intensity)[..., None]
   batch_size = int(batch_size or model.config.eval.batch_size)
-  fn = _logits_fn(model.graphdef, model.mesh)
+  fn = state_lib.make_logits_fn(model.graphdef, model.mesh)
   state = model.state
   if adapts_batch_norm(model, volume, adapt_bn):
     state = evaluate.adapted_state(

@@ -366,7 +366,8 @@ def make_logits_fn(graphdef, mesh):
   """jit(state, images f32[B,H,W,1]) -> liver logits f32[B,H,W] (channel 0), eval mode.
 
   The batch is split over the mesh's `data` axis (pad it to a multiple of the device count,
-  `pipeline.eval_batches`). Cached per (graph, mesh).
+  `pipeline.eval_batches`). Cached per (graph, mesh). What `liverjax.predict` and the
+  self-training teacher run (scripts/benchmark_vs_monai.py --mode=inference times it).
   """
   replicated = runtime.replicated_sharding(mesh)
   batch_sharding = runtime.batch_sharding(mesh)

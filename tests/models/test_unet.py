@@ -298,3 +298,93 @@ def test_train_mode_running_statistics_follow_flax_batch_norm():
   np.testing.assert_allclose(y, y_ref, atol=1e-5)
   np.testing.assert_allclose(block.norm.mean[...], ref.mean[...], atol=1e-6)
   np.testing.assert_allclose(block.norm.var[...], ref.var[...], rtol=1e-5, atol=1e-6)
+
+
+def _with_running_statistics(model, seed=0):
+  """Sets every batch norm's scale, bias, mean and variance to values far from their
+  initial ones (1, 0, 0, 1), so that evaluation-mode normalisation does real work."""
+  rng = np.random.default_rng(seed)
+  for _, module in nnx.iter_modules(model):
+    if isinstance(module, nnx.BatchNorm):
+      c = module.mean.shape[0]
+      module.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, c), jnp.float32)
+      module.bias[...] = jnp.asarray(rng.normal(0.0, 0.3, c), jnp.float32)
+      module.mean[...] = jnp.asarray(rng.normal(0.0, 0.5, c), jnp.float32)
+      module.var[...] = jnp.asarray(rng.uniform(0.2, 3.0, c), jnp.float32)
+  return model
+
+
+def _reference_eval(model, x):
+  """The U-Net's evaluation-mode forward as the modules compose it unfused: nnx.Conv on the
+  concatenated skip, nnx.BatchNorm with running averages (or GroupNorm), ReLU."""
+
+  def block(b, y):
+    y = b.conv(y)
+    if b.norm_kind == "batch":
+      y = b.norm(y, use_running_average=True)
+    elif b.norm_kind == "group":
+      y = b.norm(y)
+    return jax.nn.relu(y)
+
+  def stage(d, y):
+    return block(d.block2, block(d.block1, y))
+
+  y, skips = x, []
+  for d in model.down:
+    y = stage(d, y)
+    skips.append(y)
+    y = unet_lib.max_pool_2x2(y)
+  y = stage(model.bottleneck, y)
+  for up, d, skip in zip(model.up, model.up_conv, reversed(skips)):
+    y = stage(d, jnp.concatenate([up(y), skip], axis=-1))
+  return model.head(y)
+
+
+def test_fold_batch_norm_equals_conv_then_running_average_norm():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 3, 5)), jnp.float32)
+  bn = nnx.BatchNorm(5, epsilon=1e-5, rngs=nnx.Rngs(0))
+  bn.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, 5), jnp.float32)
+  bn.bias[...] = jnp.asarray(rng.normal(size=5), jnp.float32)
+  bn.mean[...] = jnp.asarray(rng.normal(size=5), jnp.float32)
+  bn.var[...] = jnp.asarray(rng.uniform(0.1, 4.0, 5), jnp.float32)
+  conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+      x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  want = bn(conv(x, kernel), use_running_average=True)
+  k2, b2 = unet_lib.fold_batch_norm(kernel, bn.scale[...], bn.bias[...], bn.mean[...],
+                                    bn.var[...], 1e-5)
+  assert k2.shape == kernel.shape and b2.shape == (5,)
+  np.testing.assert_allclose(conv(x, k2) + b2, want, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_3x3_of_parts_equals_nnx_conv_on_their_concatenation():
+  """One convolution per part (and nine multiply-adds for a one-channel part) is the SAME
+  3x3 convolution of the concatenated channels."""
+  rng = np.random.default_rng(1)
+  for channels in [(1,), (3, 5), (1, 4)]:
+    parts = tuple(jnp.asarray(rng.normal(size=(2, 8, 6, c)), jnp.float32) for c in channels)
+    conv = nnx.Conv(sum(channels), 7, (3, 3), padding="SAME", use_bias=False,
+                    rngs=nnx.Rngs(0))
+    want = conv(jnp.concatenate(parts, axis=-1))
+    got = unet_lib.conv_3x3(parts, conv.kernel[...], jnp.float32)
+    assert got.shape == (2, 8, 6, 7) and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+def test_eval_forward_equals_the_unfused_modules_and_predicts_the_same_mask(norm):
+  """Evaluation mode (batch norm folded into the convolutions, the skip concatenation split
+  into two convolutions, the one-channel first convolution as multiply-adds) is the same
+  function as the modules composed one by one: logits equal up to float rounding, and the
+  same mask wherever a logit is not within rounding of the threshold."""
+  model = _with_running_statistics(
+      unet_lib.UNet(depth=2, base_features=4, norm=norm, rngs=nnx.Rngs(2)))
+  model.head.bias[...] = jnp.full((1,), 0.05, jnp.float32)  # logits off exact zero
+  x, _ = _images(batch=3, size=16, seed=3)
+  got = jax.jit(lambda x: model(x, train=False))(x)
+  want = _reference_eval(model, x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+  sure = np.abs(np.asarray(want)) > 1e-4
+  assert sure.mean() > 0.95
+  np.testing.assert_array_equal(np.asarray(got > 0)[sure], np.asarray(want > 0)[sure])
