@@ -21,6 +21,7 @@ from liverjax.configs import default  # noqa: E402
 from liverjax import runtime  # noqa: E402
 from liverjax.data import pipeline  # noqa: E402
 from liverjax.data import dataset as dataset_lib  # noqa: E402
+from liverjax.data import sources as sources_lib  # noqa: E402
 
 
 def main():

@@ -42,7 +42,6 @@ import pathlib
 import re
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from absl import logging
 

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import ml_collections
 import numpy as np
+from absl import logging
 
 from liverjax import checkpointing
 from liverjax import runtime
