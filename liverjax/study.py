@@ -261,20 +261,13 @@ def _run_study(config, workdir: pathlib.Path, report_only: bool = False) -> dict
   for i, run in enumerate(plan):
     started = time.time()
     run_dir = workdir / run.workdir
-    if report_only:
-      if not (run_dir / DONE).exists():
-        missing.append(run.workdir)
-        continue
-      results = json.loads((run_dir / DONE).read_text())
-      if run.kind == "cyclegan":
-        cyclegan_runs[run.seed] = results
-      else:
-        runs.append(dict(seed=run.seed, direction=run.direction, experiment=run.experiment,
-                         fold=run.fold, workdir=run.workdir, results=results))
+    if report_only and not (run_dir / DONE).exists():
+      missing.append(run.workdir)
       continue
-    logging.info("study: run %d/%d: %s %s%s seed %d -> %s", i + 1, len(plan),
-                 run.direction or "CycleGAN", run.experiment,
-                 "" if run.fold is None else f" fold {run.fold}", run.seed, run_dir)
+    if not report_only:
+      logging.info("study: run %d/%d: %s %s%s seed %d -> %s", i + 1, len(plan),
+                   run.direction or "CycleGAN", run.experiment,
+                   "" if run.fold is None else f" fold {run.fold}", run.seed, run_dir)
     if run.kind == "cyclegan":
       cyclegan_runs[run.seed] = _run_once(run_dir, experiment.run_cyclegan, run.config)
       results = cyclegan_runs[run.seed]
@@ -283,6 +276,8 @@ def _run_study(config, workdir: pathlib.Path, report_only: bool = False) -> dict
                           _other_adapt_bn(run.config))
       runs.append(dict(seed=run.seed, direction=run.direction, experiment=run.experiment,
                        fold=run.fold, workdir=run.workdir, results=results))
+    if report_only:  # every run reaching here was read back by _run_once
+      continue
     spent += results.get("seconds", 0.0)
     if time.time() - started > 1.0:  # ran here, not a finished run read back
       ran, ran_seconds = ran + 1, ran_seconds + time.time() - started
@@ -293,14 +288,14 @@ def _run_study(config, workdir: pathlib.Path, report_only: bool = False) -> dict
   previews = write_augmentation_previews(config, workdir)
   if config.study.protocol == "real":
     rep = real_report.build_report(config, runs, cyclegan_runs, test_halves(config),
-                                   previews, workdir, missing=missing)
+                                   previews, workdir)
     markdown = real_report.render_markdown(rep)
   else:
     rep = study_report.build_report(config, runs, cyclegan_runs, workdir, previews)
     markdown = study_report.render_markdown(rep)
-    if missing:
-      rep["missing"] = missing
-      markdown = _missing_note(missing, len(plan)) + markdown
+  if missing:
+    rep["missing"] = missing
+    markdown = _missing_note(missing, len(plan)) + markdown
   (workdir / "report.json").write_text(json.dumps(rep, indent=1, default=float))
   (workdir / "report.md").write_text(markdown)
   logging.info("study: wrote %s%s", workdir / "report.md",

@@ -89,7 +89,7 @@ def build_row(direction: str, experiment: str, runs: list[dict], test_half: set)
 
 
 def build_report(config, runs: list[dict], cyclegan_runs: dict, test_halves: dict,
-                 previews: dict, workdir, missing: list[str] = ()) -> dict:
+                 previews: dict, workdir) -> dict:
   """The real study's report as data (`report.json`).
 
   Args:
@@ -100,7 +100,6 @@ def build_report(config, runs: list[dict], cyclegan_runs: dict, test_halves: dic
     test_halves: modality ("CT" | "MR") -> the test-half patient ids.
     previews: direction -> the augmentation preview figure (relative path).
     workdir: the study folder (pathlib.Path).
-    missing: the workdirs of planned runs that have not finished (a partial report).
   """
   keys = list(dict.fromkeys((r["direction"], r["experiment"]) for r in runs))
   rows = [build_row(d, e, [r for r in runs if (r["direction"], r["experiment"]) == (d, e)],
@@ -115,7 +114,7 @@ def build_report(config, runs: list[dict], cyclegan_runs: dict, test_halves: dic
   return dict(size=config.study.size, protocol="real", seeds=int(config.study.seeds),
               folds=int(config.study.get("in_domain_folds", 0)),
               test_halves={k: sorted(v) for k, v in test_halves.items()}, rows=rows,
-              cyclegan=cyclegan, previews=previews, missing=list(missing),
+              cyclegan=cyclegan, previews=previews,
               seconds=float(sum(r["seconds"] for r in rows)
                             + sum(c.get("seconds", 0.0) for c in cyclegan_runs.values())))
 
@@ -151,10 +150,6 @@ def render_markdown(rep: dict) -> str:
       "both ways, its own setting first. Source val: the source validation Dice of the "
       "checkpoints chosen (it selects them, so it is optimistic). Post-processing: the "
       "largest 3D component (CHAOS table: raw rows before it).", ""]
-  if rep.get("missing"):
-    lines[1:1] = ["", f"> **Partial report: {len(rep['missing'])} planned runs have not "
-                  f"finished** and are left out: {', '.join(rep['missing'])}. Each row "
-                  "gives its own seed count.", ""]
   cross = [r for r in rep["rows"] if r["direction"] in ("ct_to_mr", "mr_to_ct")]
   inner = [r for r in rep["rows"] if r["direction"] in ("ct_to_ct", "mr_to_mr")]
   for direction in dict.fromkeys(r["direction"] for r in cross):
