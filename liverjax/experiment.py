@@ -175,13 +175,17 @@ def _slice_transform(config):
 
 def student_config(config):
   """The config of a self-training student: `config` with the students' test-time options
-  (`self_training.student_intensity`, `student_adapt_bn`) as its `eval` options."""
+  (`self_training.student_intensity`, `student_adapt_bn`) as its `eval` options and
+  `self_training.student_steps` (when > 0) as its training length."""
   config = copy.deepcopy(config)
   st = config.self_training
   config.eval.intensity = st.student_intensity
   config.eval.adapt_bn = st.student_adapt_bn
   if st.student_intensity == "none":
     config.eval.intensity_gamma = 1.0
+  if int(st.get("student_steps", 0)) > 0:
+    steps = int(st.student_steps)
+    config.train.update(steps=steps, eval_every=max(steps // 4, 1))
   return config
 
 

@@ -71,6 +71,8 @@ def test_every_shipped_config_passes():
     ("augment.augmix_depth", (3, 1), "config.augment.augmix_depth"),
     ("augment.augmix_severity", 11, "config.augment.augmix_severity=11"),
     ("translate.mix", -0.1, "config.translate.mix"),
+    ("self_training.student_steps", -1, "config.self_training.student_steps=-1: expected an "
+                                        "integer >= 0"),
     ("eval.batch_size", 0, "config.eval.batch_size=0"),
     ("eval.intensity", "zscore", "config.eval.intensity='zscore': expected one of"),
     ("eval.intensity_gamma", 0.0, "config.eval.intensity_gamma=0.0: expected a number > 0"),

@@ -81,7 +81,7 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
   config.data.split = (0.67, 0.33, 0.0)
   config.data.source, config.data.targets = "ct", ("ct", "mr")
   config.self_training.update(rounds=2, confidence=0.51, min_liver_ml=0.0,
-                              max_liver_ml=1e9, min_confident_fraction=0.0)
+                              max_liver_ml=1e9, min_confident_fraction=0.0, student_steps=6)
   config_check.check(config)
   workdir = tmp_path / "run"
   monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)  # a progress line per item
@@ -106,6 +106,10 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
   assert sorted(s["patient_id"] for s in records[0]["scans"]) == list(adapt)
   for name in ("teacher/metrics.json", "round1/metrics.json", "metrics.json"):
     assert (workdir / name).exists(), name
+  # The teacher trains `train.steps`, each student `self_training.student_steps`.
+  for name, steps in (("teacher", 4), ("round1", 6), (".", 6)):
+    logged = [json.loads(line) for line in (workdir / name / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in logged if r["split"] == "train") == steps, name
   # The students are evaluated with their own options, not the teacher's matching.
   assert results["intensity"] == "none"
   # The last student predicts like any other checkpoint, with the options it was tested with.

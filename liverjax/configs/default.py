@@ -277,6 +277,9 @@ def get_config() -> ml_collections.ConfigDict:
   # the source (then `eval.intensity_gamma`), as the teacher saw them.
   st.student_intensity = "none"
   st.student_adapt_bn = "none"
+  # Training steps of each student (0: `train.steps`, as its teacher); validated every
+  # quarter of them.
+  st.student_steps = 0
 
   # ---------------------------------------------------------------- eval
   config.eval = ev = ml_collections.ConfigDict()
