@@ -216,8 +216,7 @@ def _check_adaptation(config) -> None:
                       f"= {low}", _get(config, "self_training.max_liver_ml"))
   _number(config, "self_training.min_confident_fraction", 0, 1)
   _number(config, "self_training.target_fraction", 0, 1, low_open=True, high_open=True)
-  if "student_steps" in config.self_training:
-    _int(config, "self_training.student_steps", 0)
+  _int(config, "self_training.student_steps", 0)
   _choice(config, "self_training.student_intensity", ("none", "histogram_match"))
   if _choice(config, "self_training.student_adapt_bn", ("none", "volume")) != "none" and (
       _get(config, "model.norm") != "batch"):

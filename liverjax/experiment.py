@@ -183,8 +183,8 @@ def student_config(config):
   config.eval.adapt_bn = st.student_adapt_bn
   if st.student_intensity == "none":
     config.eval.intensity_gamma = 1.0
-  if int(st.get("student_steps", 0)) > 0:
-    steps = int(st.student_steps)
+  steps = int(st.student_steps)
+  if steps > 0:
     config.train.update(steps=steps, eval_every=max(steps // 4, 1))
   return config
 

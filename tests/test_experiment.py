@@ -108,7 +108,8 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
     assert (workdir / name).exists(), name
   # The teacher trains `train.steps`, each student `self_training.student_steps`.
   for name, steps in (("teacher", 4), ("round1", 6), (".", 6)):
-    logged = [json.loads(line) for line in (workdir / name / "metrics.jsonl").read_text().splitlines()]
+    jsonl = (workdir / name / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line) for line in jsonl]
     assert max(r["step"] for r in logged if r["split"] == "train") == steps, name
   # The students are evaluated with their own options, not the teacher's matching.
   assert results["intensity"] == "none"
