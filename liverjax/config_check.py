@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections
 
 from liverjax import experiment
+from liverjax import configs
 from liverjax.configs import ConfigError
 from liverjax.configs import real as real_configs
 from liverjax.configs import unet as unet_configs
@@ -217,6 +218,11 @@ def _check_adaptation(config) -> None:
   _number(config, "self_training.min_confident_fraction", 0, 1)
   _number(config, "self_training.target_fraction", 0, 1, low_open=True, high_open=True)
   _int(config, "self_training.student_steps", 0)
+  _number(config, "self_training.ignore_margin_mm", 0)
+  named = configs.teacher_paths(_get(config, "self_training.teacher"))
+  if _int(config, "self_training.teachers", 1, 10) < len(named):
+    raise ConfigError("self_training.teachers", f"counts every teacher: self_training.teacher "
+                      f"names {len(named)}", _get(config, "self_training.teachers"))
   _choice(config, "self_training.student_intensity", ("none", "histogram_match"))
   if _choice(config, "self_training.student_adapt_bn", ("none", "volume")) != "none" and (
       _get(config, "model.norm") != "batch"):

@@ -189,12 +189,14 @@ def student_config(config):
   return config
 
 
-def _teacher(config, workdir: pathlib.Path, data):
-  """(config, workdir) of the round-1 teacher: `self_training.teacher`'s checkpoint with the
-  config saved beside it, or the model of `config` without self-training, trained and
-  evaluated here into `<workdir>/teacher` (resumed when interrupted)."""
-  path = config.self_training.teacher
-  if path:
+def _teachers(config, workdir: pathlib.Path, data) -> list[tuple]:
+  """[(config, workdir)] of round 1's teachers (`self_training.teachers` of them): first the
+  checkpoints `self_training.teacher` names, each with the config saved beside it; then the
+  model of `config` without self-training, trained and evaluated here for each teacher still
+  missing (teacher k with seed `config.seed` + k, into `<workdir>/teacher` for k = 0, else
+  `<workdir>/teacher<k>`; resumed when interrupted)."""
+  out = []
+  for path in configs.teacher_paths(config.self_training.teacher):
     directory, step = checkpointing.resolve_checkpoint(path)
     saved = checkpointing.restore_config(checkpointing.open_read_only(directory), step)
     if not saved:
@@ -204,14 +206,17 @@ def _teacher(config, workdir: pathlib.Path, data):
     teacher_config = configs.from_saved(saved)
     teacher_config.eval.checkpoint = str(directory / str(step))
     _check_teacher_data(teacher_config, config)
-    return teacher_config, directory / str(step)
-  teacher_config = copy.deepcopy(config)
-  teacher_config.self_training.rounds = 0
-  teacher_dir = workdir / "teacher"
-  segmentation_train.train(teacher_config, teacher_dir, data=data,
-                           slice_transform=_slice_transform(teacher_config))
-  _evaluate_and_report(teacher_config, teacher_dir, data)
-  return teacher_config, teacher_dir
+    out.append((teacher_config, directory / str(step)))
+  for k in range(len(out), int(config.self_training.teachers)):
+    teacher_config = copy.deepcopy(config)
+    teacher_config.self_training.rounds = 0
+    teacher_config.seed = int(config.seed) + k
+    teacher_dir = workdir / ("teacher" if k == 0 else f"teacher{k}")
+    segmentation_train.train(teacher_config, teacher_dir, data=data,
+                             slice_transform=_slice_transform(teacher_config))
+    _evaluate_and_report(teacher_config, teacher_dir, data)
+    out.append((teacher_config, teacher_dir))
+  return out
 
 
 # The data settings a teacher must share with its students: it labels their prepared slices.
@@ -232,16 +237,16 @@ def _check_teacher_data(teacher_config, config) -> None:
 
 
 def _self_train(config, workdir: pathlib.Path, data) -> None:
-  """Self-training rounds (`segmentation.self_training`): the teacher labels the unlabelled
-  target scans, a student trains on the source + kept pseudo-labels; each student teaches
-  the next. Intermediate students live in `<workdir>/round<k>` (evaluated there); the last
-  one is the run's model, in `workdir`. `<workdir>/pseudo_labels.json` records every
-  round's per-scan decisions."""
+  """Self-training rounds (`segmentation.self_training`): the teachers (`_teachers`) label the
+  unlabelled target scans, a student trains on the source + kept pseudo-labels; each student
+  alone teaches the next. Intermediate students live in `<workdir>/round<k>` (evaluated
+  there); the last one is the run's model, in `workdir`. `<workdir>/pseudo_labels.json`
+  records every round's per-scan decisions."""
   st = config.self_training
   target = self_training.adapt_domain(config, data)
   seqs = dataset_lib.domain_sequences(target, config.data)
   adapt = data.select(target, "adapt", seqs)
-  teacher_config, teacher_dir = _teacher(config, workdir, data)
+  teachers = _teachers(config, workdir, data)
   student = student_config(config)
   # The target slices as the students see them at test time: histogram-matched to the source
   # (then the gamma) when that is their test-time option, else as they are.
@@ -251,11 +256,15 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
                                       float(student.eval.intensity_gamma))
   rounds, records = int(st.rounds), []
   for r in range(1, rounds + 1):
-    probs = self_training.teacher_probabilities(teacher_config, teacher_dir, adapt, data)
+    # An ensemble's pseudo-labels: the mean of its teachers' probabilities, each teacher
+    # with its own test-time options.
+    per_teacher = [self_training.teacher_probabilities(c, d, adapt, data) for c, d in teachers]
+    probs = [np.mean(p, axis=0) for p in zip(*per_teacher)]
     labels = [self_training.pseudo_label(
         p, v.image, v.spacing, patient_id=v.patient_id, confidence=float(st.confidence),
         min_liver_ml=float(st.min_liver_ml), max_liver_ml=float(st.max_liver_ml),
-        min_confident_fraction=float(st.min_confident_fraction))
+        min_confident_fraction=float(st.min_confident_fraction),
+        ignore_margin_mm=float(st.ignore_margin_mm))
               for p, v in zip(probs, adapt)]
     for pl in labels:
       if pl.kept:
@@ -263,7 +272,7 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
                      "labelled", r, pl.patient_id, pl.liver_ml, 100 * pl.confident_fraction)
       else:
         logging.warning("round %d: %s dropped: %s", r, pl.patient_id, pl.reason)
-    records.append({"round": r, "teacher": str(teacher_dir),
+    records.append({"round": r, "teachers": [str(d) for _, d in teachers],
                     "scans": [pl.summary() for pl in labels]})
     slices = self_training.pseudo_labelled_slices(seen, labels)
     student_dir = workdir if r == rounds else workdir / f"round{r}"
@@ -271,7 +280,7 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
                              slice_transform=_slice_transform(student), pseudo_labelled=slices)
     if r < rounds:
       _evaluate_and_report(student, student_dir, data)
-    teacher_config, teacher_dir = student, student_dir
+    teachers = [(student, student_dir)]
     if jax.process_index() == 0:
       _write_json(workdir / "pseudo_labels.json", records)
 

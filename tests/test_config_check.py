@@ -73,6 +73,9 @@ def test_every_shipped_config_passes():
     ("translate.mix", -0.1, "config.translate.mix"),
     ("self_training.student_steps", -1, "config.self_training.student_steps=-1: expected an "
                                         "integer >= 0"),
+    ("self_training.ignore_margin_mm", -5.0, "config.self_training.ignore_margin_mm=-5.0"),
+    ("self_training.teachers", 0, "config.self_training.teachers=0"),
+    ("self_training.teacher", ("a", 3), "config.self_training.teacher=('a', 3): must be a path"),
     ("eval.batch_size", 0, "config.eval.batch_size=0"),
     ("eval.intensity", "zscore", "config.eval.intensity='zscore': expected one of"),
     ("eval.intensity_gamma", 0.0, "config.eval.intensity_gamma=0.0: expected a number > 0"),
@@ -90,6 +93,17 @@ def test_a_bad_field_is_named(field, value, message):
     config_check.check(config)
   assert str(e.value).startswith(message), str(e.value)
   assert e.value.field.split(".")[0] == field.split(".")[0]
+
+
+def test_teachers_count_every_named_teacher():
+  config = default.get_config()
+  config.self_training.teacher = ("a/ckpt", "b/ckpt")
+  with pytest.raises(ConfigError, match="self_training.teachers=1: counts every teacher"):
+    config_check.check(config)
+  config.self_training.teachers = 3  # two named, one trained by the run
+  config_check.check(config)
+  config.self_training.teacher = "a/ckpt"
+  config_check.check(config)
 
 
 def test_all_loss_weights_zero_is_rejected():

@@ -80,8 +80,8 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
   config.data.mr_sequences = ("t2",)
   config.data.split = (0.67, 0.33, 0.0)
   config.data.source, config.data.targets = "ct", ("ct", "mr")
-  config.self_training.update(rounds=2, confidence=0.51, min_liver_ml=0.0,
-                              max_liver_ml=1e9, min_confident_fraction=0.0, student_steps=6)
+  config.self_training.update(rounds=2, confidence=0.51, min_liver_ml=0.0, max_liver_ml=1e9,
+                              min_confident_fraction=0.0, student_steps=6, teachers=2)
   config_check.check(config)
   workdir = tmp_path / "run"
   monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)  # a progress line per item
@@ -97,20 +97,25 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
     assert any(line.startswith(head) and ", ETA " in line for line in lines), head
   labelled = [line.split(" (")[1].split(")")[0] for line in lines
               if line.startswith("labelled ")]
-  assert labelled == [f"MR {pid} t2" for pid in adapt] * 2  # both rounds, the adapt half
+  # Round 1: each of the 2 teachers labels the adapt half; round 2: the round-1 student.
+  assert labelled == [f"MR {pid} t2" for pid in adapt] * 3
   assert sorted({v["patient_id"] for v in results["volumes"] if v["modality"] == "MR"}) == list(test)
   records = json.loads((workdir / "pseudo_labels.json").read_text())
   assert [r["round"] for r in records] == [1, 2]
-  assert records[0]["teacher"] == str(workdir / "teacher")
-  assert records[1]["teacher"] == str(workdir / "round1")
+  assert records[0]["teachers"] == [str(workdir / "teacher"), str(workdir / "teacher1")]
+  assert records[1]["teachers"] == [str(workdir / "round1")]
   assert sorted(s["patient_id"] for s in records[0]["scans"]) == list(adapt)
-  for name in ("teacher/metrics.json", "round1/metrics.json", "metrics.json"):
+  for name in ("teacher/metrics.json", "teacher1/metrics.json", "round1/metrics.json",
+               "metrics.json"):
     assert (workdir / name).exists(), name
-  # The teacher trains `train.steps`, each student `self_training.student_steps`.
-  for name, steps in (("teacher", 4), ("round1", 6), (".", 6)):
+  # The teachers train `train.steps`, each student `self_training.student_steps`.
+  curves = {}
+  for name, steps in (("teacher", 4), ("teacher1", 4), ("round1", 6), (".", 6)):
     jsonl = (workdir / name / "metrics.jsonl").read_text().splitlines()
-    logged = [json.loads(line) for line in jsonl]
-    assert max(r["step"] for r in logged if r["split"] == "train") == steps, name
+    curves[name] = [json.loads(line) for line in jsonl if '"train"' in line]
+    assert max(r["step"] for r in curves[name]) == steps, name
+  # The second teacher is another seed: another initialisation and draw of batches.
+  assert [r["total"] for r in curves["teacher"]] != [r["total"] for r in curves["teacher1"]]
   # The students are evaluated with their own options, not the teacher's matching.
   assert results["intensity"] == "none"
   # The last student predicts like any other checkpoint, with the options it was tested with.

@@ -83,3 +83,18 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
 
   fill(config, default.get_config())
   return config
+
+
+def teacher_paths(teacher) -> tuple[str, ...]:
+  """`self_training.teacher` as a tuple of paths: () for None or "", one path for a string.
+
+  Raises:
+    ConfigError: for anything but None, a string or a sequence of non-empty strings.
+  """
+  if teacher is None or teacher == "":
+    return ()
+  if isinstance(teacher, str):
+    return (teacher,)
+  if isinstance(teacher, (list, tuple)) and all(isinstance(t, str) and t for t in teacher):
+    return tuple(teacher)
+  raise ConfigError("self_training.teacher", "must be a path or a tuple of paths", teacher)

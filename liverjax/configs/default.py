@@ -255,8 +255,13 @@ def get_config() -> ml_collections.ConfigDict:
   st.rounds = 0  # students, one after the other (0: no self-training)
   # The teacher: None trains it first in this run, into <workdir>/teacher (this config
   # without self-training); or a trained U-Net's workdir / checkpoints/<step> folder, prepared
-  # with the same data settings (its saved config gives its test-time options).
-  st.teacher = ml_collections.FieldReference(None, field_type=str)
+  # with the same data settings (its saved config gives its test-time options); or a tuple of
+  # them, an ensemble.
+  st.teacher = ml_collections.FieldReference(None, field_type=object)
+  # Round 1's teachers: an ensemble whose mean probability makes the pseudo-labels. Those that
+  # `teacher` does not name are trained in this run (teacher k with seed `seed` + k, into
+  # <workdir>/teacher, teacher1, ...). Teacher seeds disagree most where they are wrong.
+  st.teachers = 1
   # A pixel is labelled where the teacher's probability is >= confidence (liver, inside the
   # largest 3D component) or <= 1 - confidence (background); the rest is left out of the loss.
   # With its test-time options the best CT -> MR teacher labels 94-97 % of a T2 scan's body
@@ -267,6 +272,9 @@ def get_config() -> ml_collections.ConfigDict:
   st.min_liver_ml = 500.0
   st.max_liver_ml = 3500.0
   st.min_confident_fraction = 0.3
+  # Pixels within this distance (mm, 3D) of the predicted liver's surface, on either side, are
+  # left out of the loss however confident the teacher is (0: none).
+  st.ignore_margin_mm = 0.0
   # About this share of the slices drawn are pseudo-labelled target slices. 0.3: the best CT ->
   # MR student kept its source validation Dice (0.910, teacher 0.895) where 0.5 lost 0.03
   # (0.867) for the same target Dice (0.628 / 0.633, seed 0; docs/results.md).

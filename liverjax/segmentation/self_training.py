@@ -9,6 +9,9 @@ its probabilities into a training mask:
     background where it is <= 1 - `confidence`; every other pixel is `losses.IGNORE`, left
     out of the student's loss rather than guessed (the uncertain rim, and liver-like
     predictions outside the kept component);
+  * pixels within `ignore_margin_mm` of the predicted liver's surface, inside or outside, are
+    `losses.IGNORE` too, however confident: a teacher's confident errors lie mostly there (its
+    missed liver next to the liver it found, its leaks into the neighbours);
   * a whole volume is dropped, with the reason logged, when its predicted liver is
     implausible: a volume outside [`min_liver_ml`, `max_liver_ml`], most of it on the
     patient's left (the display orientation puts the patient's right on the image's left),
@@ -26,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from scipy import ndimage
 
 from liverjax import configs
 from liverjax import progress
@@ -70,7 +74,8 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
                  patient_id: str = "", confidence: float = 0.9,
                  min_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[0],
                  max_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[1],
-                 min_confident_fraction: float = 0.5) -> PseudoLabel:
+                 min_confident_fraction: float = 0.5,
+                 ignore_margin_mm: float = 0.0) -> PseudoLabel:
   """The filtered pseudo-label of one scan (module docstring).
 
   Args:
@@ -81,7 +86,10 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
     patient_id: for the record and the log.
     confidence: in (0.5, 1]; the probability a pixel needs to be labelled.
     min_liver_ml, max_liver_ml: the plausible liver volume.
-    min_confident_fraction: the least fraction of body pixels that must get a label.
+    min_confident_fraction: the least fraction of body pixels that must get a label (the
+      margin's pixels count as unlabelled).
+    ignore_margin_mm: >= 0; the band on either side of the predicted liver's surface, in mm
+      (3D, with `spacing`), that is left out (0: none).
 
   Returns:
     A PseudoLabel (its mask is all IGNORE when the volume is dropped).
@@ -91,6 +99,8 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
   mask = np.full(p.shape, losses.IGNORE, np.uint8)
   mask[p <= 1.0 - confidence] = 0
   mask[(p >= confidence) & liver] = 1
+  if ignore_margin_mm > 0 and liver.any():
+    mask[surface_band(liver, spacing, ignore_margin_mm)] = losses.IGNORE
   body = np.asarray(image) > BODY_THRESHOLD
   confident = float(((mask != losses.IGNORE) & body).sum()) / max(int(body.sum()), 1)
   liver_ml, right, reason = postprocess.liver_plausibility(liver, body, spacing, min_liver_ml,
@@ -102,6 +112,24 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
     mask[:] = losses.IGNORE
   return PseudoLabel(patient_id=patient_id, mask=mask, kept=not reason, reason=reason,
                      liver_ml=liver_ml, confident_fraction=confident, liver_side=right)
+
+
+def surface_band(region: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
+  """The voxels within `margin_mm` of the surface of `region`, on either side.
+
+  Args:
+    region: bool[Z,Y,X], not empty.
+    spacing: (z, y, x) mm of a voxel.
+    margin_mm: > 0.
+
+  Returns:
+    bool[Z,Y,X]: inside voxels whose distance to the outside is <= margin_mm, and outside
+    voxels whose distance to the region is <= margin_mm (Euclidean, in mm).
+  """
+  region = np.asarray(region, bool)
+  outside = ndimage.distance_transform_edt(~region, sampling=spacing)
+  inside = ndimage.distance_transform_edt(region, sampling=spacing)
+  return np.where(region, inside <= margin_mm, outside <= margin_mm)
 
 
 def teacher_probabilities(config, workdir, volumes: list, data: dataset_lib.Dataset, *,

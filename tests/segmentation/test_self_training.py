@@ -35,6 +35,39 @@ def test_confident_pixels_are_labelled_and_the_rest_ignored():
   assert pl.liver_side == 1.0  # all of it on the patient's right
 
 
+def test_the_margin_around_the_predicted_liver_is_left_out():
+  # The liver block spans rows 3..9 (the uncertain row 3 included in the component), columns
+  # 2..5, all 4 slices; 10 mm = one voxel, so the band is the block's outer layer and the
+  # layer just outside it. In z the block fills the scan, so no slice is its surface.
+  p, image = _case()
+  pl = self_training.pseudo_label(p, image, SPACING, confidence=0.9, min_liver_ml=10,
+                                  max_liver_ml=1000, ignore_margin_mm=10.0)
+  assert pl.kept
+  assert (pl.mask[:, 4:9, 3:5] == 1).all()  # the interior stays liver
+  for rows, cols in ((slice(3, 10), 2), (slice(3, 10), 5), (9, slice(2, 6)),  # outer layer
+                     (slice(3, 10), 1), (slice(3, 10), 6), (2, slice(2, 6)), (10, slice(2, 6))):
+    assert (pl.mask[:, rows, cols] == losses.IGNORE).all(), (rows, cols)
+  assert pl.mask[0, 10, 6] == 0  # a diagonal neighbour of the corner: 14 mm away
+  assert (pl.mask[:, 4:9, 7] == 0).all() and pl.mask[0, 0, 0] == 0  # background beyond it
+  # Nothing else changes: without the margin those layers were labelled.
+  plain = self_training.pseudo_label(p, image, SPACING, confidence=0.9, min_liver_ml=10,
+                                     max_liver_ml=1000)
+  assert plain.mask[1, 4, 2] == 1 and plain.mask[1, 5, 6] == 0
+  changed = pl.mask != plain.mask
+  assert (pl.mask[changed] == losses.IGNORE).all()
+  assert pl.confident_fraction < plain.confident_fraction
+  assert pl.liver_ml == plain.liver_ml  # the filters judge the whole predicted liver
+
+
+def test_surface_band_is_the_distance_in_mm_on_both_sides():
+  region = np.zeros((1, 9, 9), bool)
+  region[0, 2:7, 2:7] = True
+  band = self_training.surface_band(region, (5.0, 2.0, 2.0), 4.0)  # 2 voxels in-plane
+  assert band[0, 2, 4] and band[0, 3, 4] and not band[0, 4, 4]  # inside: 2 layers
+  assert band[0, 1, 4] and band[0, 0, 4]  # outside: 2 layers
+  assert not band[0, 0, 0]  # a corner 2 + 2 voxels off: 5.7 mm
+
+
 def test_implausible_volumes_are_dropped_with_the_reason():
   p, image = _case()
   small = self_training.pseudo_label(p, image, SPACING, min_liver_ml=500, max_liver_ml=3500)
