@@ -274,6 +274,10 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
         logging.warning("round %d: %s dropped: %s", r, pl.patient_id, pl.reason)
     records.append({"round": r, "teachers": [str(d) for _, d in teachers],
                     "scans": [pl.summary() for pl in labels]})
+    if jax.process_index() == 0:
+      experiment_report.plot_pseudo_labels(
+          [experiment_report.pseudo_label_panel(v.image, pl.mask, p, _panel_title(pl))
+           for v, pl, p in zip(seen, labels, probs)], workdir / f"pseudo_labels_round{r}.png")
     slices = self_training.pseudo_labelled_slices(seen, labels)
     student_dir = workdir if r == rounds else workdir / f"round{r}"
     segmentation_train.train(student, student_dir, data=data,
@@ -283,6 +287,14 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
     teachers = [(student, student_dir)]
     if jax.process_index() == 0:
       _write_json(workdir / "pseudo_labels.json", records)
+
+
+def _panel_title(pl) -> str:
+  """A pseudo-label's figure title: the scan, kept (its liver and labelled share) or why not."""
+  if pl.kept:
+    return (f"{pl.patient_id}: {pl.liver_ml:.0f} mL, "
+            f"{100 * pl.confident_fraction:.0f} % of the body labelled")
+  return f"{pl.patient_id}: dropped\n{pl.reason}"
 
 
 def _write_json(path: pathlib.Path, value) -> None:

@@ -106,7 +106,7 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
   assert records[1]["teachers"] == [str(workdir / "round1")]
   assert sorted(s["patient_id"] for s in records[0]["scans"]) == list(adapt)
   for name in ("teacher/metrics.json", "teacher1/metrics.json", "round1/metrics.json",
-               "metrics.json"):
+               "metrics.json", "pseudo_labels_round1.png", "pseudo_labels_round2.png"):
     assert (workdir / name).exists(), name
   # The teachers train `train.steps`, each student `self_training.student_steps`.
   curves = {}

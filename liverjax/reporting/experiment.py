@@ -8,6 +8,7 @@ import pathlib
 import numpy as np
 
 from liverjax import metric_writer
+from liverjax.segmentation import losses
 
 GROUP_NAMES = {"ct": "CT", "mr": "MR (all)", "mr/t1_in": "MR T1 in-phase",
                "mr/t1_out": "MR T1 out-phase", "mr/t2": "MR T2-SPIR"}
@@ -136,6 +137,51 @@ def plot_predictions(examples: list, path) -> None:
       ax.set_title(label, fontsize=7)
     for ax in row:
       ax.axis("off")
+  _save(plt, fig, path)
+
+
+def pseudo_label_panel(image: np.ndarray, mask: np.ndarray, probabilities: np.ndarray,
+                       title: str) -> dict:
+  """The slice of one pseudo-labelled scan to draw (`plot_pseudo_labels`): the slice where the
+  teacher's liver (probability > 0.5) is largest.
+
+  Args:
+    image: f32[Z,S,S] in [0,1], the scan as the student sees it.
+    mask: u8[Z,S,S] in {0, 1, losses.IGNORE}, its pseudo-label.
+    probabilities: f32[Z,S,S] in [0,1], the teacher's liver probability.
+    title: the panel's title.
+
+  Returns:
+    dict(image f32[S,S], mask u8[S,S], liver bool[S,S] (the teacher's liver), title).
+  """
+  liver = np.asarray(probabilities) > 0.5
+  z = int(np.argmax(liver.sum(axis=(1, 2)))) if liver.any() else image.shape[0] // 2
+  return dict(image=np.asarray(image[z]), mask=np.asarray(mask[z]), liver=liver[z], title=title)
+
+
+def plot_pseudo_labels(panels: list[dict], path, columns: int = 5) -> None:
+  """One panel per target scan (`pseudo_label_panel`): labelled liver green, pixels left out
+  of the student's loss yellow, labelled background as it is, the teacher's liver outlined in
+  red (all that is left of a dropped scan, whose mask is all left out and not drawn)."""
+  plt = _pyplot()
+  rows = max(1, math.ceil(len(panels) / columns))
+  cols = min(columns, max(len(panels), 1))
+  fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
+  for ax, panel in zip(axes.flat, panels):
+    ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=1)
+    mask = panel["mask"]
+    overlay = np.zeros(mask.shape + (4,))
+    if (mask != losses.IGNORE).any():
+      overlay[mask == 1] = (0, 1, 0, 0.45)
+      overlay[mask == losses.IGNORE] = (1, 1, 0, 0.4)
+    ax.imshow(overlay)
+    if panel["liver"].any():
+      ax.contour(panel["liver"].astype(float), levels=[0.5], colors="red", linewidths=0.8)
+    ax.set_title(panel["title"], fontsize=6)
+  fig.suptitle("pseudo-labels: liver (green), left out (yellow), teacher's liver (red)",
+               fontsize=8)
   _save(plt, fig, path)
 
 

@@ -4,6 +4,7 @@ import json
 import numpy as np
 
 from liverjax.reporting import experiment as report
+from liverjax.segmentation import losses
 
 
 def _results():
@@ -61,3 +62,23 @@ def test_report_shows_the_raw_prediction_next_to_the_postprocessed(tmp_path):
   assert report.has_raw(results) and "`largest_component`" in md
   raw = md.split("before post-processing), CHAOS metrics:")[1]
   assert "| MR T2-SPIR | 2 | 2 | 40 | 0.250 ± 0.050 | n/a | 55.00 ± 3.00 | n/a |" in raw
+
+
+def test_pseudo_label_panel_shows_the_slice_of_the_largest_teacher_liver(tmp_path):
+  image = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
+  probs = np.zeros((5, 16, 16), np.float32)
+  probs[1, 4:8, 4:8] = 0.9  # 16 pixels
+  probs[3, 2:12, 2:12] = 0.9  # 100 pixels: the panel's slice
+  mask = np.full((5, 16, 16), losses.IGNORE, np.uint8)
+  mask[3] = 0
+  mask[3, 3:11, 3:11] = 1
+  panel = report.pseudo_label_panel(image, mask, probs, "t2 001")
+  np.testing.assert_array_equal(panel["image"], image[3])
+  np.testing.assert_array_equal(panel["mask"], mask[3])
+  assert panel["liver"].sum() == 100 and panel["title"] == "t2 001"
+  dropped = report.pseudo_label_panel(image, np.full_like(mask, losses.IGNORE),
+                                      np.zeros_like(probs), "t2 002: dropped")
+  np.testing.assert_array_equal(dropped["image"], image[2])  # no liver: the middle slice
+  report.plot_pseudo_labels([panel, dropped], tmp_path / "pseudo_labels_round1.png")
+  data = (tmp_path / "pseudo_labels_round1.png").read_bytes()
+  assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
