@@ -19,8 +19,8 @@ from typing import Any
 
 import ml_collections
 
-from liverjax import experiment
 from liverjax import configs
+from liverjax import experiment
 from liverjax.configs import ConfigError
 from liverjax.configs import real as real_configs
 from liverjax.configs import unet as unet_configs

@@ -112,7 +112,7 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
   curves = {}
   for name, steps in (("teacher", 4), ("teacher1", 4), ("round1", 6), (".", 6)):
     jsonl = (workdir / name / "metrics.jsonl").read_text().splitlines()
-    curves[name] = [json.loads(line) for line in jsonl if '"train"' in line]
+    curves[name] = [r for r in map(json.loads, jsonl) if r["split"] == "train"]
     assert max(r["step"] for r in curves[name]) == steps, name
   # The second teacher is another seed: another initialisation and draw of batches.
   assert [r["total"] for r in curves["teacher"]] != [r["total"] for r in curves["teacher1"]]
