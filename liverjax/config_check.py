@@ -35,6 +35,9 @@ RNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
 MR_SEQUENCES = tuple(s for s in chaos.SEQUENCES if s != "ct")
 PROTOCOLS = ("all", "t2spir", "real")  # liverjax.study.apply_protocol
 GENERATORS = ("resnet", "unet")  # liverjax.cyclegan.state.GENERATORS
+# The one-view `augment` switches a self-training student may add (`self_training.student_augment`;
+# the two-view recipes, IPA and saliency fusion, change the step and need their partner switch).
+STUDENT_AUGMENT = ("spatial", "domain", "augmix", "gin", "location_scale")
 
 
 def _get(config: ml_collections.ConfigDict, field: str) -> Any:
@@ -218,6 +221,10 @@ def _check_adaptation(config) -> None:
   _number(config, "self_training.min_confident_fraction", 0, 1)
   _number(config, "self_training.target_fraction", 0, 1, low_open=True, high_open=True)
   _int(config, "self_training.student_steps", 0)
+  augment = _get(config, "self_training.student_augment")
+  if not isinstance(augment, (tuple, list)) or any(a not in STUDENT_AUGMENT for a in augment):
+    raise ConfigError("self_training.student_augment", f"expected a tuple of names from "
+                      f"{STUDENT_AUGMENT}", augment)
   _number(config, "self_training.ignore_margin_mm", 0)
   named = configs.teacher_paths(_get(config, "self_training.teacher"))
   if _int(config, "self_training.teachers", 1, 10) < len(named):

@@ -175,8 +175,9 @@ def _slice_transform(config):
 
 def student_config(config):
   """The config of a self-training student: `config` with the students' test-time options
-  (`self_training.student_intensity`, `student_adapt_bn`) as its `eval` options and
-  `self_training.student_steps` (when > 0) as its training length."""
+  (`self_training.student_intensity`, `student_adapt_bn`) as its `eval` options,
+  `self_training.student_steps` (when > 0) as its training length and the `augment` switches
+  of `self_training.student_augment` on."""
   config = copy.deepcopy(config)
   st = config.self_training
   config.eval.intensity = st.student_intensity
@@ -186,6 +187,8 @@ def student_config(config):
   steps = int(st.student_steps)
   if steps > 0:
     config.train.update(steps=steps, eval_every=max(steps // 4, 1))
+  for name in st.get("student_augment", ()):
+    config.augment[name] = True
   return config
 
 

@@ -73,6 +73,8 @@ def test_every_shipped_config_passes():
     ("translate.mix", -0.1, "config.translate.mix"),
     ("self_training.student_steps", -1, "config.self_training.student_steps=-1: expected an "
                                         "integer >= 0"),
+    ("self_training.student_augment", ("ipa",), "config.self_training.student_augment=('ipa',): "
+                                                "expected a tuple of names from"),
     ("self_training.ignore_margin_mm", -5.0, "config.self_training.ignore_margin_mm=-5.0"),
     ("self_training.teachers", 0, "config.self_training.teachers=0"),
     ("self_training.teacher", ("a", 3), "config.self_training.teacher=('a', 3): must be a path"),

@@ -13,6 +13,7 @@ from liverjax import config_check
 from liverjax import experiment
 from liverjax import predict
 from liverjax import progress
+from liverjax.configs import default
 from liverjax.data import chaos as data_chaos
 from liverjax.data import sources
 from liverjax.data import synthetic
@@ -60,6 +61,18 @@ def test_a_held_workdir_is_refused_naming_the_holder_until_it_dies(tmp_path):
       pass
 
 
+def test_student_config_sets_the_students_steps_and_augmentation():
+  config = default.get_config()
+  config.self_training.update(student_steps=8, student_augment=("gin", "spatial"),
+                              student_intensity="none")
+  student = experiment.student_config(config)
+  assert (student.augment.gin, student.augment.spatial, student.augment.augmix) == (
+      True, True, False)
+  assert (student.train.steps, student.train.eval_every) == (8, 2)
+  assert student.eval.intensity_gamma == 1.0
+  assert not config.augment.gin and not config.augment.spatial  # the run's config is kept
+
+
 def test_lock_files_per_process_of_a_job(tmp_path):
   assert experiment.lock_path(tmp_path, 0) == tmp_path / ".lock"
   assert experiment.lock_path(tmp_path, 3) == tmp_path / ".lock.3"
@@ -81,7 +94,8 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
   config.data.split = (0.67, 0.33, 0.0)
   config.data.source, config.data.targets = "ct", ("ct", "mr")
   config.self_training.update(rounds=2, confidence=0.51, min_liver_ml=0.0, max_liver_ml=1e9,
-                              min_confident_fraction=0.0, student_steps=6, teachers=2)
+                              min_confident_fraction=0.0, student_steps=6, teachers=2,
+                              student_augment=("spatial",))
   config_check.check(config)
   workdir = tmp_path / "run"
   monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.0)  # a progress line per item
@@ -116,6 +130,11 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
     assert max(r["step"] for r in curves[name]) == steps, name
   # The second teacher is another seed: another initialisation and draw of batches.
   assert [r["total"] for r in curves["teacher"]] != [r["total"] for r in curves["teacher1"]]
+  # Only the students add `self_training.student_augment`'s switches.
+  saved = {name: json.loads((workdir / name / "metrics.json").read_text())["augment"]
+           for name in ("teacher", "teacher1", "round1", ".")}
+  assert {name: a["spatial"] for name, a in saved.items()} == {
+      "teacher": False, "teacher1": False, "round1": True, ".": True}
   # The students are evaluated with their own options, not the teacher's matching.
   assert results["intensity"] == "none"
   # The last student predicts like any other checkpoint, with the options it was tested with.

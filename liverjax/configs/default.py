@@ -288,6 +288,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Training steps of each student (0: `train.steps`, as its teacher); validated every
   # quarter of them.
   st.student_steps = 0
+  # `augment` switches turned on for the students only, e.g. ("gin",) (names from
+  # config_check.STUDENT_AUGMENT): the source and the pseudo-labelled target slices are
+  # augmented alike; the teachers this run trains keep `augment` as it is.
+  st.student_augment = ()
 
   # ---------------------------------------------------------------- eval
   config.eval = ev = ml_collections.ConfigDict()

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 from liverjax import config_check
+from liverjax import experiment
 from liverjax.augment import pipeline
 from liverjax.configs import cyclegan
 from liverjax.configs import real
@@ -95,8 +96,18 @@ def test_uda_configs_are_the_best_recipe_plus_self_training_on_the_halved_target
   assert uda.self_training.rounds == real.UDA_ROUNDS[source] >= 1
   assert uda.data[target].adapt_root == uda.data[target].root == best.data[target].root
   assert not uda.data[source].get("adapt_root")  # the source keeps its labels
-  for section in ("model", "train", "augment", "eval"):
+  for section in ("model", "train", "eval"):
     assert uda[section] == best[section], section
+  # The teacher trains as the best config; the student adds UDA_STUDENT's switches.
+  changed = real.UDA_STUDENT[source].get("augment", {})
+  assert {k: v for k, v in uda.augment.items() if k not in changed} == {
+      k: v for k, v in best.augment.items() if k not in changed}
+  for field in changed:  # e.g. gin_prob: a setting of a switch only the students turn on
+    switch = field.split("_")[0]
+    assert switch in uda.self_training.student_augment and not best.augment[switch], field
+  student = experiment.student_config(uda)
+  for name in uda.self_training.student_augment:
+    assert student.augment[name] and not uda.augment[name], name
   # The owners' command: other test patients, every development scan adapts.
   uda.data[target].root = "/elsewhere"
   assert uda.data[target].adapt_root == best.data[target].root
