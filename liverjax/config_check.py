@@ -86,12 +86,13 @@ def _choice(config, field: str, choices: Sequence[str]) -> str:
   return v
 
 
-def _subset(config, field: str, choices: Sequence[str]) -> tuple:
+def _subset(config, field: str, choices: Sequence[str], *, empty: bool = False) -> tuple:
   v = _get(config, field)
   items = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, (tuple, list)) else None
-  if not items or any(x not in choices for x in items) or len(set(items)) != len(items):
-    raise ConfigError(field, f"expected a non-empty tuple of distinct names from "
-                      f"{tuple(choices)}", v)
+  if (items is None or (not items and not empty) or any(x not in choices for x in items)
+      or len(set(items)) != len(items)):
+    raise ConfigError(field, f"expected a {'' if empty else 'non-empty '}tuple of distinct "
+                      f"names from {tuple(choices)}", v)
   return items
 
 
@@ -221,10 +222,7 @@ def _check_adaptation(config) -> None:
   _number(config, "self_training.min_confident_fraction", 0, 1)
   _number(config, "self_training.target_fraction", 0, 1, low_open=True, high_open=True)
   _int(config, "self_training.student_steps", 0)
-  augment = _get(config, "self_training.student_augment")
-  if not isinstance(augment, (tuple, list)) or any(a not in STUDENT_AUGMENT for a in augment):
-    raise ConfigError("self_training.student_augment", f"expected a tuple of names from "
-                      f"{STUDENT_AUGMENT}", augment)
+  _subset(config, "self_training.student_augment", STUDENT_AUGMENT, empty=True)
   _number(config, "self_training.ignore_margin_mm", 0)
   named = configs.teacher_paths(_get(config, "self_training.teacher"))
   if _int(config, "self_training.teachers", 1, 10) < len(named):

@@ -187,7 +187,7 @@ def student_config(config):
   steps = int(st.student_steps)
   if steps > 0:
     config.train.update(steps=steps, eval_every=max(steps // 4, 1))
-  for name in st.get("student_augment", ()):
+  for name in st.student_augment:
     config.augment[name] = True
   return config
 

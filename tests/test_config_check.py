@@ -74,7 +74,9 @@ def test_every_shipped_config_passes():
     ("self_training.student_steps", -1, "config.self_training.student_steps=-1: expected an "
                                         "integer >= 0"),
     ("self_training.student_augment", ("ipa",), "config.self_training.student_augment=('ipa',): "
-                                                "expected a tuple of names from"),
+                                                "expected a tuple of distinct names from"),
+    ("self_training.student_augment", ("gin", "gin"),
+     "config.self_training.student_augment=('gin', 'gin'): expected a tuple of distinct"),
     ("self_training.ignore_margin_mm", -5.0, "config.self_training.ignore_margin_mm=-5.0"),
     ("self_training.teachers", 0, "config.self_training.teachers=0"),
     ("self_training.teacher", ("a", 3), "config.self_training.teacher=('a', 3): must be a path"),
