@@ -310,13 +310,17 @@ def _write_json(path: pathlib.Path, value) -> None:
 def run_checkpoint_curve(config: ml_collections.ConfigDict,
                          workdir: str | pathlib.Path) -> list[dict]:
   """Scores every kept U-Net checkpoint of `workdir` on the test patients
-  (`evaluate.checkpoint_curve`); writes checkpoint_curve.{json,md,png} into `workdir`.
+  (`evaluate.checkpoint_curve`); writes checkpoint_curve.{json,md,png} into `workdir`. A
+  self-training run's checkpoints are its last student's, scored with the students' test-time
+  options (`student_config`), as its own evaluation scored them.
 
   Returns:
     The rows of `evaluate.checkpoint_curve`.
   """
   with workdir_lock(workdir):
     data = dataset_lib.load_dataset(config.data)
+    if int(config.self_training.rounds) > 0:
+      config = student_config(config)
     rows = evaluate.checkpoint_curve(config, workdir, data=data)
     if jax.process_index() == 0:
       experiment_report.write_checkpoint_curve(rows, config.data.source, workdir)

@@ -73,6 +73,26 @@ def test_student_config_sets_the_students_steps_and_augmentation():
   assert not config.augment.gin and not config.augment.spatial  # the run's config is kept
 
 
+def test_checkpoint_curve_of_a_self_training_run_uses_the_students_options(tmp_path,
+                                                                          monkeypatch):
+  # The checkpoints of a self-training run are its student's: the curve scores them with the
+  # students' test-time options, as the run's own evaluation does; a plain run keeps `eval`.
+  seen = []
+  monkeypatch.setattr(experiment.dataset_lib, "load_dataset", lambda data_config: None)
+  monkeypatch.setattr(experiment.evaluate, "checkpoint_curve",
+                      lambda config, workdir, data: seen.append(config) or [])
+  monkeypatch.setattr(experiment.experiment_report, "write_checkpoint_curve", lambda *a: None)
+  monkeypatch.setattr(experiment.experiment_report, "checkpoint_curve_table", lambda rows: "")
+  config = default.get_config()
+  config.eval.update(intensity="histogram_match", intensity_gamma=0.3, adapt_bn="volume")
+  config.self_training.update(student_intensity="none", student_adapt_bn="none")
+  experiment.run(config, tmp_path / "plain", "checkpoint_curve")
+  config.self_training.rounds = 1
+  experiment.run(config, tmp_path / "student", "checkpoint_curve")
+  assert [(c.eval.intensity, c.eval.intensity_gamma, c.eval.adapt_bn) for c in seen] == [
+      ("histogram_match", 0.3, "volume"), ("none", 1.0, "none")]
+
+
 def test_lock_files_per_process_of_a_job(tmp_path):
   assert experiment.lock_path(tmp_path, 0) == tmp_path / ".lock"
   assert experiment.lock_path(tmp_path, 3) == tmp_path / ".lock.3"
