@@ -112,14 +112,12 @@ def _run_segmentation(config, workdir, train):
   logging.info("%s", dataset_lib.describe(data))
   workdir = pathlib.Path(workdir)
   config = _with_translator(config, workdir, train)
-  if int(config.self_training.rounds) > 0:
-    if train:
-      _self_train(config, workdir, data)
-    config = student_config(config)
+  if train and int(config.self_training.rounds) > 0:
+    _self_train(config, workdir, data)
   elif train:
     segmentation_train.train(config, workdir, data=data,
                              slice_transform=_slice_transform(config))
-  return _evaluate_and_report(config, workdir, data)
+  return _evaluate_and_report(final_model_config(config), workdir, data)
 
 
 def evaluate_results(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
@@ -131,9 +129,7 @@ def evaluate_results(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   """
   with workdir_lock(workdir):
     data = dataset_lib.load_dataset(config.data)
-    if int(config.self_training.rounds) > 0:
-      config = student_config(config)
-    config = _with_translator(config, pathlib.Path(workdir), train=False)
+    config = _with_translator(final_model_config(config), pathlib.Path(workdir), train=False)
     return evaluate.evaluate_experiment(config, workdir, data=data)[0]
 
 
@@ -171,6 +167,15 @@ def _slice_transform(config):
   if not config.translate.cyclegan_workdir:
     return None
   return functools.partial(translate.translate_slices, config=config)
+
+
+def final_model_config(config):
+  """The config a run's final model (the U-Net in its workdir) is evaluated with: a
+  self-training run's (`self_training.rounds` > 0) last student's, `student_config(config)`;
+  else `config` itself."""
+  if int(config.self_training.rounds) > 0:
+    return student_config(config)
+  return config
 
 
 def student_config(config):
@@ -319,8 +324,7 @@ def run_checkpoint_curve(config: ml_collections.ConfigDict,
   """
   with workdir_lock(workdir):
     data = dataset_lib.load_dataset(config.data)
-    if int(config.self_training.rounds) > 0:
-      config = student_config(config)
+    config = final_model_config(config)
     rows = evaluate.checkpoint_curve(config, workdir, data=data)
     if jax.process_index() == 0:
       experiment_report.write_checkpoint_curve(rows, config.data.source, workdir)

@@ -73,6 +73,18 @@ def test_student_config_sets_the_students_steps_and_augmentation():
   assert not config.augment.gin and not config.augment.spatial  # the run's config is kept
 
 
+def test_final_model_config_is_the_students_only_in_a_self_training_run():
+  config = default.get_config()
+  config.eval.adapt_bn = "volume"
+  config.self_training.update(student_adapt_bn="none", student_steps=8)
+  config.self_training.rounds = 0
+  assert experiment.final_model_config(config) is config  # a plain run: its own options
+  config.self_training.rounds = 2
+  final = experiment.final_model_config(config)
+  assert (final.eval.adapt_bn, final.train.steps) == ("none", 8)
+  assert config.eval.adapt_bn == "volume"  # the run's config is kept
+
+
 def test_checkpoint_curve_of_a_self_training_run_uses_the_students_options(tmp_path,
                                                                           monkeypatch):
   # The checkpoints of a self-training run are its student's: the curve scores them with the
