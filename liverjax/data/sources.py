@@ -192,8 +192,15 @@ def resolve_sources(data_config) -> list[Source]:
 
 def _share_folders(sources: list[Source], adapt: list[Source]) -> list[Source]:
   """`sources` + `adapt`, where a folder that is both a (test) root and an adapt root of the
-  same modality is halved by patient (`halve_shared_folder`): the labelled source excludes
-  the adapt half, the adapt source reads only it."""
+  same modality is halved by patient: its labelled cases are split by `halve_shared_folder`,
+  the labelled source excludes the adapt half, and the adapt source reads that half plus the
+  folder's images that have no label (e.g. nnU-Net imagesTs/, which can never be tested).
+
+  Raises:
+    chaos.ChaosError: naming the folder, when a labelled case of the adapt half has no
+      unlabelled image of the same case id (dataset.json names its label and image
+      differently): the split by patient could not keep that patient out of the test half.
+  """
   out, adapt_out = list(sources), []
   for a in adapt:
     twin = next((i for i, s in enumerate(out) if s.path == a.path and not s.adapt
@@ -201,14 +208,25 @@ def _share_folders(sources: list[Source], adapt: list[Source]) -> list[Source]:
     if twin is None:
       adapt_out.append(a)
       continue
-    halves = halve_shared_folder(source_patients(a))
+    domain = str(a.modality).lower()
+    labelled = source_patients(dataclasses.replace(out[twin], modality=a.modality))
+    unlabelled = source_patients(a)
+    adapt_half, test_half = halve_shared_folder(labelled)
+    missing = [i for i in adapt_half if i not in set(unlabelled)]
+    if missing:
+      raise chaos.ChaosError(
+          f"{a.path}: both data.{domain}.root and data.{domain}.adapt_root, but labelled "
+          f"case(s) {', '.join(missing)} have no image of that case id among its unlabelled "
+          f"images, so the folder cannot be split by patient; give data.{domain}.adapt_root "
+          "a folder of its own")
+    no_label = tuple(i for i in unlabelled if i not in set(labelled))
     logging.info("%s is both data.%s.root and data.%s.adapt_root: its patients are split "
-                 "in half (sorted, alternately): adapt without labels %s; test %s", a.path,
-                 str(a.modality).lower(), str(a.modality).lower(), ", ".join(halves[0]),
-                 ", ".join(halves[1]) or "none")
+                 "in half (sorted, alternately): adapt without labels %s; test %s%s", a.path,
+                 domain, domain, ", ".join(adapt_half), ", ".join(test_half) or "none",
+                 f"; images without a label, adapt: {', '.join(no_label)}" if no_label else "")
     out[twin] = dataclasses.replace(
-        out[twin], exclude=out[twin].exclude + tuple((a.modality, i) for i in halves[0]))
-    adapt_out.append(dataclasses.replace(a, patients=halves[0]))
+        out[twin], exclude=out[twin].exclude + tuple((a.modality, i) for i in adapt_half))
+    adapt_out.append(dataclasses.replace(a, patients=adapt_half + no_label))
   return out + adapt_out
 
 

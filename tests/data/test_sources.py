@@ -1,6 +1,7 @@
 """Tests for liverjax/data/sources.py (NIfTI / CHAOS roots per modality, the unlabelled
 adapt scans, the halved shared folder, the progress of reading them) and the splits it leads to
 in liverjax/data/dataset.py."""
+import json
 import logging
 
 import numpy as np
@@ -164,6 +165,41 @@ def test_a_folder_both_root_and_adapt_root_is_halved_by_patient(tmp_path):
   assert data.problems == []
   assert data.splits["MR"]["adapt"] == list(adapt_half)
   assert data.splits["MR"]["test"] == list(test_half)
+
+
+def test_a_halved_folder_adapts_on_its_images_without_a_label_too(tmp_path):
+  # imagesTs/ scans have no label, so they can never be tested: they join the adapt half,
+  # and the labelled cases are halved as without them.
+  cases = [f"m{i}" for i in range(4)]
+  mr = write_msd(tmp_path / "mr_ds", cases=cases, channel="T2",
+                 labels={"background": 0, "liver": 1})
+  (mr / "imagesTs").mkdir()
+  image = (mr / "imagesTr" / "m0_0000.nii.gz").read_bytes()
+  (mr / "imagesTs" / "a9_0000.nii.gz").write_bytes(image)
+  config = _config(tmp_path, ct__root=str(write_msd(tmp_path / "ct_ds", cases=["c0", "c1"])),
+                   mr__root=str(mr), mr__adapt_root=str(mr), source="ct",
+                   split=(0.5, 0.5, 0.0))
+  data = dataset.load_dataset(config.data)
+  assert data.problems == []
+  assert sorted(data.splits["MR"]["adapt"]) == ["a9", "m0", "m2"]
+  assert data.splits["MR"]["test"] == ["m1", "m3"]
+
+
+def test_a_halved_folder_whose_label_names_differ_from_its_images_is_refused(tmp_path):
+  # dataset.json may name a case's label differently from its image; then the adapt half's
+  # images could not be told apart from the test half's, and the folder is refused.
+  mr = write_msd(tmp_path / "mr_ds", cases=[f"m{i}" for i in range(4)], channel="T2",
+                 labels={"background": 0, "liver": 1})
+  meta = json.loads((mr / "dataset.json").read_text())
+  for entry in meta["training"]:
+    old = mr / entry["label"]
+    entry["label"] = f"./labelsTr/lab_{old.name}"
+    old.rename(mr / entry["label"])
+  (mr / "dataset.json").write_text(json.dumps(meta))
+  config = _config(tmp_path, mr__root=str(mr), mr__adapt_root=str(mr))
+  with pytest.raises(chaos.ChaosError, match=r"mr_ds: both data.mr.root and "
+                     r"data.mr.adapt_root, but labelled case\(s\) lab_m0, lab_m2 have no image"):
+    sources_lib.resolve_sources(config.data)
 
 
 def test_an_unlabelled_folder_of_images_alone_is_enough(tmp_path):
