@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import json
 import pathlib
 import sys
@@ -36,6 +35,7 @@ from liverjax import cli
 from liverjax import config_check
 from liverjax import configs
 from liverjax import experiment
+from liverjax import progress
 from liverjax import runtime
 from liverjax.augment import preview
 from liverjax.configs import real as real_configs
@@ -284,7 +284,7 @@ def _run_study(config, workdir: pathlib.Path, report_only: bool = False) -> dict
     left = len(plan) - i - 1
     rate = ran_seconds / ran if ran else spent / (i + 1)
     logging.info("study: %d/%d runs done (%.0f s recorded), %d left, ETA %s", i + 1,
-                 len(plan), spent, left, datetime.timedelta(seconds=round(rate * left)))
+                 len(plan), spent, left, progress.format_seconds(rate * left))
   previews = write_augmentation_previews(config, workdir)
   if config.study.protocol == "real":
     rep = real_report.build_report(config, runs, cyclegan_runs, test_halves(config),
