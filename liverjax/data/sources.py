@@ -212,14 +212,15 @@ def _share_folders(sources: list[Source], adapt: list[Source]) -> list[Source]:
     labelled = source_patients(dataclasses.replace(out[twin], modality=a.modality))
     unlabelled = source_patients(a)
     adapt_half, test_half = halve_shared_folder(labelled)
-    missing = [i for i in adapt_half if i not in set(unlabelled)]
+    labelled_ids, unlabelled_ids = set(labelled), set(unlabelled)
+    missing = [i for i in adapt_half if i not in unlabelled_ids]
     if missing:
       raise chaos.ChaosError(
           f"{a.path}: both data.{domain}.root and data.{domain}.adapt_root, but labelled "
           f"case(s) {', '.join(missing)} have no image of that case id among its unlabelled "
           f"images, so the folder cannot be split by patient; give data.{domain}.adapt_root "
           "a folder of its own")
-    no_label = tuple(i for i in unlabelled if i not in set(labelled))
+    no_label = tuple(i for i in unlabelled if i not in labelled_ids)
     logging.info("%s is both data.%s.root and data.%s.adapt_root: its patients are split "
                  "in half (sorted, alternately): adapt without labels %s; test %s%s", a.path,
                  domain, domain, ", ".join(adapt_half), ", ".join(test_half) or "none",
