@@ -224,6 +224,7 @@ def _check_adaptation(config) -> None:
   _int(config, "self_training.student_steps", 0)
   _subset(config, "self_training.student_augment", STUDENT_AUGMENT, empty=True)
   _number(config, "self_training.ignore_margin_mm", 0)
+  _number(config, "self_training.ignore_below_mm", 0)
   named = configs.teacher_paths(_get(config, "self_training.teacher"))
   if _int(config, "self_training.teachers", 1, 10) < len(named):
     raise ConfigError("self_training.teachers", f"counts every teacher: self_training.teacher "

@@ -272,7 +272,8 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
         p, v.image, v.spacing, patient_id=v.patient_id, confidence=float(st.confidence),
         min_liver_ml=float(st.min_liver_ml), max_liver_ml=float(st.max_liver_ml),
         min_confident_fraction=float(st.min_confident_fraction),
-        ignore_margin_mm=float(st.ignore_margin_mm))
+        ignore_margin_mm=float(st.ignore_margin_mm),
+        ignore_below_mm=float(st.ignore_below_mm))
               for p, v in zip(probs, adapt)]
     for pl in labels:
       if pl.kept:
@@ -284,7 +285,8 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
                     "scans": [pl.summary() for pl in labels]})
     if jax.process_index() == 0:
       experiment_report.plot_pseudo_labels(
-          [experiment_report.pseudo_label_panel(v.image, pl.mask, p, _panel_title(pl))
+          [experiment_report.pseudo_label_panel(v.image, pl.mask, p, _panel_title(pl),
+                                                v.spacing)
            for v, pl, p in zip(seen, labels, probs)], workdir / f"pseudo_labels_round{r}.png")
     slices = self_training.pseudo_labelled_slices(seen, labels)
     student_dir = workdir if r == rounds else workdir / f"round{r}"

@@ -78,6 +78,7 @@ def test_every_shipped_config_passes():
     ("self_training.student_augment", ("gin", "gin"),
      "config.self_training.student_augment=('gin', 'gin'): expected a tuple of distinct"),
     ("self_training.ignore_margin_mm", -5.0, "config.self_training.ignore_margin_mm=-5.0"),
+    ("self_training.ignore_below_mm", -1.0, "config.self_training.ignore_below_mm=-1.0"),
     ("self_training.teachers", 0, "config.self_training.teachers=0"),
     ("self_training.teacher", ("a", 3), "config.self_training.teacher=('a', 3): must be a path"),
     ("eval.batch_size", 0, "config.eval.batch_size=0"),

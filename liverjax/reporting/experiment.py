@@ -141,45 +141,65 @@ def plot_predictions(examples: list, path) -> None:
 
 
 def pseudo_label_panel(image: np.ndarray, mask: np.ndarray, probabilities: np.ndarray,
-                       title: str) -> dict:
-  """The slice of one pseudo-labelled scan to draw (`plot_pseudo_labels`): the slice where the
-  teacher's liver (probability > 0.5) is largest.
+                       title: str, spacing=(1.0, 1.0, 1.0)) -> dict:
+  """The two views of one pseudo-labelled scan to draw (`plot_pseudo_labels`): the axial slice
+  where the teacher's liver (probability > 0.5) is largest, and the coronal section through the
+  row (anterior-posterior position) where it is largest, which shows the slices the teacher
+  stops short of (a teacher's missed liver lies mostly at the liver's lower end).
 
   Args:
-    image: f32[Z,S,S] in [0,1], the scan as the student sees it.
+    image: f32[Z,S,S] in [0,1], the scan as the student sees it, in the display orientation
+      (`liverjax.data.orientation`: slices head -> feet).
     mask: u8[Z,S,S] in {0, 1, losses.IGNORE}, its pseudo-label.
     probabilities: f32[Z,S,S] in [0,1], the teacher's liver probability.
     title: the panel's title.
+    spacing: (z, y, x) mm of a voxel (the coronal view's aspect ratio).
 
   Returns:
-    dict(image f32[S,S], mask u8[S,S], liver bool[S,S] (the teacher's liver), title).
+    dict(image f32[S,S], mask u8[S,S], liver bool[S,S] (the teacher's liver): the axial
+    slice; coronal: dict(image f32[Z,S], mask u8[Z,S], liver bool[Z,S]), head at the top;
+    aspect: the coronal view's height / width of a pixel; title). Without a predicted liver
+    the middle slice and the middle row.
   """
+  image, mask = np.asarray(image), np.asarray(mask)
   liver = np.asarray(probabilities) > 0.5
   z = int(np.argmax(liver.sum(axis=(1, 2)))) if liver.any() else image.shape[0] // 2
-  return dict(image=np.asarray(image[z]), mask=np.asarray(mask[z]), liver=liver[z], title=title)
+  y = int(np.argmax(liver.sum(axis=(0, 2)))) if liver.any() else image.shape[1] // 2
+  coronal = dict(image=image[:, y, :], mask=mask[:, y, :], liver=liver[:, y, :])
+  return dict(image=image[z], mask=mask[z], liver=liver[z], coronal=coronal,
+              aspect=float(spacing[0]) / float(spacing[2]), title=title)
 
 
 def plot_pseudo_labels(panels: list[dict], path, columns: int = 5) -> None:
-  """One panel per target scan (`pseudo_label_panel`): labelled liver green, pixels left out
-  of the student's loss yellow, labelled background as it is, the teacher's liver outlined in
-  red (all that is left of a dropped scan, whose mask is all left out and not drawn)."""
+  """Two views per target scan (`pseudo_label_panel`), the axial slice above the coronal
+  section: labelled liver green, pixels left out of the student's loss yellow, labelled
+  background as it is, the teacher's liver outlined in red (all that is left of a dropped
+  scan, whose mask is all left out and not drawn)."""
   plt = _pyplot()
-  rows = max(1, math.ceil(len(panels) / columns))
+  groups = max(1, math.ceil(len(panels) / columns))
   cols = min(columns, max(len(panels), 1))
-  fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+  fig, axes = plt.subplots(2 * groups, cols, figsize=(2.6 * cols, 4.6 * groups), squeeze=False,
+                           gridspec_kw=dict(height_ratios=[1.0, 0.7] * groups))
   for ax in axes.flat:
     ax.axis("off")
-  for ax, panel in zip(axes.flat, panels):
-    ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=1)
-    mask = panel["mask"]
-    overlay = np.zeros(mask.shape + (4,))
-    if (mask != losses.IGNORE).any():
-      overlay[mask == 1] = (0, 1, 0, 0.45)
-      overlay[mask == losses.IGNORE] = (1, 1, 0, 0.4)
-    ax.imshow(overlay)
-    if panel["liver"].any():
-      ax.contour(panel["liver"].astype(float), levels=[0.5], colors="red", linewidths=0.8)
-    ax.set_title(panel["title"], fontsize=6)
+  for i, panel in enumerate(panels):
+    group, col = divmod(i, columns)
+    views = ((axes[2 * group, col], panel, 1.0, panel["title"]),
+             (axes[2 * group + 1, col], panel.get("coronal"), panel.get("aspect", 1.0),
+              "coronal, head at the top"))
+    for ax, view, aspect, title in views:
+      if view is None:
+        continue
+      ax.imshow(view["image"], cmap="gray", vmin=0, vmax=1, aspect=aspect)
+      mask = view["mask"]
+      overlay = np.zeros(mask.shape + (4,))
+      if (mask != losses.IGNORE).any():
+        overlay[mask == 1] = (0, 1, 0, 0.45)
+        overlay[mask == losses.IGNORE] = (1, 1, 0, 0.4)
+      ax.imshow(overlay, aspect=aspect)
+      if view["liver"].any():
+        ax.contour(view["liver"].astype(float), levels=[0.5], colors="red", linewidths=0.8)
+      ax.set_title(title, fontsize=6)
   fig.suptitle("pseudo-labels: liver (green), left out (yellow), teacher's liver (red)",
                fontsize=8)
   _save(plt, fig, path)

@@ -12,6 +12,10 @@ its probabilities into a training mask:
   * pixels within `ignore_margin_mm` of the predicted liver's surface, inside or outside, are
     `losses.IGNORE` too, however confident: a teacher's confident errors lie mostly there (its
     missed liver next to the liver it found, its leaks into the neighbours);
+  * the slices within `ignore_below_mm` below the predicted liver's lowest slice are
+    `losses.IGNORE` inside the liver's axial footprint (where any of its slices has liver): a
+    CT-trained teacher stops short of the T2 liver's lower end (a median of 3 slices on the
+    development T2 scans) and labels the rest of it background, confidently;
   * a whole volume is dropped, with the reason logged, when its predicted liver is
     implausible: a volume outside [`min_liver_ml`, `max_liver_ml`], most of it on the
     patient's left (the display orientation puts the patient's right on the image's left),
@@ -75,7 +79,8 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
                  min_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[0],
                  max_liver_ml: float = postprocess.PLAUSIBLE_LIVER_ML[1],
                  min_confident_fraction: float = 0.5,
-                 ignore_margin_mm: float = 0.0) -> PseudoLabel:
+                 ignore_margin_mm: float = 0.0,
+                 ignore_below_mm: float = 0.0) -> PseudoLabel:
   """The filtered pseudo-label of one scan (module docstring).
 
   Args:
@@ -90,6 +95,8 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
       margin's pixels count as unlabelled).
     ignore_margin_mm: >= 0; the band on either side of the predicted liver's surface, in mm
       (3D, with `spacing`), that is left out (0: none).
+    ignore_below_mm: >= 0; the depth below the predicted liver's lowest slice (slices run
+      head -> feet) whose pixels inside the liver's axial footprint are left out (0: none).
 
   Returns:
     A PseudoLabel (its mask is all IGNORE when the volume is dropped).
@@ -101,6 +108,8 @@ def pseudo_label(probabilities: np.ndarray, image: np.ndarray, spacing, *,
   mask[(p >= confidence) & liver] = 1
   if ignore_margin_mm > 0 and liver.any():
     mask[surface_band(liver, spacing, ignore_margin_mm)] = losses.IGNORE
+  if ignore_below_mm > 0 and liver.any():
+    mask[below_liver(liver, spacing, ignore_below_mm)] = losses.IGNORE
   body = np.asarray(image) > BODY_THRESHOLD
   confident = float(((mask != losses.IGNORE) & body).sum()) / max(int(body.sum()), 1)
   liver_ml, right, reason = postprocess.liver_plausibility(liver, body, spacing, min_liver_ml,
@@ -130,6 +139,25 @@ def surface_band(region: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
   outside = ndimage.distance_transform_edt(~region, sampling=spacing)
   inside = ndimage.distance_transform_edt(region, sampling=spacing)
   return np.where(region, inside <= margin_mm, outside <= margin_mm)
+
+
+def below_liver(region: np.ndarray, spacing, depth_mm: float) -> np.ndarray:
+  """The voxels below `region`'s lowest slice, to `depth_mm`, inside its axial footprint.
+
+  Args:
+    region: bool[Z,Y,X], not empty, slices running head -> feet (the display orientation).
+    spacing: (z, y, x) mm of a voxel.
+    depth_mm: > 0.
+
+  Returns:
+    bool[Z,Y,X]: the voxels of slices k with 0 < (k - last) * spacing[0] <= depth_mm (last:
+    the region's lowest slice) whose (y, x) lies in the union of the region's slices.
+  """
+  region = np.asarray(region, bool)
+  last = int(np.nonzero(region.any(axis=(1, 2)))[0].max())
+  k = np.arange(region.shape[0])
+  slices = (k > last) & ((k - last) * float(spacing[0]) <= depth_mm)
+  return slices[:, None, None] & region.any(axis=0)[None]
 
 
 def teacher_probabilities(config, workdir, volumes: list, data: dataset_lib.Dataset, *,

@@ -72,13 +72,20 @@ def test_pseudo_label_panel_shows_the_slice_of_the_largest_teacher_liver(tmp_pat
   mask = np.full((5, 16, 16), losses.IGNORE, np.uint8)
   mask[3] = 0
   mask[3, 3:11, 3:11] = 1
-  panel = report.pseudo_label_panel(image, mask, probs, "t2 001")
+  panel = report.pseudo_label_panel(image, mask, probs, "t2 001", spacing=(7.5, 5.0, 2.5))
   np.testing.assert_array_equal(panel["image"], image[3])
   np.testing.assert_array_equal(panel["mask"], mask[3])
   assert panel["liver"].sum() == 100 and panel["title"] == "t2 001"
+  # The coronal section: the row with the most teacher liver (rows 4-7 hold 14 voxels, the
+  # others of 2-11 ten), every slice of it, at the aspect of the slice spacing.
+  coronal = panel["coronal"]
+  np.testing.assert_array_equal(coronal["image"], image[:, 4, :])
+  np.testing.assert_array_equal(coronal["mask"], mask[:, 4, :])
+  assert coronal["liver"].sum(axis=1).tolist() == [0, 4, 0, 10, 0] and panel["aspect"] == 3.0
   dropped = report.pseudo_label_panel(image, np.full_like(mask, losses.IGNORE),
                                       np.zeros_like(probs), "t2 002: dropped")
   np.testing.assert_array_equal(dropped["image"], image[2])  # no liver: the middle slice
+  np.testing.assert_array_equal(dropped["coronal"]["image"], image[:, 8, :])  # the middle row
   report.plot_pseudo_labels([panel, dropped], tmp_path / "pseudo_labels_round1.png")
   data = (tmp_path / "pseudo_labels_round1.png").read_bytes()
   assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000

@@ -59,6 +59,27 @@ def test_the_margin_around_the_predicted_liver_is_left_out():
   assert pl.liver_ml == plain.liver_ml  # the filters judge the whole predicted liver
 
 
+def test_the_slices_below_the_predicted_liver_are_left_out_inside_its_footprint():
+  # 8 slices (head -> feet, 10 mm apart); the confident liver fills slices 1..3, rows 4..9,
+  # columns 2..5. 25 mm below it: slices 4 and 5, only where some slice has liver.
+  image = np.zeros((8, 16, 16), np.float32)
+  image[:, 2:14, 1:15] = 0.5
+  p = np.full((8, 16, 16), 0.02, np.float32)
+  p[1:4, 4:10, 2:6] = 0.97
+  pl = self_training.pseudo_label(p, image, SPACING, confidence=0.9, min_liver_ml=10,
+                                  max_liver_ml=1000, ignore_below_mm=25.0)
+  assert pl.kept and (pl.mask[1:4, 4:10, 2:6] == 1).all()
+  assert (pl.mask[4:6, 4:10, 2:6] == losses.IGNORE).all()  # below, in the footprint
+  assert (pl.mask[4:6, 4:10, 6:10] == 0).all() and (pl.mask[4:6, 11, 2:6] == 0).all()  # beside
+  assert (pl.mask[6:, 4:10, 2:6] == 0).all() and (pl.mask[0, 4:10, 2:6] == 0).all()  # deeper;
+  # above the liver nothing changes
+  plain = self_training.pseudo_label(p, image, SPACING, confidence=0.9, min_liver_ml=10,
+                                     max_liver_ml=1000)
+  changed = pl.mask != plain.mask
+  assert changed.sum() == 2 * 6 * 4 and (plain.mask[changed] == 0).all()
+  assert pl.liver_ml == plain.liver_ml
+
+
 def test_surface_band_is_the_distance_in_mm_on_both_sides():
   region = np.zeros((1, 9, 9), bool)
   region[0, 2:7, 2:7] = True
