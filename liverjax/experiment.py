@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 
 from liverjax import checkpointing
 from liverjax import configs
+from liverjax import progress
 from liverjax.cyclegan import train as cyclegan_train
 from liverjax.cyclegan import translate
 from liverjax.data import dataset as dataset_lib
@@ -275,17 +276,18 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
         ignore_margin_mm=float(st.ignore_margin_mm),
         ignore_below_mm=float(st.ignore_below_mm))
               for p, v in zip(probs, adapt)]
-    for pl in labels:
+    for v, pl in zip(adapt, labels):
       if pl.kept:
         logging.info("round %d: %s pseudo-labelled: liver %.0f mL, %.0f %% of the body "
-                     "labelled", r, pl.patient_id, pl.liver_ml, 100 * pl.confident_fraction)
+                     "labelled", r, progress.volume_label(v), pl.liver_ml,
+                     100 * pl.confident_fraction)
       else:
-        logging.warning("round %d: %s dropped: %s", r, pl.patient_id, pl.reason)
+        logging.warning("round %d: %s dropped: %s", r, progress.volume_label(v), pl.reason)
     records.append({"round": r, "teachers": [str(d) for _, d in teachers],
                     "scans": [pl.summary() for pl in labels]})
     if jax.process_index() == 0:
       experiment_report.plot_pseudo_labels(
-          [experiment_report.pseudo_label_panel(v.image, pl.mask, p, _panel_title(pl),
+          [experiment_report.pseudo_label_panel(v.image, pl.mask, p, _panel_title(v, pl),
                                                 v.spacing)
            for v, pl, p in zip(seen, labels, probs)], workdir / f"pseudo_labels_round{r}.png")
     slices = self_training.pseudo_labelled_slices(seen, labels)
@@ -299,12 +301,13 @@ def _self_train(config, workdir: pathlib.Path, data) -> None:
       _write_json(workdir / "pseudo_labels.json", records)
 
 
-def _panel_title(pl) -> str:
-  """A pseudo-label's figure title: the scan, kept (its liver and labelled share) or why not."""
+def _panel_title(volume, pl) -> str:
+  """A pseudo-label's figure title: the scan ("CT 0", "MR chaos_t2_001 t2"), kept (its liver
+  and labelled share) or why not."""
   if pl.kept:
-    return (f"{pl.patient_id}: {pl.liver_ml:.0f} mL, "
+    return (f"{progress.volume_label(volume)}: {pl.liver_ml:.0f} mL, "
             f"{100 * pl.confident_fraction:.0f} % of the body labelled")
-  return f"{pl.patient_id}: dropped\n{pl.reason}"
+  return f"{progress.volume_label(volume)}: dropped\n{pl.reason}"
 
 
 def _write_json(path: pathlib.Path, value) -> None:

@@ -145,6 +145,10 @@ def test_self_training_run_never_reads_or_tests_the_adapt_scans(tmp_path, monkey
               if line.startswith("labelled ")]
   # Round 1: each of the 2 teachers labels the adapt half; round 2: the round-1 student.
   assert labelled == [f"MR {pid} t2" for pid in adapt] * 3
+  # Each round's verdict on each adapt scan names the scan as the progress lines do.
+  for r, pid in ((1, adapt[0]), (2, adapt[-1])):
+    assert any(line.startswith(f"round {r}: MR {pid} t2 pseudo-labelled: liver ")
+               for line in lines), (r, pid)
   assert sorted({v["patient_id"] for v in results["volumes"] if v["modality"] == "MR"}) == list(test)
   records = json.loads((workdir / "pseudo_labels.json").read_text())
   assert [r["round"] for r in records] == [1, 2]
