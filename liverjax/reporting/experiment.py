@@ -145,7 +145,7 @@ def pseudo_label_panel(image: np.ndarray, mask: np.ndarray, probabilities: np.nd
   """The two views of one pseudo-labelled scan to draw (`plot_pseudo_labels`): the axial slice
   where the teacher's liver (probability > 0.5) is largest, and the coronal section through the
   row (anterior-posterior position) where it is largest, which shows the slices the teacher
-  stops short of (a teacher's missed liver lies mostly at the liver's lower end).
+  stops short of (CT-trained teachers miss the lower end of T2 livers).
 
   Args:
     image: f32[Z,S,S] in [0,1], the scan as the student sees it, in the display orientation
