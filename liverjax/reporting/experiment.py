@@ -185,11 +185,9 @@ def plot_pseudo_labels(panels: list[dict], path, columns: int = 5) -> None:
   for i, panel in enumerate(panels):
     group, col = divmod(i, columns)
     views = ((axes[2 * group, col], panel, 1.0, panel["title"]),
-             (axes[2 * group + 1, col], panel.get("coronal"), panel.get("aspect", 1.0),
+             (axes[2 * group + 1, col], panel["coronal"], panel["aspect"],
               "coronal, head at the top"))
     for ax, view, aspect, title in views:
-      if view is None:
-        continue
       ax.imshow(view["image"], cmap="gray", vmin=0, vmax=1, aspect=aspect)
       mask = view["mask"]
       overlay = np.zeros(mask.shape + (4,))
