@@ -106,10 +106,17 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
   return restored["state"], step
 
 
+def read_saved_json(step_dir: str | pathlib.Path, item: str) -> dict | None:
+  """The JSON item ("config", "source_stats", "metrics") saved in one checkpoint folder
+  (`<workdir>/checkpoints/<step>`), read as a file without orbax; None when absent."""
+  path = pathlib.Path(step_dir) / item / "metadata"
+  return json.loads(path.read_text()) if path.exists() else None
+
+
 def _restore_json(manager: ocp.CheckpointManager, step: int, item: str) -> dict | None:
-  path = pathlib.Path(manager.directory) / str(step) / item / "metadata"
-  if path.exists():
-    return json.loads(path.read_text())
+  saved = read_saved_json(pathlib.Path(manager.directory) / str(step), item)
+  if saved is not None:
+    return saved
   try:
     restored = manager.restore(
         step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))

@@ -1,4 +1,5 @@
-"""What the entry points (`liverjax.main`, `liverjax.study`, `liverjax.predict`) share: the
+"""What the entry points (`liverjax.main`, `liverjax.study`, `liverjax.predict`,
+`liverjax.compare`) share: the
 command line, one-line errors, exit codes.
 
 An input error ends a run with one line on stderr, `<program>: <what>`, naming
@@ -10,7 +11,7 @@ the flag, config field or file, and an exit code:
        disk, a read-only workdir), a damaged checkpoint (`CheckpointError`), the
        workdir held by another run (`WorkdirLocked`), training that stopped on
        non-finite values (`NonFiniteError`), bad input to prediction or scans
-       that failed (`PredictError`)
+       that failed (`PredictError`), runs that cannot be compared (`CompareError`)
   2    usage: an unknown flag or config field, a value that does not parse or
        fails `liverjax.config_check` (`ConfigError`), a missing `--config` file,
        stray arguments
@@ -36,6 +37,7 @@ from liverjax import experiment
 from liverjax import training
 from liverjax.data import chaos
 from liverjax.predict import errors as predict_errors
+from liverjax.reporting import compare as compare_report
 
 TRACEBACK_ENV = "LIVERJAX_TRACEBACK"
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
@@ -135,7 +137,7 @@ def describe_error(error: BaseException) -> tuple[str, int] | None:
     return str(error), USAGE
   if isinstance(error, (chaos.ChaosError, experiment.WorkdirLocked,
                         training.NonFiniteError, checkpointing.CheckpointError,
-                        predict_errors.PredictError)):
+                        predict_errors.PredictError, compare_report.CompareError)):
     return _one_line(error), FAILED
   if isinstance(error, OSError):
     if error.filename is not None and error.strerror:

@@ -4,6 +4,7 @@
   liverjax-predict  python -m liverjax.predict      a trained U-Net on new scans
   liverjax-study    python -m liverjax.study        every experiment, seed and direction
   liverjax-verify   python -m liverjax.data.verify  check a CHAOS folder
+  liverjax-compare  python -m liverjax.compare      finished runs compared over seeds
 
 Each runs its program exactly as `python -m <module>` does: the module is run as `__main__`
 (`runpy`, with `sys.argv[0]` its file and the rest of the command line unchanged), so the same
@@ -24,6 +25,7 @@ PROGRAMS = {
     "liverjax-predict": "liverjax.predict",
     "liverjax-study": "liverjax.study",
     "liverjax-verify": "liverjax.data.verify",
+    "liverjax-compare": "liverjax.compare",
 }
 
 
@@ -65,3 +67,8 @@ def study() -> None:
 def verify() -> None:
   """`liverjax-verify`: `python -m liverjax.data.verify`."""
   run_program(PROGRAMS["liverjax-verify"])
+
+
+def compare() -> None:
+  """`liverjax-compare`: `python -m liverjax.compare`."""
+  run_program(PROGRAMS["liverjax-compare"])

@@ -26,7 +26,8 @@ LAYERS = (
     ("liverjax.segmentation", "liverjax.cyclegan"),
     ("liverjax.reporting",),
     ("liverjax.experiment", "liverjax.config_check"),
-    ("liverjax.main", "liverjax.study", "liverjax.predict", "liverjax.cli", "liverjax.console"),
+    ("liverjax.main", "liverjax.study", "liverjax.predict", "liverjax.compare", "liverjax.cli",
+     "liverjax.console"),
 )
 PACKAGE_NAME = "liverjax"
 

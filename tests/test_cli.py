@@ -8,6 +8,7 @@ from liverjax import configs
 from liverjax import experiment
 from liverjax import training
 from liverjax.data import chaos
+from liverjax.reporting import compare
 
 
 def test_input_errors_become_one_line_with_their_exit_code(tmp_path):
@@ -25,6 +26,7 @@ def test_input_errors_become_one_line_with_their_exit_code(tmp_path):
       (configs.ConfigError("train.batch_size", "expected an integer >= 1", 0),
        "config.train.batch_size=0: expected an integer >= 1", cli.USAGE),
       (cli.UsageError("unexpected arguments: ['x']"), "unexpected arguments: ['x']", cli.USAGE),
+      (compare.CompareError("w: no metrics.json"), "w: no metrics.json", cli.FAILED),
       (KeyboardInterrupt(), "interrupted; run the same command again to resume from the last "
        "checkpoint", cli.INTERRUPTED),
   ]

@@ -31,10 +31,11 @@ def _run_script(name: str, *args: str, cwd=REPO) -> subprocess.CompletedProcess:
                         env=dict(os.environ, PYTHONPATH=str(REPO)))  # this checkout's liverjax
 
 
-def test_the_packaging_declares_the_four_scripts_and_reads_the_one_version():
+def test_the_packaging_declares_the_five_scripts_and_reads_the_one_version():
   scripts = PYPROJECT["project"]["scripts"]
   assert set(scripts) == set(console.PROGRAMS) == {
-      "liverjax-train", "liverjax-predict", "liverjax-study", "liverjax-verify"}
+      "liverjax-train", "liverjax-predict", "liverjax-study", "liverjax-verify",
+      "liverjax-compare"}
   for name, target in scripts.items():
     module, _, function = target.partition(":")
     assert module == "liverjax.console" and callable(getattr(console, function)), name
@@ -73,7 +74,8 @@ def test_each_script_runs_its_program(name, tmp_path):
   docstring = ast.get_docstring(ast.parse(path.read_text()), clean=False)
   assert run.stdout.startswith(docstring.splitlines()[0]), (module, run.stdout[:300])
   flag = {"liverjax.main": "--config", "liverjax.predict": "--input",
-          "liverjax.study": "--protocol", "liverjax.data.verify": "--root"}[module]
+          "liverjax.study": "--protocol", "liverjax.data.verify": "--root",
+          "liverjax.compare": "--arm"}[module]
   assert flag in run.stdout.split("flags:")[-1], module  # defined: the program ran
 
 

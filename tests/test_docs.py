@@ -532,6 +532,8 @@ BROKEN = (
     ("python -m liverjax.predict --workdir=w --input=x --out=o --adapt_bn=yes", "not one of"),
     ("python -m liverjax.predict --workdir=w --input=x --outdir=o", "no flag --outdir"),
     ("python -m liverjax.data.verify --root=x --sequence=t2", "no flag --sequence"),
+    ("python -m liverjax.compare --arm=a=w --modalty=CT", "no flag --modalty"),
+    ("liverjax-compare --arm=a=w --metric=hd95", "not one of"),
     ("liverjax-trian --config=configs/mri_to_ct.py", "no such console script"),
     ("liverjax-predict --workdir=w --input=x --outdir=o", "no flag --outdir"),
     ("liverjax-train --config=configs/mri_to_ctt.py", "no such config file"),

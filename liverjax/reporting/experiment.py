@@ -90,7 +90,8 @@ def _json_default(x):
   raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (imported here: matplotlib is optional)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -106,7 +107,8 @@ def _dice_axes(ax, xlabel: str, ylabel: str = "Dice") -> None:
   ax.grid(alpha=0.3)
 
 
-def _save(plt, fig, path) -> None:
+def save_figure(plt, fig, path) -> None:
+  """Saves `fig` to `path` (PNG, 110 dpi) with a tight layout and closes it."""
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -119,7 +121,7 @@ def plot_predictions(examples: list, path) -> None:
   {0,1}[S,S], title str). Masks are drawn over the image (true green,
   predicted red) with the slice's Dice in the title.
   """
-  plt = _pyplot()
+  plt = pyplot()
   n = len(examples)
   fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n), squeeze=False)
   for row, ex in zip(axes, examples):
@@ -137,7 +139,7 @@ def plot_predictions(examples: list, path) -> None:
       ax.set_title(label, fontsize=7)
     for ax in row:
       ax.axis("off")
-  _save(plt, fig, path)
+  save_figure(plt, fig, path)
 
 
 def pseudo_label_panel(image: np.ndarray, mask: np.ndarray, probabilities: np.ndarray,
@@ -175,7 +177,7 @@ def plot_pseudo_labels(panels: list[dict], path, columns: int = 5) -> None:
   section: labelled liver green, pixels left out of the student's loss yellow, labelled
   background as it is, the teacher's liver outlined in red (all that is left of a dropped
   scan, whose mask is all left out and not drawn)."""
-  plt = _pyplot()
+  plt = pyplot()
   groups = max(1, math.ceil(len(panels) / columns))
   cols = min(columns, max(len(panels), 1))
   fig, axes = plt.subplots(2 * groups, cols, figsize=(2.6 * cols, 4.6 * groups), squeeze=False,
@@ -200,7 +202,7 @@ def plot_pseudo_labels(panels: list[dict], path, columns: int = 5) -> None:
       ax.set_title(title, fontsize=6)
   fig.suptitle("pseudo-labels: liver (green), left out (yellow), teacher's liver (red)",
                fontsize=8)
-  _save(plt, fig, path)
+  save_figure(plt, fig, path)
 
 
 def plot_curves(records: list[dict], path) -> bool:
@@ -210,7 +212,7 @@ def plot_curves(records: list[dict], path) -> bool:
   val = [r for r in records if r.get("split") == "val" and "val_dice" in r]
   if not train:
     return False
-  plt = _pyplot()
+  plt = pyplot()
   fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6))
   steps = [r["step"] for r in train]
   for key in ("total", "dice_loss", "bce", "jaccard_loss"):
@@ -227,7 +229,7 @@ def plot_curves(records: list[dict], path) -> bool:
     ax1.plot([r["step"] for r in val], [r["val_dice"] for r in val], "o-",
              label="validation Dice (per volume)")
   _dice_axes(ax1, "step")
-  _save(plt, fig, path)
+  save_figure(plt, fig, path)
   return True
 
 
@@ -256,7 +258,7 @@ def write_checkpoint_curve(rows: list[dict], source: str, workdir) -> None:
   workdir = pathlib.Path(workdir)
   (workdir / "checkpoint_curve.json").write_text(
       json.dumps(rows, indent=1, default=_json_default))
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 3.6))
   steps = [r["step"] for r in rows]
   val = [(r["step"], r["val_dice"]) for r in rows if r["val_dice"] is not None]
@@ -267,7 +269,7 @@ def write_checkpoint_curve(rows: list[dict], source: str, workdir) -> None:
       ax.plot(steps, [r[f"{group}_dice"] for r in rows], "o-",
               label=f"{GROUP_NAMES.get(group, group)} test")
   _dice_axes(ax, "checkpoint step", "mean Dice per volume")
-  _save(plt, fig, workdir / "checkpoint_curve.png")
+  save_figure(plt, fig, workdir / "checkpoint_curve.png")
   (workdir / "checkpoint_curve.md").write_text(
       f"# Every kept checkpoint, trained on {source.upper()}\n\n"
       "Test patients per group; the run itself evaluates the checkpoint with the best source "
