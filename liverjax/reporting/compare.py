@@ -241,7 +241,8 @@ def plot_per_volume(result: dict, path) -> None:
   ax.set_ylabel(METRICS[result["metric"]])
   if result["metric"].startswith("dice"):
     ax.set_ylim(0, 1)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(len(arms), 4),
+            frameon=False)
   ax.grid(alpha=0.3, axis="y")
   ax.set_title(f"{result['modality']}: bars the mean over runs, dots the runs", fontsize=9)
   experiment_report.save_figure(plt, fig, path)
