@@ -12,8 +12,9 @@ volume's mean over runs. For example, three seeds of a teacher and its student:
 
 Flags:
   --arm       NAME=RUN,RUN,...; a RUN is a workdir, or a glob pattern whose workdirs are pooled
-              into one run (the folds of a cross-validation: `workdir/mm_s0_f*`); repeat the
-              flag for each arm, the first is the reference of the paired differences
+              into one run (the folds of a cross-validation: `workdir/mm_s0_f*`), or several
+              joined by "+" (`workdir/a_s0+workdir/b_s0`: runs tested on different patients);
+              repeat the flag for each arm, the first is the reference of the paired differences
   --modality  CT | MR: whose test volumes (default: the one modality every run scored)
   --metric    dice (default) | dice_raw | ravd | assd | mssd (per-volume figures of metrics.json)
   --exclude   patient ids also summarised without (a column "without ..."); repeatable
@@ -41,8 +42,8 @@ from liverjax.reporting.compare import CompareError
 def _define_flags() -> None:
   """The command-line flags (defined only when run as a program)."""
   flags.DEFINE_multi_string("arm", None, "NAME=RUN,RUN,...: a recipe and its runs in seed "
-                            "order; a RUN is a workdir or a glob of workdirs pooled as one "
-                            "run (folds). The first arm is the paired reference.")
+                            "order; a RUN is a workdir, a glob, or several joined by '+', "
+                            "pooled as one run (folds). The first arm is the paired reference.")
   flags.DEFINE_enum("modality", None, ["CT", "MR"], "Whose test volumes (default: the one "
                     "modality every run scored).")
   flags.DEFINE_enum("metric", "dice", list(compare_report.METRICS), "Per-volume figure.")
@@ -65,13 +66,18 @@ def parse_arm(text: str) -> tuple[str, list[str]]:
 
 
 def load_arm_runs(runs: list[str]) -> list:
-  """Each RUN pattern as a `compare_report.Run`, or its `CompareError` (kept in position)."""
+  """Each RUN as a `compare_report.Run`, or its `CompareError` (kept in position). A RUN is
+  a workdir, a glob pattern, or several of them joined by "+", all pooled into one run."""
   loaded = []
   for pattern in runs:
-    workdirs = sorted(pathlib.Path(p) for p in glob.glob(pattern) if pathlib.Path(p).is_dir()
-                      ) if glob.has_magic(pattern) else [pathlib.Path(pattern)]
-    if not workdirs:
-      loaded.append(CompareError(f"{pattern}: no workdir matches"))
+    workdirs, unmatched = [], []
+    for part in pattern.split("+"):
+      found = sorted(pathlib.Path(p) for p in glob.glob(part) if pathlib.Path(p).is_dir()
+                     ) if glob.has_magic(part) else [pathlib.Path(part)]
+      workdirs += found
+      unmatched += [] if found else [part]
+    if unmatched:
+      loaded.append(CompareError(f"{', '.join(unmatched)}: no workdir matches"))
       continue
     try:
       loaded.append(compare_report.load_run(pattern, workdirs))
@@ -84,11 +90,15 @@ def pick_modality(arms: list) -> str:
   """The one modality every readable run scored.
 
   Raises:
-    cli.UsageError: none, or more than one (then --modality must name it).
+    CompareError: no run could be read (naming why, run by run).
+    cli.UsageError: no modality shared, or more than one (then --modality must name it).
   """
   sets = [{k[0] for k in r.volumes} for _, runs in arms for r in runs
           if isinstance(r, compare_report.Run)]
-  shared = set.intersection(*sets) if sets else set()
+  if not sets:
+    raise CompareError("no run could be read: " + "; ".join(
+        str(r) for _, runs in arms for r in runs))
+  shared = set.intersection(*sets)
   if len(shared) != 1:
     raise cli.UsageError("name the test volumes' modality with --modality=CT or MR (the runs "
                          f"share {', '.join(sorted(shared)) or 'none'})")

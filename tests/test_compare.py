@@ -29,6 +29,13 @@ def test_compare_prints_the_table_writes_out_and_pools_folds(tmp_path):
   saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
   assert saved["volumes"] == ["MR p1 t2", "MR p2 t2"]
   assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+  # "+" pools named workdirs as a glob pools folds: the same comparison.
+  plus = _compare(f"--arm=teacher={tmp_path}/t0,{tmp_path}/t1",
+                  f"--arm=in-domain={tmp_path}/f0_0+{tmp_path}/f0_1,{tmp_path}/f1_*",
+                  "--exclude=p2")
+  assert plus.returncode == 0 and plus.stdout == result.stdout
+  missing = _compare(f"--arm=a={tmp_path}/t0+{tmp_path}/nothing_*")
+  assert missing.returncode == cli.FAILED and "nothing_*: no workdir matches" in missing.stderr
 
 
 def test_a_run_not_yet_evaluated_is_named_and_the_exit_code_says_so(tmp_path):

@@ -110,7 +110,8 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
       main figures.
 
   Returns:
-    A dict: `volumes` (labels, in order), `left_out` (labels some run lacks, with the runs),
+    A dict: `volumes` (labels, in order), `left_out` (label of each volume some run lacks ->
+    the [arm name, run number from 1] of the runs that lack it),
     `arms` (per arm: `runs` per-run records with `mean` over volumes, `seed`, `source_val`
     or `error`; `mean`, `std` over runs; `without`; `per_volume` means over runs;
     `paired` differences against the first arm per position, `ahead` and `n_paired`),
@@ -131,8 +132,10 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
     raise CompareError(f"no {modality} test volume is scored by every run (runs with none: "
                        + ", ".join(r.name for r, k in zip(readable, keys) if not k) + ")")
   volumes = sorted(common, key=lambda k: (k[1], k[2]))
-  left_out = {progress.scan_label(*k): [r.name for r in readable if k not in r.volumes]
-              for k in sorted(set.union(*keys) - common)}
+  left_out = {progress.scan_label(*k): [[name, i + 1] for name, runs in arms
+                                        for i, r in enumerate(runs)
+                                        if isinstance(r, Run) and k not in r.volumes]
+              for k in sorted(set.union(*keys) - common, key=lambda k: (k[1], k[2]))}
   kept = [k for k in volumes if k[1] not in exclude]
   out_arms = []
   for name, runs in arms:
@@ -212,8 +215,15 @@ def render_markdown(result: dict) -> str:
                                                for a in arms) + " |")
   notes = [f"- {a['name']}, run {k + 1}: not read ({r['error']})"
            for a in arms for k, r in enumerate(a["runs"]) if "error" in r]
-  notes += [f"- left out, not scored by every run: {label} (missing in "
-            f"{', '.join(runs)})" for label, runs in result["left_out"].items()]
+  groups = {}  # the runs that lack a volume -> the volumes they lack
+  for label, runs in result["left_out"].items():
+    groups.setdefault(tuple(map(tuple, runs)), []).append(label)
+  for runs, labels in groups.items():
+    by_arm = {}
+    for name, k in runs:
+      by_arm.setdefault(name, []).append(str(k))
+    where = "; ".join(f"{name} run {', '.join(ks)}" for name, ks in by_arm.items())
+    notes.append(f"- left out, not scored by every run: {', '.join(labels)} (not in {where})")
   mismatched = sorted({k + 1 for a in arms for k, r in enumerate(a["runs"])
                        if k < len(arms[0]["runs"]) and r.get("seed") is not None
                        and arms[0]["runs"][k].get("seed") not in (None, r["seed"])})

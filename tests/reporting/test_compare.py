@@ -77,10 +77,15 @@ def test_volumes_some_run_lacks_are_left_out_and_listed(tmp_path):
   b = _arm(tmp_path, "b", [{"p1": 0.9}, {"p1": 0.7, "p2": 0.5}])
   r = compare.compare([("a", a), ("b", b)], "MR")
   assert r["volumes"] == ["MR p1 t2"]
-  assert r["left_out"] == {"MR p2 t2": ["b0"]}
+  assert r["left_out"] == {"MR p2 t2": [["b", 1]]}
   assert r["arms"][0]["mean"] == pytest.approx(0.7)
-  assert "left out, not scored by every run: MR p2 t2 (missing in b0)" in \
+  assert "left out, not scored by every run: MR p2 t2 (not in b run 1)" in \
       compare.render_markdown(r)
+  # Volumes lacked by the same runs are listed together.
+  c = _arm(tmp_path, "c", [{"p1": 0.5, "p2": 0.5, "p3": 0.5}, {"p1": 0.5}])
+  md = compare.render_markdown(compare.compare([("a", a), ("c", c)], "MR"))
+  assert "left out, not scored by every run: MR p2 t2 (not in c run 2)" in md
+  assert "left out, not scored by every run: MR p3 t2 (not in a run 1, 2; c run 2)" in md
 
 
 def test_an_unreadable_run_keeps_its_position_and_shortens_its_arm(tmp_path):
