@@ -109,6 +109,9 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
     exclude: patient ids also summarised without (e.g. a known outlier); they stay in the
       main figures.
 
+  A volume without the metric (or an infinite distance: an empty prediction's ASSD) makes
+  its runs' means NaN or inf, shown as such: it is not averaged away.
+
   Returns:
     A dict: `volumes` (labels, in order), `left_out` (label of each volume some run lacks ->
     the [arm name, run number from 1] of the runs that lack it),
@@ -146,16 +149,16 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
         continue
       values = [_value(r.volumes[k], metric) for k in volumes]
       records.append({"name": r.name, "seed": r.seed, "source_val": r.source_val,
-                      "values": values, "mean": float(np.nanmean(values)),
-                      "without": float(np.nanmean([_value(r.volumes[k], metric)
-                                                   for k in kept])) if kept else math.nan})
+                      "values": values, "mean": float(np.mean(values)),
+                      "without": float(np.mean([_value(r.volumes[k], metric)
+                                                for k in kept])) if kept else math.nan})
     good = [x for x in records if "mean" in x]
     means = [x["mean"] for x in good]
     vals = [x["source_val"] for x in good if x["source_val"] is not None]
     out_arms.append({
         "name": name, "runs": records,
         "mean": float(np.mean(means)) if means else math.nan,
-        "std": float(np.std(means)) if means else math.nan,
+        "std": float(np.std(means)) if means and np.all(np.isfinite(means)) else math.nan,
         "without": float(np.mean([x["without"] for x in good])) if good else math.nan,
         "source_val": float(np.mean(vals)) if vals else None,
         "per_volume": (np.nanmean([x["values"] for x in good], axis=0).tolist()
@@ -168,7 +171,9 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
     arm["paired"] = pairs
     arm["ahead"] = sum(sign * d > 0 for d in pairs)
     arm["n_paired"] = len(pairs)
+  unmatched = [p for p in exclude if all(k[1] != p for k in volumes)]
   return {"modality": modality, "metric": metric, "exclude": list(exclude),
+          "exclude_unmatched": unmatched,
           "volumes": [progress.scan_label(*k) for k in volumes], "left_out": left_out,
           "arms": out_arms}
 
@@ -224,6 +229,8 @@ def render_markdown(result: dict) -> str:
       by_arm.setdefault(name, []).append(str(k))
     where = "; ".join(f"{name} run {', '.join(ks)}" for name, ks in by_arm.items())
     notes.append(f"- left out, not scored by every run: {', '.join(labels)} (not in {where})")
+  notes += [f"- --exclude {p}: no test volume of that patient" for p in
+            result["exclude_unmatched"]]
   mismatched = sorted({k + 1 for a in arms for k, r in enumerate(a["runs"])
                        if k < len(arms[0]["runs"]) and r.get("seed") is not None
                        and arms[0]["runs"][k].get("seed") not in (None, r["seed"])})

@@ -48,6 +48,8 @@ def test_means_paired_differences_and_per_volume_means(tmp_path):
   assert "| b | 3 (0, 1, 2) | 0.750 / 0.550 / 0.900 | 0.733 ± 0.143 | 0.800 | 0.800 | " \
          "+0.033 (+0.050 / -0.050 / +0.100) | 2 of 3 |" in md
   assert "| MR p2 t2 | 0.600 | 0.667 |" in md
+  typo = compare.render_markdown(compare.compare([("a", a)], "MR", exclude=("p9",)))
+  assert "- --exclude p9: no test volume of that patient" in typo
 
 
 def test_a_lower_is_better_metric_counts_the_lower_arm_as_better(tmp_path):
@@ -57,6 +59,9 @@ def test_a_lower_is_better_metric_counts_the_lower_arm_as_better(tmp_path):
   assert r["arms"][1]["paired"] == pytest.approx([-2.0]) and r["arms"][1]["ahead"] == 1
   ravd = compare.compare([("a", a), ("b", b)], "MR", metric="ravd")
   assert ravd["arms"][0]["mean"] == pytest.approx(8.0)  # |-8|: the size of the volume error
+  # An empty prediction's infinite distance is shown, not averaged away.
+  c = _arm(tmp_path, "c", [{"p1": 0.0, "p2": 0.8}], assd={"p1": float("inf"), "p2": 1.0})
+  assert compare.compare([("c", c)], "MR", metric="assd")["arms"][0]["mean"] == float("inf")
 
 
 def test_folds_pool_into_one_run_and_a_volume_scored_twice_is_named(tmp_path):
