@@ -92,6 +92,11 @@ def load_run(name: str, workdirs: list[pathlib.Path]) -> Run:
              float(np.mean(source_vals)) if source_vals else None, seed)
 
 
+def _digits(metric: str) -> int:
+  """Decimals the tables print: 3 for Dice, 1 for RAVD % and distances in mm."""
+  return 3 if metric.startswith("dice") else 1
+
+
 def _value(volume: dict, metric: str) -> float:
   x = float(volume[metric]) if volume.get(metric) is not None else math.nan
   return abs(x) if metric.startswith("ravd") else x
@@ -117,7 +122,8 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
     the [arm name, run number from 1] of the runs that lack it),
     `arms` (per arm: `runs` per-run records with `mean` over volumes, `seed`, `source_val`
     or `error`; `mean`, `std` over runs; `without`; `per_volume` means over runs;
-    `paired` differences against the first arm per position, `ahead` and `n_paired`),
+    `paired` differences against the first arm per position, `ahead` (pairs better at the
+    printed precision: a +0.000 is not better) and `n_paired`),
     and the arguments.
 
   Raises:
@@ -169,7 +175,7 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
     pairs = [(b["mean"] - a["mean"]) for a, b in zip(first, arm["runs"])
              if "mean" in a and "mean" in b]
     arm["paired"] = pairs
-    arm["ahead"] = sum(sign * d > 0 for d in pairs)
+    arm["ahead"] = sum(round(sign * d, _digits(metric)) > 0 for d in pairs)  # as printed
     arm["n_paired"] = len(pairs)
   unmatched = [p for p in exclude if all(k[1] != p for k in volumes)]
   return {"modality": modality, "metric": metric, "exclude": list(exclude),
@@ -188,7 +194,7 @@ def render_markdown(result: dict) -> str:
   """The comparison as Markdown: the arms' table, the per-volume table, and notes naming
   the runs that could not be read and the volumes left out."""
   metric, arms = result["metric"], result["arms"]
-  digits = 3 if metric.startswith("dice") else 1
+  digits = _digits(metric)
   excl = ", ".join(result["exclude"])
   lines = [f"{result['modality']} {METRICS[metric]}, mean over the "
            f"{len(result['volumes'])} test volumes every run scored; arms paired with "

@@ -41,6 +41,8 @@ def test_means_paired_differences_and_per_volume_means(tmp_path):
   assert arm_a["without"] == pytest.approx(0.8)  # p1 alone
   assert arm_b["paired"] == pytest.approx([0.05, -0.05, 0.1])
   assert (arm_b["ahead"], arm_b["n_paired"]) == (2, 3)
+  tie = _arm(tmp_path, "tie", [{"p1": 0.8002, "p2": 0.6}])  # +0.0001 on a's first run
+  assert compare.compare([("a", a[:1]), ("tie", tie)], "MR")["arms"][1]["ahead"] == 0
   assert arm_b["per_volume"] == pytest.approx([0.8, 2.0 / 3])
   assert arm_b["source_val"] == pytest.approx(0.8)
   assert r["volumes"] == ["MR p1 t2", "MR p2 t2"]
