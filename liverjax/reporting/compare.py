@@ -74,11 +74,11 @@ def load_run(name: str, workdirs: list[pathlib.Path]) -> Run:
       raise CompareError(f"{workdir}: no {METRICS_FILE} (the run has not been evaluated)")
     try:
       metrics = json.loads(path.read_text())
-      records = metrics["volumes"]
-    except (ValueError, KeyError, TypeError) as e:
+      records = [((v["modality"], str(v["patient_id"]), v.get("sequence") or ""), v)
+                 for v in metrics["volumes"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
       raise CompareError(f"{path}: not a liverjax metrics file ({type(e).__name__}: {e})") from e
-    for v in records:
-      key = (v["modality"], v["patient_id"], v["sequence"])
+    for key, v in records:
       if key in volumes:
         raise CompareError(f"{workdir}: {progress.scan_label(*key)} is also scored by "
                            f"another workdir of the run {name!r}; pooled workdirs must test "

@@ -77,6 +77,12 @@ def test_folds_pool_into_one_run_and_a_volume_scored_twice_is_named(tmp_path):
     compare.load_run("folds", [f0, f1, twice])
   with pytest.raises(compare.CompareError, match=r"nothing: no metrics.json"):
     compare.load_run("x", [tmp_path / "nothing"])
+  for name, text in [("cut", '{"volumes": [{"modality": "MR"'), ("old", '{"volumes": [{}]}'),
+                     ("list", "[]")]:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "metrics.json").write_text(text)
+    with pytest.raises(compare.CompareError, match=rf"{name}/metrics.json: not a liverjax metrics"):
+      compare.load_run(name, [tmp_path / name])
 
 
 def test_volumes_some_run_lacks_are_left_out_and_listed(tmp_path):
