@@ -71,7 +71,7 @@ def test_entry_points_run_outside_the_repository(tmp_path):
 
 def test_an_installed_copy_runs_outside_the_repository(tmp_path):
   """The package as pip installs it (a wheel built from pyproject.toml) holds the configs and
-  the four console scripts, and its entry points run from another folder: `--config=<name>`
+  the five console scripts, and its entry points run from another folder: `--config=<name>`
   finds the installed file, and each script prints the version."""
   source = tmp_path / "source"
   shutil.copytree(REPO / "liverjax", source / "liverjax",
@@ -100,7 +100,8 @@ def test_an_installed_copy_runs_outside_the_repository(tmp_path):
   assert run.stderr == "liverjax.main: config.train.batch_size=0: expected an integer >= 1\n"
   # The console scripts, as pip wrote them (bin/ of the install), each with --version.
   scripts = sorted(p.name for p in (tmp_path / "site" / "bin").glob("liverjax-*"))
-  assert scripts == ["liverjax-predict", "liverjax-study", "liverjax-train", "liverjax-verify"]
+  assert scripts == ["liverjax-compare", "liverjax-predict", "liverjax-study", "liverjax-train",
+                     "liverjax-verify"]
   for script in scripts:
     run = subprocess.run([str(tmp_path / "site" / "bin" / script), "--version"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120,
