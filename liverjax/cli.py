@@ -1,6 +1,5 @@
 """What the entry points (`liverjax.main`, `liverjax.study`, `liverjax.predict`,
-`liverjax.compare`) share: the
-command line, one-line errors, exit codes.
+`liverjax.compare`) share: the command line, one-line errors, exit codes.
 
 An input error ends a run with one line on stderr, `<program>: <what>`, naming
 the flag, config field or file, and an exit code:
