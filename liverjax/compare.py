@@ -93,11 +93,7 @@ def pick_modality(arms: list) -> str:
     CompareError: no run could be read (naming why, run by run).
     cli.UsageError: no modality shared, or more than one (then --modality must name it).
   """
-  sets = [{k[0] for k in r.volumes} for _, runs in arms for r in runs
-          if isinstance(r, compare_report.Run)]
-  if not sets:
-    raise CompareError("no run could be read: " + "; ".join(
-        str(r) for _, runs in arms for r in runs))
+  sets = [{k[0] for k in r.volumes} for r in compare_report.readable_runs(arms)]
   shared = set.intersection(*sets)
   if len(shared) != 1:
     raise cli.UsageError("name the test volumes' modality with --modality=CT or MR (the runs "

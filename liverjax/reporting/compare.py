@@ -22,7 +22,6 @@ from liverjax import checkpointing
 from liverjax import progress
 from liverjax.reporting import experiment as experiment_report
 
-METRICS_FILE = "metrics.json"
 # Per-volume figures of metrics.json that can be compared; higher is better for the Dice
 # figures only (RAVD is signed in metrics.json's volumes: its absolute value is compared).
 METRICS = {"dice": "Dice", "dice_raw": "Dice (raw)", "ravd": "|RAVD| %", "assd": "ASSD mm",
@@ -69,9 +68,9 @@ def load_run(name: str, workdirs: list[pathlib.Path]) -> Run:
   """
   volumes, source_vals, seeds = {}, [], set()
   for workdir in workdirs:
-    path = pathlib.Path(workdir) / METRICS_FILE
+    path = pathlib.Path(workdir) / experiment_report.METRICS_FILE
     if not path.is_file():
-      raise CompareError(f"{workdir}: no {METRICS_FILE} (the run has not been evaluated)")
+      raise CompareError(f"{workdir}: no {path.name} (the run has not been evaluated)")
     try:
       metrics = json.loads(path.read_text())
       records = [((v["modality"], str(v["patient_id"]), v.get("sequence") or ""), v)
@@ -90,6 +89,24 @@ def load_run(name: str, workdirs: list[pathlib.Path]) -> Run:
   seed = seeds.pop() if len(seeds) == 1 else "mixed"
   return Run(name, [pathlib.Path(w) for w in workdirs], volumes,
              float(np.mean(source_vals)) if source_vals else None, seed)
+
+
+def readable_runs(arms: list[tuple[str, list[Run | CompareError]]]) -> list[Run]:
+  """The runs of `arms` that could be read, in order.
+
+  Raises:
+    CompareError: none could, naming why run by run.
+  """
+  readable = [r for _, runs in arms for r in runs if isinstance(r, Run)]
+  if not readable:
+    raise CompareError("no run could be read: " + "; ".join(
+        str(r) for _, runs in arms for r in runs))
+  return readable
+
+
+def _volume_order(key: tuple[str, str, str]) -> tuple[str, str]:
+  """(modality, patient_id, sequence) -> the order of the tables: patient, then sequence."""
+  return key[1], key[2]
 
 
 def _digits(metric: str) -> int:
@@ -131,20 +148,17 @@ def compare(arms: list[tuple[str, list[Run | CompareError]]], modality: str,
   """
   if metric not in METRICS:
     raise CompareError(f"metric {metric!r}: one of {', '.join(METRICS)}")
-  readable = [r for _, runs in arms for r in runs if isinstance(r, Run)]
-  if not readable:
-    raise CompareError("no run could be read: " + "; ".join(
-        str(r) for _, runs in arms for r in runs))
+  readable = readable_runs(arms)
   keys = [set(k for k in r.volumes if k[0] == modality) for r in readable]
   common = set.intersection(*keys)
   if not common:
     raise CompareError(f"no {modality} test volume is scored by every run (runs with none: "
                        + ", ".join(r.name for r, k in zip(readable, keys) if not k) + ")")
-  volumes = sorted(common, key=lambda k: (k[1], k[2]))
+  volumes = sorted(common, key=_volume_order)
   left_out = {progress.scan_label(*k): [[name, i + 1] for name, runs in arms
                                         for i, r in enumerate(runs)
                                         if isinstance(r, Run) and k not in r.volumes]
-              for k in sorted(set.union(*keys) - common, key=lambda k: (k[1], k[2]))}
+              for k in sorted(set.union(*keys) - common, key=_volume_order)}
   kept = [k for k in volumes if k[1] not in exclude]
   out_arms = []
   for name, runs in arms:

@@ -18,6 +18,8 @@ COLUMNS = (("dice", "Dice", 3), ("bce", "BCE", 3), ("dice_loss", "Dice loss", 3)
 # The raw prediction's figures (before eval.postprocess), next to the post-processed ones.
 RAW_COLUMNS = (("dice_raw", "Dice", 3), ("ravd_raw", "RAVD %", 1), ("assd_raw", "ASSD mm", 2),
                ("mssd_raw", "MSSD mm", 1))
+# A run's results, written here and read back by `reporting.compare`.
+METRICS_FILE = "metrics.json"
 
 
 def format_stat(stat: dict | None, digits: int) -> str:
@@ -58,7 +60,7 @@ def write_experiment_report(results: dict, examples: list, workdir) -> None:
   """Writes metrics.json, metrics.md, predictions.png and curves.png into workdir."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "metrics.json").write_text(json.dumps(results, indent=1, default=_json_default))
+  (workdir / METRICS_FILE).write_text(json.dumps(results, indent=1, default=_json_default))
   figures = []
   if examples:
     plot_predictions(examples, workdir / "predictions.png")
